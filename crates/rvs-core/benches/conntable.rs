@@ -1,0 +1,2 @@
+//! Connection table benchmarks (filled in with the schedulers).
+fn main() {}

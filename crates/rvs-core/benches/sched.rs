@@ -1,0 +1,2 @@
+//! Scheduling decision benchmarks (filled in with the schedulers).
+fn main() {}

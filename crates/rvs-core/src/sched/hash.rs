@@ -1,0 +1,1 @@
+//! Hash primitives of the hashing schedulers (placeholder until implemented).

@@ -1,0 +1,157 @@
+//! The IPVS schedulers (`net/netfilter/ipvs/ip_vs_<name>.c`), one type per algorithm.
+//!
+//! A scheduler is bound to one service. The engine tells it about configuration changes of
+//! the destination list ([`Scheduler::dests_changed`]) and, on the hot path, about changes of a
+//! destination's connection counters or OVERLOAD flag ([`Scheduler::counts_changed`]), and
+//! asks it to pick a destination for each new connection ([`Scheduler::schedule`]).
+//!
+//! Every scheduler must pick exactly what the kernel's would pick for the same list order,
+//! weights, counters and flags. Schedulers whose kernel version scans the whole list keep an
+//! index so a decision stays O(log n); each such scheduler also keeps the kernel-literal scan
+//! (`reference_*`) and a property test proves both agree.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::dest::{DestId, DestList};
+use crate::error::IpvsError;
+use crate::model::Protocol;
+use crate::rng::Rng;
+use crate::time::Tick;
+
+pub mod dh;
+pub mod fo;
+pub mod hash;
+pub mod lblc;
+pub mod lblcr;
+pub mod lc;
+pub mod mh;
+pub mod ovf;
+pub mod rr;
+pub mod sh;
+pub mod twos;
+pub mod wrr;
+
+/// What a scheduler may look at in the packet that opens a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedPacket {
+    /// transport protocol of the packet
+    pub proto: Protocol,
+    /// client address
+    pub saddr: IpAddr,
+    /// client port
+    pub sport: u16,
+    /// destination (virtual) address of the packet
+    pub daddr: IpAddr,
+    /// destination port of the packet
+    pub dport: u16,
+}
+
+/// Per-decision context: the caller's clock, the service flags, injected randomness.
+pub struct SchedCtx<'r> {
+    /// now
+    pub now: Tick,
+    /// the service's `IP_VS_SVC_F_*` flags (sh-port, mh-fallback, …)
+    pub svc_flags: u32,
+    /// randomness (twos)
+    pub rng: &'r mut Rng,
+}
+
+/// A change of a service's destination list, as the kernel's `add_dest`/`del_dest`/`upd_dest`
+/// callbacks see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestChange {
+    /// The scheduler was just bound to the service (`init_service`): build state from scratch.
+    Init,
+    /// A destination was inserted (at the head: position 0) or revived from the trash.
+    Added {
+        /// its position in the new list
+        pos: usize,
+    },
+    /// A destination was unlinked; the list no longer holds it.
+    Removed {
+        /// the position it had before removal
+        old_pos: usize,
+        /// its id
+        id: DestId,
+    },
+    /// A destination's weight, thresholds or method were edited (`-e`).
+    Updated {
+        /// its position
+        pos: usize,
+    },
+}
+
+/// One scheduling algorithm bound to one service.
+pub trait Scheduler: Send + fmt::Debug {
+    /// The kernel name (`rr`, `wlc`, …).
+    fn name(&self) -> &'static str;
+
+    /// The destination list changed by configuration. The list passed is the list *after* the
+    /// change.
+    fn dests_changed(&mut self, list: DestList<'_>, change: DestChange);
+
+    /// A destination's `activeconns`/`inactconns` or OVERLOAD flag changed (hot path).
+    fn counts_changed(&mut self, _list: DestList<'_>, _pos: usize) {}
+
+    /// Periodic housekeeping (lblc/lblcr table expiry); the engine calls it at least once a
+    /// minute with the current time.
+    fn housekeeping(&mut self, _list: DestList<'_>, _now: Tick) {}
+
+    /// Pick the destination for a new connection: its list position, or `None` when no
+    /// destination is available (the kernel's "no destination available").
+    fn schedule(
+        &mut self,
+        list: DestList<'_>,
+        pkt: &SchedPacket,
+        ctx: &mut SchedCtx<'_>,
+    ) -> Option<usize>;
+}
+
+/// Names the kernel knows, in ipvsadm's help order (plus `twos`, newer than ipvsadm 1.31).
+pub const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
+
+/// The special scheduler name `none`: a service without a scheduler; every new connection
+/// finds no destination.
+#[derive(Debug, Default)]
+pub struct NoScheduler;
+
+impl Scheduler for NoScheduler {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn dests_changed(&mut self, _list: DestList<'_>, _change: DestChange) {}
+    fn schedule(
+        &mut self,
+        _: DestList<'_>,
+        _: &SchedPacket,
+        _: &mut SchedCtx<'_>,
+    ) -> Option<usize> {
+        None
+    }
+}
+
+/// Create a scheduler by its kernel name. Unknown names give `ENOENT`
+/// ("Scheduler or persistence engine not found"), as a missing `ip_vs_<name>` module does.
+pub fn new_scheduler(name: &str) -> Result<Box<dyn Scheduler>, IpvsError> {
+    Ok(match name {
+        "rr" => Box::new(rr::Rr::default()),
+        "wrr" => Box::new(wrr::Wrr::default()),
+        "lc" => Box::new(lc::Lc::default()),
+        "wlc" => Box::new(lc::Wlc::default()),
+        "sed" => Box::new(lc::Sed::default()),
+        "nq" => Box::new(lc::Nq::default()),
+        "fo" => Box::new(fo::Fo::default()),
+        "ovf" => Box::new(ovf::Ovf::default()),
+        "twos" => Box::new(twos::Twos::default()),
+        "lblc" => Box::new(lblc::Lblc::default()),
+        "lblcr" => Box::new(lblcr::Lblcr::default()),
+        "dh" => Box::new(dh::Dh::default()),
+        "sh" => Box::new(sh::Sh::default()),
+        "mh" => Box::new(mh::Mh::default()),
+        "none" => Box::new(NoScheduler),
+        _ => return Err(IpvsError::SchedulerNotFound),
+    })
+}

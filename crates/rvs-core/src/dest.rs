@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::{DestConf, Family, Forward, TunnelConf};
+use crate::model::{DestConf, Family, Forward, ServiceKey, TunnelConf};
 use crate::stats::Stats;
 use crate::time::Tick;
 
@@ -61,6 +61,8 @@ pub struct Dest {
     pub stats: Stats,
     /// owning service (kept while in the trash, so a re-add can revive it)
     pub svc: SvcId,
+    /// key of the owning service (what the trash matches a re-added destination against)
+    pub svc_key: Option<ServiceKey>,
     /// position in the owning service's list (maintained by the engine; meaningless in the trash)
     pub pos: usize,
     /// when the last reference went away while in the trash
@@ -88,6 +90,7 @@ impl Dest {
             refs: 0,
             stats: Stats::default(),
             svc,
+            svc_key: None,
             pos: 0,
             trash_idle_since: None,
         };

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every test of rvs: formatting, lints, unit/property/golden/simulation tests.
+# Runs on a fresh Debian machine with a Rust toolchain; installs what it needs itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v cc >/dev/null || need_pkgs+=(gcc)
+if ((${#need_pkgs[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+# SIM_SEEDS: how many seeds the deterministic simulation sweeps (see crates/rvs-core/tests/simulation.rs)
+SIM_SEEDS=${SIM_SEEDS:-200} cargo test --workspace --locked --release
+echo "== all tests passed"

@@ -30,6 +30,7 @@ pub mod ovf;
 pub mod rr;
 pub mod sh;
 pub mod twos;
+pub mod weights;
 pub mod wrr;
 
 /// What a scheduler may look at in the packet that opens a connection.

@@ -94,8 +94,16 @@ impl Dest {
             pos: 0,
             trash_idle_since: None,
         };
-        d.apply_conf(conf);
+        d.apply_conf_added(conf);
         d
+    }
+
+    /// Apply the settings of an add (`-a`, new or revived from the trash): unlike an edit, an
+    /// add sets `last_weight` even to 0 (`__ip_vs_update_dest` with `add`), so an mh table gives
+    /// a server added at weight 0 no slots.
+    pub fn apply_conf_added(&mut self, conf: &DestConf) {
+        self.apply_conf(conf);
+        self.last_weight = conf.weight;
     }
 
     /// Apply `-a`/`-e` settings (`__ip_vs_update_dest`): weight, thresholds, method, tunnel.

@@ -24,6 +24,10 @@
 //!   along its preference list to the next free slot. If `g` < 1 (no destination, or every
 //!   `last_weight` is 0) the table is emptied. The table is rebuilt on init, add, delete and
 //!   edit — in [`Scheduler::dests_changed`], never on the decision path.
+//! * **Σturns > M.** The table then fills up during the first round, so only the
+//!   destinations nearest the list head (the newest) get slots and the others get no
+//!   traffic at all. That is the kernel's behaviour (checked on 6.1 with 1,024 servers of
+//!   weights 1..1000: only the newest ~135 were ever chosen) and it is reproduced.
 //! * **More than M destinations.** The kernel refuses the rebuild (`EINVAL`, which the
 //!   add/delete path ignores) and keeps the previous table. That is reproduced: the old
 //!   table stays and its slots follow their destinations to their new list positions. A
@@ -438,6 +442,23 @@ mod tests {
         // 63 : 1 still fits
         let f = Fixture::added(&[("10.1.2.2", 80, 1), ("10.1.1.2", 80, 63)]);
         assert_eq!(built(&f).rshift(), 0);
+    }
+
+    #[test]
+    fn first_round_can_fill_the_table_before_older_servers_get_a_turn() {
+        // one server of weight 1 (the oldest, at the tail), then 99 of weight 63: gcd 1,
+        // 63 turns each; 4093 = 64·63 + 61 → only the 65 newest get slots
+        let mut f = Fixture::default();
+        f.add("10.9.0.1", 80, 1);
+        for i in 0..99 {
+            f.add(&format!("10.1.0.{}", i + 2), 80, 63);
+        }
+        let mh = built(&f);
+        assert_eq!((mh.gcd(), mh.rshift()), (1, 0));
+        let c = counts(&mh, 100);
+        assert!(c[..64].iter().all(|&k| k == 63));
+        assert_eq!(c[64], 61);
+        assert!(c[65..].iter().all(|&k| k == 0));
     }
 
     #[test]

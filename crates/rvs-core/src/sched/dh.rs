@@ -92,7 +92,7 @@ impl Scheduler for Dh {
 
 #[cfg(test)]
 mod tests {
-    use super::super::hash::testing::{pkt, with_ctx, Fixture};
+    use super::super::hash::testing::{pkt, with_ctx, Fixture, KernelCase};
     use super::*;
     use proptest::prelude::*;
 
@@ -193,6 +193,97 @@ mod tests {
         dh.dests_changed(f.list(), DestChange::Removed { old_pos: 1, id });
         let layout: Vec<_> = (0..4).map(|i| f.addr(dh.bucket(i).unwrap())).collect();
         assert_eq!(layout, ["10.0.0.3", "10.0.0.1", "10.0.0.3", "10.0.0.1"]);
+    }
+
+    // Recorded from Debian 12's kernel 6.1.0 (ipvs-oracle): UDP NAT services, one
+    // datagram per client, choices read back with `ipvsadm -Lcn`.
+    #[test]
+    fn matches_kernel_6_1_recordings() {
+        let five: Vec<(&str, u16, i32)> =
+            ["10.1.1.2", "10.1.2.2", "10.1.3.2", "10.1.4.2", "10.1.5.2"]
+                .iter()
+                .map(|&a| (a, 53, 1))
+                .collect();
+        super::super::hash::testing::replay(
+            &mut Dh::default(),
+            &KernelCase {
+                flags: 0,
+                added: &five,
+                edits: &[],
+                clients: &[
+                    ("172.16.9.9", 20001, "192.168.60.1", Some("10.1.4.2")),
+                    ("172.16.9.9", 20002, "192.168.60.2", Some("10.1.2.2")),
+                    ("172.16.9.9", 20003, "192.168.60.3", Some("10.1.4.2")),
+                    ("172.16.9.9", 20004, "192.168.60.4", Some("10.1.1.2")),
+                    ("172.16.9.9", 20005, "192.168.60.5", Some("10.1.5.2")),
+                    ("172.16.9.9", 20006, "192.168.60.6", Some("10.1.2.2")),
+                ],
+            },
+        );
+        // seven servers added with weights 1..=7; 10.5.0.4 edited to weight 0
+        let seven: Vec<(String, u16, i32)> = (2..=8)
+            .map(|i| (format!("10.5.0.{i}"), 53, i - 1))
+            .collect();
+        let seven: Vec<(&str, u16, i32)> =
+            seven.iter().map(|(a, p, w)| (a.as_str(), *p, *w)).collect();
+        super::super::hash::testing::replay(
+            &mut Dh::default(),
+            &KernelCase {
+                flags: 0,
+                added: &seven,
+                edits: &[("10.5.0.4", 0)],
+                clients: &[
+                    ("172.28.133.141", 30629, "192.168.60.23", None),
+                    ("172.30.247.133", 3102, "192.168.60.31", None),
+                    ("172.26.99.65", 33388, "192.168.60.2", Some("10.5.0.3")),
+                ],
+            },
+        );
+        // the same seven with 10.5.0.5 deleted (the table is rebuilt over six)
+        let mut dh = Dh::default();
+        let mut f = Fixture::default();
+        for &(a, p, w) in &seven {
+            f.add(a, p, w);
+        }
+        dh.dests_changed(f.list(), DestChange::Init);
+        let pos = (0..7).find(|&p| f.addr(p) == "10.5.0.5").unwrap();
+        let id = f.remove(pos);
+        dh.dests_changed(f.list(), DestChange::Removed { old_pos: pos, id });
+        for (vip, want) in [
+            ("192.168.60.102", "10.5.0.2"),
+            ("192.168.60.103", "10.5.0.7"),
+            ("192.168.60.104", "10.5.0.2"),
+            ("192.168.60.105", "10.5.0.7"),
+        ] {
+            assert_eq!(pick(&mut dh, &f, vip).as_deref(), Some(want), "{vip}");
+        }
+        // IPv6: three servers, every client of fd00::100 goes to one of them
+        super::super::hash::testing::replay(
+            &mut Dh::default(),
+            &KernelCase {
+                flags: 0,
+                added: &[
+                    ("fd00:1:1::2", 3002, 1),
+                    ("fd00:1:2::2", 3002, 1),
+                    ("fd00:1:3::2", 3002, 1),
+                ],
+                edits: &[],
+                clients: &[
+                    (
+                        "fd00:aaaa::57db:6ed2:ac0e",
+                        36755,
+                        "fd00::100",
+                        Some("fd00:1:3::2"),
+                    ),
+                    (
+                        "fd00:aaaa::7d80:65d2:7492",
+                        20566,
+                        "fd00::100",
+                        Some("fd00:1:3::2"),
+                    ),
+                ],
+            },
+        );
     }
 
     proptest! {

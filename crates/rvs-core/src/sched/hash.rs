@@ -230,6 +230,39 @@ pub(crate) mod testing {
         }
     }
 
+    /// A real-kernel recording: destinations added in this order (address, port, weight),
+    /// then weight edits, then UDP clients (source, source port, VIP) and the destination
+    /// address the kernel chose (`None`: no destination).
+    pub(crate) struct KernelCase<'a> {
+        pub flags: u32,
+        pub added: &'a [(&'a str, u16, i32)],
+        pub edits: &'a [(&'a str, i32)],
+        pub clients: &'a [(&'a str, u16, &'a str, Option<&'a str>)],
+    }
+
+    /// Replay a [`KernelCase`] through scheduler `s` and compare every decision.
+    pub(crate) fn replay(s: &mut dyn crate::sched::Scheduler, case: &KernelCase<'_>) {
+        use crate::sched::DestChange;
+        let mut f = Fixture::default();
+        s.dests_changed(f.list(), DestChange::Init);
+        for &(a, port, w) in case.added {
+            f.add(a, port, w);
+            s.dests_changed(f.list(), DestChange::Added { pos: 0 });
+        }
+        for &(a, w) in case.edits {
+            let pos = (0..f.order.len())
+                .find(|&p| f.addr(p) == a)
+                .expect("edited dest");
+            f.set_weight(pos, w);
+            s.dests_changed(f.list(), DestChange::Updated { pos });
+        }
+        for &(src, sport, vip, want) in case.clients {
+            let p = pkt_proto(crate::model::Protocol::Udp, src, sport, vip);
+            let got = with_ctx(case.flags, |ctx| s.schedule(f.list(), &p, ctx)).map(|p| f.addr(p));
+            assert_eq!(got.as_deref(), want, "{src}:{sport} → {vip}");
+        }
+    }
+
     /// Run `f` with a context carrying `flags`.
     pub(crate) fn with_ctx<R>(flags: u32, f: impl FnOnce(&mut SchedCtx<'_>) -> R) -> R {
         let mut rng = Rng::seeded(1);

@@ -129,7 +129,7 @@ impl Scheduler for Sh {
 
 #[cfg(test)]
 mod tests {
-    use super::super::hash::testing::{pkt, pkt_proto, with_ctx, Fixture};
+    use super::super::hash::testing::{pkt, pkt_proto, replay, with_ctx, Fixture, KernelCase};
     use super::*;
     use crate::model::Protocol;
     use proptest::prelude::*;
@@ -308,6 +308,82 @@ mod tests {
         assert_eq!(
             with_ctx(SCHED_SH_FALLBACK, |ctx| sh.schedule(f.list(), &p, ctx)),
             None
+        );
+    }
+
+    // Recorded from Debian 12's kernel 6.1.0 (ipvs-oracle): UDP NAT services, one
+    // datagram per client, choices read back with `ipvsadm -Lcn`.
+    #[test]
+    fn matches_kernel_6_1_recordings() {
+        let ws = |port: u16, w: [i32; 5]| -> Vec<(&'static str, u16, i32)> {
+            let a = ["10.1.1.2", "10.1.2.2", "10.1.3.2", "10.1.4.2", "10.1.5.2"];
+            a.iter().zip(w).map(|(&a, w)| (a, port, w)).collect()
+        };
+        let vip = "192.168.50.100";
+        // weights 2, 3, 1, 0, 5 (10.1.4.2 has weight 0: its buckets give no destination)
+        replay(
+            &mut Sh::default(),
+            &KernelCase {
+                flags: 0,
+                added: &ws(1000, [2, 3, 1, 0, 5]),
+                edits: &[],
+                clients: &[
+                    ("172.16.165.77", 35875, vip, Some("10.1.5.2")),
+                    ("172.16.24.37", 45119, vip, Some("10.1.2.2")),
+                    ("172.16.29.109", 12457, vip, Some("10.1.3.2")),
+                    ("172.16.96.190", 16385, vip, None),
+                    ("172.16.175.77", 42044, vip, None),
+                ],
+            },
+        );
+        replay(
+            &mut Sh::default(),
+            &KernelCase {
+                flags: SCHED_SH_PORT,
+                added: &ws(1001, [1, 2, 1, 3, 1]),
+                edits: &[],
+                clients: &[
+                    ("172.16.201.157", 55071, vip, Some("10.1.4.2")),
+                    ("172.16.110.117", 32459, vip, Some("10.1.2.2")),
+                    ("172.16.177.27", 18507, vip, Some("10.1.5.2")),
+                    ("172.16.7.36", 50989, vip, Some("10.1.3.2")),
+                ],
+            },
+        );
+        // sh-fallback, 10.1.2.2 edited to weight 0: these clients hashed to its buckets
+        replay(
+            &mut Sh::default(),
+            &KernelCase {
+                flags: SCHED_SH_FALLBACK,
+                added: &ws(1002, [1, 1, 1, 1, 1]),
+                edits: &[("10.1.2.2", 0)],
+                clients: &[
+                    ("172.16.1.33", 11589, vip, Some("10.1.4.2")),
+                    ("172.16.220.252", 18697, vip, Some("10.1.5.2")),
+                    ("172.16.235.185", 49040, vip, Some("10.1.5.2")),
+                    ("172.16.166.82", 37954, vip, Some("10.1.4.2")),
+                    ("172.16.17.237", 14101, vip, Some("10.1.1.2")),
+                ],
+            },
+        );
+        let v6 = "fd00::100";
+        replay(
+            &mut Sh::default(),
+            &KernelCase {
+                flags: 0,
+                added: &[
+                    ("fd00:1:1::2", 3001, 1),
+                    ("fd00:1:2::2", 3001, 2),
+                    ("fd00:1:3::2", 3001, 3),
+                    ("fd00:1:4::2", 3001, 4),
+                ],
+                edits: &[],
+                clients: &[
+                    ("fd00:aaaa::107e:77da:ff7c", 53545, v6, Some("fd00:1:3::2")),
+                    ("fd00:aaaa::4752:ba9e:4a42", 35385, v6, Some("fd00:1:2::2")),
+                    ("fd00:aaaa::1262:9201:e0c6", 19206, v6, Some("fd00:1:4::2")),
+                ],
+            },
         );
     }
 

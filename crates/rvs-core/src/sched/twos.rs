@@ -101,11 +101,6 @@ impl Twos {
         }
         (first, second)
     }
-
-    /// The eligible destination owning draw `r` (0 belongs to the first one).
-    fn owner(&self, r: u32) -> usize {
-        self.index.first_reaching(u64::from(r.max(1)))
-    }
 }
 
 impl Scheduler for Twos {
@@ -142,7 +137,10 @@ impl Scheduler for Twos {
         let bound = total as u32 + 1;
         let r1 = ctx.rng.below(bound);
         let r2 = ctx.rng.below(bound);
-        let (p1, p2) = (self.owner(r1), self.owner(r2));
+        // A draw of 0 belongs to the first eligible destination, like a draw of 1.
+        let (p1, p2) = self
+            .index
+            .first_reaching_pair(u64::from(r1.max(1)), u64::from(r2.max(1)));
         let (w1, w2) = (self.index.get(p1) as i32, self.index.get(p2) as i32);
         let (o1, o2) = (overhead(list.get(p1)), overhead(list.get(p2)));
         Some(if second_wins(w1, o1, w2, o2) { p2 } else { p1 })

@@ -142,7 +142,8 @@ impl MaxTree {
     }
 }
 
-/// A Fenwick (binary indexed) tree of leaf sums over list positions.
+/// A Fenwick (binary indexed) tree of leaf sums over list positions, padded with zero leaves
+/// to a power of two so that a descent is a fixed number of branch-free steps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SumTree {
     leaf: Vec<u32>,
@@ -155,13 +156,13 @@ impl SumTree {
     pub fn rebuild(&mut self, list: DestList<'_>, leaf: impl Fn(&Dest) -> u32) {
         self.leaf.clear();
         self.leaf.extend(list.iter().map(leaf));
-        let n = self.leaf.len();
+        let cap = self.leaf.len().next_power_of_two();
         self.fen.clear();
-        self.fen.resize(n + 1, 0);
-        for i in 1..=n {
-            self.fen[i] += u64::from(self.leaf[i - 1]);
+        self.fen.resize(cap + 1, 0);
+        for i in 1..=cap {
+            self.fen[i] += self.leaf.get(i - 1).map_or(0, |&w| u64::from(w));
             let j = i + (i & i.wrapping_neg());
-            if j <= n {
+            if j <= cap {
                 self.fen[j] += self.fen[i];
             }
         }
@@ -210,20 +211,29 @@ impl SumTree {
     /// The first position whose running sum (leaves `0..=pos`) is `>= target`.
     /// Requires `1 <= target <= total()`; the position found then has a positive leaf.
     pub fn first_reaching(&self, target: u64) -> usize {
-        debug_assert!(target >= 1 && target <= self.total);
-        let n = self.leaf.len();
-        let mut pos = 0;
-        let mut rem = target;
-        let mut step = if n == 0 { 0 } else { 1 << n.ilog2() };
+        self.first_reaching_pair(target, target).0
+    }
+
+    /// [`SumTree::first_reaching`] for two targets at once: the two descents are interleaved
+    /// so that their memory loads overlap.
+    pub fn first_reaching_pair(&self, t1: u64, t2: u64) -> (usize, usize) {
+        debug_assert!(t1 >= 1 && t1 <= self.total && t2 >= 1 && t2 <= self.total);
+        let (mut p1, mut p2) = (0, 0);
+        let (mut rem1, mut rem2) = (t1, t2);
+        // fen.len() - 1 is a power of two; every probe stays below it.
+        let mut step = (self.fen.len() - 1) / 2;
         while step > 0 {
-            let next = pos + step;
-            if next <= n && self.fen[next] < rem {
-                pos = next;
-                rem -= self.fen[next];
-            }
+            let (v1, v2) = (self.fen[p1 + step], self.fen[p2 + step]);
+            // All ones when the probe is below the remainder (sums stay far below 2^63).
+            let m1 = (v1.wrapping_sub(rem1) as i64 >> 63) as u64;
+            let m2 = (v2.wrapping_sub(rem2) as i64 >> 63) as u64;
+            p1 += step & m1 as usize;
+            p2 += step & m2 as usize;
+            rem1 -= v1 & m1;
+            rem2 -= v2 & m2;
             step /= 2;
         }
-        pos
+        (p1, p2)
     }
 }
 
@@ -292,3 +302,6 @@ mod tests {
         assert_eq!(s.first_reaching(4), 5);
     }
 }
+
+#[cfg(test)]
+mod speed;

@@ -22,7 +22,10 @@
 //! Every add, delete or edit of a destination (`ip_vs_wrr_dest_changed`, even an edit that
 //! changes nothing) resets `cl` to the head and recomputes `di` and `mw`; `cw` becomes `mw` when
 //! it exceeds the new `mw` or is 0, else, when `di > 1`, it is rounded to `(cw / di) * di + 1`.
-//! `mw` counts OVERLOADed servers and servers of weight 0 never match (`cw >= 1`).
+//! `mw` counts OVERLOADed servers and servers of weight 0 never match (`cw >= 1`). A
+//! consequence: a service built up one `-a` at a time does not start at a cycle boundary
+//! (after `-a` of a lone weight-2 server `di = 2`, `mw = 1`, so `cw = 1`, and later adds keep
+//! it), whereas binding wrr to a service that already has its servers starts at `cw = mw`.
 //!
 //! Because `cl` always returns to the head on a list change, it is kept as a list position.
 //! [`Wrr::schedule`] runs the same pass machine, but each pass is one query on a max segment

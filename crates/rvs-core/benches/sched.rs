@@ -49,7 +49,9 @@ fn setup(name: &str, n: usize) -> Setup {
     let packets = (0..4096u32)
         .map(|i| SchedPacket {
             proto: Protocol::Tcp,
-            saddr: IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 + i.wrapping_mul(2_654_435_761) % 65_536)),
+            saddr: IpAddr::V4(Ipv4Addr::from(
+                0xc0a8_0000 + i.wrapping_mul(2_654_435_761) % 65_536,
+            )),
             sport: 1024 + (i % 60_000) as u16,
             daddr: IpAddr::V4(Ipv4Addr::from(0xc0a8_3c00 + (i % 256))),
             dport: 80,
@@ -79,7 +81,7 @@ impl Setup {
             .schedule(self.dests.list(&self.order), pkt, &mut ctx);
         if let Some(p) = pos {
             let id = self.order[p];
-            let active = i % 3 != 0;
+            let active = !i.is_multiple_of(3);
             self.bump(id, active, true);
             self.live.push_back((id, active));
         }

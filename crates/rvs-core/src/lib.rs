@@ -9,11 +9,15 @@
 #![warn(missing_docs)]
 
 pub mod conn;
+pub mod datapath;
 pub mod dest;
 pub mod error;
+pub mod invariants;
+pub mod ipvs;
 pub mod model;
 pub mod rng;
 pub mod sched;
+pub mod service;
 pub mod stats;
 pub mod time;
 

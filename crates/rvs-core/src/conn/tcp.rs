@@ -77,6 +77,42 @@ pub struct TcpFlags {
 }
 
 impl TcpFlags {
+    /// A bare SYN.
+    pub const SYN: TcpFlags = TcpFlags {
+        syn: true,
+        fin: false,
+        ack: false,
+        rst: false,
+    };
+    /// SYN+ACK.
+    pub const SYN_ACK: TcpFlags = TcpFlags {
+        syn: true,
+        fin: false,
+        ack: true,
+        rst: false,
+    };
+    /// A bare ACK (data segments too).
+    pub const ACK: TcpFlags = TcpFlags {
+        syn: false,
+        fin: false,
+        ack: true,
+        rst: false,
+    };
+    /// FIN+ACK.
+    pub const FIN_ACK: TcpFlags = TcpFlags {
+        syn: false,
+        fin: true,
+        ack: true,
+        rst: false,
+    };
+    /// RST.
+    pub const RST: TcpFlags = TcpFlags {
+        syn: false,
+        fin: false,
+        ack: false,
+        rst: true,
+    };
+
     /// From the flags byte of a TCP header (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10).
     pub fn from_byte(b: u8) -> TcpFlags {
         TcpFlags {

@@ -1,0 +1,470 @@
+//! The engine: one IPVS instance (the kernel's per-netns `struct netns_ipvs`).
+//!
+//! Control operations (`-A -E -D -C -a -e -d -Z --set`) live here with the kernel's checks,
+//! errors and side effects: destination list order, the destination trash, scheduler binding.
+//! The packet path (scheduling, persistence, connection states, counters) is in
+//! [`crate::datapath`]; expiry and the periodic work in [`Ipvs::advance`].
+//!
+//! ```
+//! use rvs_core::ipvs::Ipvs;
+//! use rvs_core::model::*;
+//! let mut ipvs = Ipvs::new(Default::default());
+//! let vip = ServiceKey::Addr { proto: Protocol::Tcp, addr: "10.0.0.1".parse().unwrap(), port: 80 };
+//! ipvs.add_service(vip, ServiceConf::new(Family::V4, "rr")).unwrap();
+//! ipvs.add_dest(&vip, DestConf::new("10.0.1.1".parse().unwrap(), 80).fwd(Forward::Masq)).unwrap();
+//! assert_eq!(ipvs.add_service(vip, ServiceConf::new(Family::V4, "rr")).unwrap_err().to_string(),
+//!            "Service already exists");
+//! ```
+
+use crate::conn::{ConnTable, Timeouts};
+use crate::dest::{Dest, DestId, Dests, SvcId, DEST_F_AVAILABLE};
+use crate::error::IpvsError;
+use crate::model::{validate_dest, validate_service, DestConf, Family, ServiceConf, ServiceKey};
+use crate::rng::Rng;
+use crate::sched::{new_scheduler, DestChange};
+use crate::service::{Service, ServiceTable};
+use crate::stats::{Stats, EST_PERIOD};
+use crate::time::{Span, Tick};
+
+/// A deleted destination is freed once it has had no references for this long
+/// (`IP_VS_DEST_TRASH_PERIOD`); the trash is checked every half period.
+pub const DEST_TRASH_PERIOD: Span = Span::secs(120);
+
+/// The tunables of `/proc/sys/net/ipv4/vs/*` that change decisions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sysctls {
+    /// `expire_quiescent_template`: a template whose server has weight 0 is not used
+    pub expire_quiescent_template: bool,
+    /// `expire_nodest_conn`: packets of connections whose server is gone expire them
+    pub expire_nodest_conn: bool,
+    /// `conn_reuse_mode` (default 1): a SYN on a TIME_WAIT/CLOSE entry is rescheduled
+    pub conn_reuse_mode: u8,
+    /// `sloppy_tcp`: any non-RST segment may open a connection
+    pub sloppy_tcp: bool,
+    /// `sloppy_sctp`: any chunk may open an association
+    pub sloppy_sctp: bool,
+    /// `secure_tcp` defence active (uses the secure TCP state table)
+    pub secure_tcp: bool,
+    /// `lblc_expiration` in ms (default 24 h)
+    pub lblc_expiration: Span,
+    /// `lblcr_expiration` in ms (default 24 h)
+    pub lblcr_expiration: Span,
+}
+
+impl Default for Sysctls {
+    fn default() -> Self {
+        Sysctls {
+            expire_quiescent_template: false,
+            expire_nodest_conn: false,
+            conn_reuse_mode: 1,
+            sloppy_tcp: false,
+            sloppy_sctp: false,
+            secure_tcp: false,
+            lblc_expiration: Span::secs(24 * 60 * 60),
+            lblcr_expiration: Span::secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// Construction parameters of an engine.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// most connection entries (templates included) held at once
+    pub max_conns: usize,
+    /// `conn_tab_bits`: what `size=` reports in the listing header (2^bits)
+    pub conn_tab_bits: u8,
+    /// seed of the connection hash and of scheduler randomness
+    pub seed: u64,
+    /// tunables
+    pub sysctls: Sysctls,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_conns: 1 << 20,
+            conn_tab_bits: 12,
+            seed: 0x05ee_d1f5,
+            sysctls: Sysctls::default(),
+        }
+    }
+}
+
+/// One IPVS instance.
+#[derive(Debug)]
+pub struct Ipvs {
+    pub(crate) services: ServiceTable,
+    pub(crate) dests: Dests,
+    /// deleted destinations kept while referenced (and up to the trash period after)
+    pub(crate) trash: Vec<DestId>,
+    pub(crate) conns: ConnTable,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) sysctls: Sysctls,
+    /// director-wide counters
+    pub(crate) stats: Stats,
+    pub(crate) rng: Rng,
+    pub(crate) conn_tab_bits: u8,
+    pub(crate) next_estimate: Option<Tick>,
+    pub(crate) next_housekeeping: Option<Tick>,
+    pub(crate) next_trash_check: Option<Tick>,
+}
+
+impl Ipvs {
+    /// A fresh engine with no services.
+    pub fn new(cfg: Config) -> Ipvs {
+        Ipvs {
+            services: ServiceTable::default(),
+            dests: Dests::default(),
+            trash: Vec::new(),
+            conns: ConnTable::new(cfg.max_conns, cfg.seed),
+            timeouts: Timeouts::default(),
+            sysctls: cfg.sysctls,
+            stats: Stats::default(),
+            rng: Rng::seeded(cfg.seed ^ 0x7277_735f_7477_6f73),
+            conn_tab_bits: cfg.conn_tab_bits,
+            next_estimate: None,
+            next_housekeeping: None,
+            next_trash_check: None,
+        }
+    }
+
+    /// The tunables.
+    pub fn sysctls(&self) -> &Sysctls {
+        &self.sysctls
+    }
+
+    /// Change the tunables.
+    pub fn sysctls_mut(&mut self) -> &mut Sysctls {
+        &mut self.sysctls
+    }
+
+    /// `size=` of the listing header: the connection hash table size.
+    pub fn conn_tab_size(&self) -> u32 {
+        1u32 << self.conn_tab_bits
+    }
+
+    /// `-A`: add a virtual service.
+    pub fn add_service(&mut self, key: ServiceKey, conf: ServiceConf) -> Result<SvcId, IpvsError> {
+        validate_service(&key, &conf)?;
+        if self.services.find(&key).is_some() {
+            return Err(IpvsError::ServiceExists);
+        }
+        let mut sched = new_scheduler(&conf.scheduler)?;
+        check_pe(&conf)?;
+        sched.dests_changed(self.dests.list(&[]), DestChange::Init);
+        Ok(self.services.insert(key, |id, seq| Service {
+            id,
+            key,
+            conf,
+            dests: Vec::new(),
+            sched,
+            stats: Stats::default(),
+            seq,
+        }))
+    }
+
+    /// `-E`: replace a service's settings. The scheduler is rebound (its state rebuilt) only
+    /// when its name changes, as the kernel keeps the same scheduler object otherwise.
+    pub fn edit_service(&mut self, key: &ServiceKey, conf: ServiceConf) -> Result<(), IpvsError> {
+        validate_service(key, &conf)?;
+        let id = self.services.find(key).ok_or(IpvsError::NoSuchService)?;
+        check_pe(&conf)?;
+        let rebind = {
+            let svc = self.services.get(id).expect("found");
+            svc.conf.scheduler != conf.scheduler
+        };
+        let new_sched = if rebind {
+            Some(new_scheduler(&conf.scheduler)?)
+        } else {
+            None
+        };
+        let svc = self.services.get_mut(id).expect("found");
+        if let Some(s) = new_sched {
+            svc.sched = s;
+            svc.notify(&self.dests, DestChange::Init);
+        }
+        svc.conf = conf;
+        Ok(())
+    }
+
+    /// `-D`: delete a service; its destinations go to the trash.
+    pub fn del_service(&mut self, key: &ServiceKey, now: Tick) -> Result<(), IpvsError> {
+        let id = self.services.find(key).ok_or(IpvsError::NoSuchService)?;
+        self.remove_service(id, now);
+        Ok(())
+    }
+
+    fn remove_service(&mut self, id: SvcId, now: Tick) {
+        let svc = self.services.remove(id).expect("live service");
+        for did in svc.dests {
+            self.trash_dest(did, now);
+        }
+    }
+
+    /// `-C`: delete every service.
+    pub fn flush(&mut self, now: Tick) {
+        for id in self.services.ids() {
+            self.remove_service(id, now);
+        }
+    }
+
+    /// `-a`: add a real server at the head of the service's list, reviving it from the trash
+    /// (with its counters) when it was deleted recently or is still in use.
+    pub fn add_dest(&mut self, key: &ServiceKey, conf: DestConf) -> Result<DestId, IpvsError> {
+        let sid = self
+            .services
+            .find(key)
+            .ok_or(IpvsError::ServiceNotDefined)?;
+        validate_dest(key, &conf)?;
+        let af = Family::of(&conf.addr);
+        let svc = self.services.get(sid).expect("found");
+        if svc
+            .find_dest(&self.dests, af, &conf.addr, conf.port)
+            .is_some()
+        {
+            return Err(IpvsError::DestExists);
+        }
+        let did = match self.take_from_trash(sid, key, &conf) {
+            Some(did) => did,
+            None => self.dests.insert_with(|id| {
+                let mut d = Dest::new(id, sid, &conf);
+                d.svc_key = Some(*key);
+                d
+            }),
+        };
+        let svc = self.services.get_mut(sid).expect("found");
+        svc.dests.insert(0, did);
+        renumber(&mut self.dests, &svc.dests);
+        svc.notify(&self.dests, DestChange::Added { pos: 0 });
+        Ok(did)
+    }
+
+    /// Find a trashed destination of the same service key, address and port, and bring it back
+    /// (`ip_vs_trash_get_dest`). A destination that belonged to an earlier incarnation of the
+    /// service (deleted and added again) has its statistics zeroed.
+    fn take_from_trash(&mut self, sid: SvcId, key: &ServiceKey, conf: &DestConf) -> Option<DestId> {
+        let af = Family::of(&conf.addr);
+        let pos = self.trash.iter().position(|id| {
+            let d = self.dests.get(*id).expect("trash holds live ids");
+            d.af == af && d.addr == conf.addr && d.port == conf.port && d.svc_key == Some(*key)
+        })?;
+        let did = self.trash.remove(pos);
+        let d = self.dests.get_mut(did).expect("live");
+        if d.svc != sid {
+            d.stats.zero();
+            d.svc = sid;
+        }
+        d.flags |= DEST_F_AVAILABLE;
+        d.trash_idle_since = None;
+        d.apply_conf_added(conf);
+        Some(did)
+    }
+
+    /// `-e`: replace a real server's weight, thresholds, method and tunnel settings.
+    pub fn edit_dest(&mut self, key: &ServiceKey, conf: DestConf) -> Result<(), IpvsError> {
+        let sid = self
+            .services
+            .find(key)
+            .ok_or(IpvsError::ServiceNotDefined)?;
+        validate_dest(key, &conf)?;
+        let af = Family::of(&conf.addr);
+        let svc = self.services.get_mut(sid).expect("found");
+        let did = svc
+            .find_dest(&self.dests, af, &conf.addr, conf.port)
+            .ok_or(IpvsError::NoSuchDest)?;
+        let d = self.dests.get_mut(did).expect("live");
+        d.apply_conf(&conf);
+        let pos = d.pos;
+        svc.notify(&self.dests, DestChange::Updated { pos });
+        Ok(())
+    }
+
+    /// `-d`: unlink a real server; it waits in the trash until unused.
+    pub fn del_dest(
+        &mut self,
+        key: &ServiceKey,
+        addr: &std::net::IpAddr,
+        port: u16,
+        now: Tick,
+    ) -> Result<(), IpvsError> {
+        let sid = self
+            .services
+            .find(key)
+            .ok_or(IpvsError::ServiceNotDefined)?;
+        let svc = self.services.get_mut(sid).expect("found");
+        let did = svc
+            .find_dest(&self.dests, Family::of(addr), addr, port)
+            .ok_or(IpvsError::NoSuchDest)?;
+        let old_pos = self.dests.get(did).expect("live").pos;
+        svc.dests.remove(old_pos);
+        renumber(&mut self.dests, &svc.dests);
+        svc.notify(&self.dests, DestChange::Removed { old_pos, id: did });
+        self.trash_dest(did, now);
+        Ok(())
+    }
+
+    fn trash_dest(&mut self, did: DestId, now: Tick) {
+        let d = self.dests.get_mut(did).expect("live");
+        d.flags &= !DEST_F_AVAILABLE;
+        d.trash_idle_since = None;
+        if self.trash.is_empty() && self.next_trash_check.is_none() {
+            self.next_trash_check = Some(now + Span(DEST_TRASH_PERIOD.0 / 2));
+        }
+        self.trash.push(did);
+    }
+
+    /// The trash timer (`ip_vs_dest_trash_expire`): free destinations that nothing has used for
+    /// a whole trash period.
+    pub(crate) fn trash_gc(&mut self, now: Tick) {
+        let mut keep = Vec::with_capacity(self.trash.len());
+        for did in std::mem::take(&mut self.trash) {
+            let d = self.dests.get_mut(did).expect("live");
+            if d.refs > 0 {
+                d.trash_idle_since = None;
+                keep.push(did);
+                continue;
+            }
+            match d.trash_idle_since {
+                None => {
+                    d.trash_idle_since = Some(now);
+                    keep.push(did);
+                }
+                Some(t) if now.since(t) < DEST_TRASH_PERIOD.0 => keep.push(did),
+                Some(_) => {
+                    self.dests.remove(did);
+                }
+            }
+        }
+        self.trash = keep;
+        self.next_trash_check = if self.trash.is_empty() {
+            None
+        } else {
+            Some(now + Span(DEST_TRASH_PERIOD.0 / 2))
+        };
+    }
+
+    /// `-Z`: zero one service and its destinations, or everything including the totals.
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), IpvsError> {
+        let ids = match key {
+            Some(k) => vec![self.services.find(k).ok_or(IpvsError::NoSuchService)?],
+            None => {
+                self.stats.zero();
+                self.services.ids()
+            }
+        };
+        for sid in ids {
+            let svc = self.services.get_mut(sid).expect("live");
+            svc.stats.zero();
+            for did in &svc.dests {
+                self.dests.get_mut(*did).expect("live").stats.zero();
+            }
+        }
+        Ok(())
+    }
+
+    /// `--set tcp tcpfin udp` (seconds; 0 keeps the current value).
+    pub fn set_timeouts(&mut self, tcp: u32, tcpfin: u32, udp: u32) -> Result<(), IpvsError> {
+        self.timeouts
+            .set_tcp_tcpfin_udp(i64::from(tcp), i64::from(tcpfin), i64::from(udp))
+    }
+
+    /// `-L --timeout`: the (tcp, tcpfin, udp) timeouts in seconds.
+    pub fn timeouts(&self) -> (u64, u64, u64) {
+        self.timeouts.get()
+    }
+
+    /// The timeouts table.
+    pub fn timeouts_table(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Director-wide statistics.
+    pub fn total_stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// All services, in insertion order.
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter()
+    }
+
+    /// The service with this key.
+    pub fn service(&self, key: &ServiceKey) -> Option<&Service> {
+        self.services.get(self.services.find(key)?)
+    }
+
+    /// A service's destinations in kernel list order.
+    pub fn service_dests<'a>(&'a self, svc: &'a Service) -> impl Iterator<Item = &'a Dest> + 'a {
+        svc.dests
+            .iter()
+            .map(move |id| self.dests.get(*id).expect("live"))
+    }
+
+    /// Any destination, live or in the trash.
+    pub fn dest(&self, id: DestId) -> Option<&Dest> {
+        self.dests.get(id)
+    }
+
+    /// Destinations waiting in the trash.
+    pub fn trash(&self) -> impl Iterator<Item = &Dest> {
+        self.trash
+            .iter()
+            .map(move |id| self.dests.get(*id).expect("live"))
+    }
+}
+
+/// Only the `sip` persistence engine exists.
+fn check_pe(conf: &ServiceConf) -> Result<(), IpvsError> {
+    match conf.pe.as_deref() {
+        None | Some("sip") => Ok(()),
+        Some(_) => Err(IpvsError::SchedulerNotFound),
+    }
+}
+
+/// Keep each destination's `pos` equal to its index in the service list.
+fn renumber(dests: &mut Dests, order: &[DestId]) {
+    for (pos, id) in order.iter().enumerate() {
+        dests.get_mut(*id).expect("live").pos = pos;
+    }
+}
+
+impl Ipvs {
+    /// When the estimator, housekeeping and trash timers next need [`Ipvs::advance`].
+    pub(crate) fn periodic_due(&mut self, now: Tick) {
+        let est = *self.next_estimate.get_or_insert(now + EST_PERIOD);
+        if now >= est {
+            self.run_estimators();
+            // catch up whole periods, as the kernel's timer would have fired for each
+            let periods = now.since(est) / EST_PERIOD.0;
+            for _ in 0..periods.min(64) {
+                self.run_estimators();
+            }
+            self.next_estimate = Some(Tick(est.0 + (periods + 1) * EST_PERIOD.0));
+        }
+        if let Some(t) = self.next_trash_check {
+            if now >= t {
+                self.trash_gc(now);
+            }
+        }
+        let hk = *self.next_housekeeping.get_or_insert(now + Span::secs(60));
+        if now >= hk {
+            for sid in self.services.ids() {
+                let svc = self.services.get_mut(sid).expect("live");
+                let list = self.dests.list(&svc.dests);
+                svc.sched.housekeeping(list, now);
+            }
+            self.next_housekeeping = Some(now + Span::secs(60));
+        }
+    }
+
+    fn run_estimators(&mut self) {
+        self.stats.estimate();
+        for sid in self.services.ids() {
+            let svc = self.services.get_mut(sid).expect("live");
+            svc.stats.estimate();
+            for did in &svc.dests {
+                self.dests.get_mut(*did).expect("live").stats.estimate();
+            }
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! Replays the transcripts recorded from the real kernel IPVS (`tests/golden/*.golden`, made by
+//! the job scripts in `tests/golden/jobs/`) through `rvs_core::ipvs::Ipvs` and requires the
+//! same scheduling choices, the same per-server counters (weight, ActiveConn, InActConn,
+//! PersistConn) and the same connection-table states.
+//!
+//! Each `conn` event is turned into the packet exchange the kernel saw: for NAT both
+//! directions (handshake, one answer from the server, the client's close), for DR only the
+//! client's packets (the input-only table). See `tests/golden/README.md` for the format.
+
+#[path = "support/ipvsadm.rs"]
+mod ipvsadm;
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipvsadm::Cmd;
+use rvs_core::datapath::{Packet, TcpFlags, Verdict};
+use rvs_core::ipvs::{Config, Ipvs};
+use rvs_core::model::{Forward, Protocol, ServiceKey};
+use rvs_core::time::Tick;
+
+/// Seconds of slack allowed between a kernel expire column and ours (the VM's packets of one
+/// event are spread over a few hundred ms; ours all happen at the event's timestamp).
+const EXPIRE_SLACK: i64 = 2;
+
+#[derive(Clone, Debug)]
+struct Flow {
+    proto: Protocol,
+    caddr: IpAddr,
+    cport: u16,
+    vaddr: IpAddr,
+    vport: u16,
+    daddr: IpAddr,
+    dport: u16,
+    nat: bool,
+}
+
+struct Replay {
+    file: String,
+    ipvs: Ipvs,
+    base: u64,
+    last: u64,
+    scenario: String,
+    flows: HashMap<String, Flow>,
+    services: Vec<ServiceKey>,
+    /// `marks PREFIX/LEN MARK` lines of the topology: packets to PREFIX carry MARK
+    marks: Vec<(IpAddr, u8, u32)>,
+    failures: Vec<String>,
+    decisions: usize,
+}
+
+fn addr_port(s: &str) -> (IpAddr, u16) {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (a, p) = rest.split_once("]:").expect("[addr]:port");
+        return (a.parse().expect("addr"), p.parse().expect("port"));
+    }
+    let (a, p) = s.rsplit_once(':').expect("addr:port");
+    (a.parse().expect("addr"), p.parse().expect("port"))
+}
+
+fn fmt_ap(a: &IpAddr, p: u16) -> String {
+    match a {
+        IpAddr::V4(v) => format!("{v}:{p}"),
+        IpAddr::V6(v) => format!("[{v}]:{p}"),
+    }
+}
+
+impl Replay {
+    fn new(file: &str) -> Replay {
+        Replay {
+            file: file.to_string(),
+            ipvs: Ipvs::new(Config::default()),
+            base: 1_000_000,
+            last: 1_000_000,
+            scenario: String::new(),
+            flows: HashMap::new(),
+            services: Vec::new(),
+            marks: Vec::new(),
+            failures: Vec::new(),
+            decisions: 0,
+        }
+    }
+
+    fn fail(&mut self, line: usize, msg: String) {
+        self.failures.push(format!(
+            "{}:{} [{}] {}",
+            self.file,
+            line + 1,
+            self.scenario,
+            msg
+        ));
+    }
+
+    fn at(&mut self, ms: u64) -> Tick {
+        let t = self.base + ms;
+        self.last = self.last.max(t);
+        Tick(self.last)
+    }
+
+    fn run(&mut self, text: &str) {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            let line = lines[i];
+            if let Some(spec) = line.strip_prefix("marks ") {
+                let w: Vec<&str> = spec.split_whitespace().collect();
+                let (net, len) = w[0].split_once('/').expect("prefix/len");
+                self.marks.push((
+                    net.parse().expect("prefix"),
+                    len.parse().expect("len"),
+                    w[1].parse().expect("mark"),
+                ));
+            } else if let Some(name) = line.strip_prefix("scenario ") {
+                self.scenario = name.trim().to_string();
+                self.base = self.last + 2_000;
+                self.last = self.base;
+                self.flows.clear();
+                self.services.clear();
+            } else if let Some(rest) = line.strip_prefix('@') {
+                let (ms, ev) = rest.split_once(' ').expect("@MS event");
+                let now = self.at(ms.parse().expect("ms"));
+                let extra: Vec<&str> = lines[i + 1..]
+                    .iter()
+                    .take_while(|l| l.starts_with("  "))
+                    .copied()
+                    .collect();
+                self.event(i, ev, now, &extra);
+                i += extra.len();
+            }
+            i += 1;
+        }
+    }
+
+    fn event(&mut self, line: usize, ev: &str, now: Tick, extra: &[&str]) {
+        let words: Vec<&str> = ev.split_whitespace().collect();
+        match words[0] {
+            "ipvsadm" => self.ipvsadm(line, &words[1..], now, extra),
+            "conn" => self.conn(line, &words[1..], now),
+            "close" => self.close(words[1], now),
+            "sleep" => self.ipvs.advance(now),
+            "check" => self.check(line, now, extra),
+            other => panic!("unknown event {other}"),
+        }
+    }
+
+    fn ipvsadm(&mut self, line: usize, args: &[&str], now: Tick, extra: &[&str]) {
+        let sep = args.iter().position(|w| *w == "=>").expect("=> status");
+        let status: i32 = args[sep + 1].parse().expect("status");
+        let out: Vec<String> = extra
+            .iter()
+            .filter_map(|l| l.strip_prefix("  | "))
+            .map(str::to_string)
+            .collect();
+        let Some(cmd) = ipvsadm::parse(&args[..sep]) else {
+            if status == 0 {
+                self.fail(line, format!("replay cannot read: {:?}", &args[..sep]));
+            }
+            return; // refused by ipvsadm itself: nothing reached the kernel
+        };
+        if status == 2 {
+            return; // ipvsadm's own option checks refused it
+        }
+        let res = self.apply(cmd, now);
+        match (status, res) {
+            (0, Ok(())) => {}
+            (0, Err(e)) => self.fail(line, format!("kernel accepted, core refused: {e}")),
+            (_, Ok(())) => self.fail(line, format!("kernel refused ({out:?}), core accepted")),
+            (_, Err(e)) => {
+                let text = e.to_string();
+                if !out.contains(&text) {
+                    self.fail(line, format!("error text: kernel {out:?}, core {text:?}"));
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Cmd, now: Tick) -> Result<(), rvs_core::IpvsError> {
+        match cmd {
+            Cmd::AddService(k, c) => {
+                self.services.push(k);
+                self.ipvs.add_service(k, c).map(|_| ())
+            }
+            Cmd::EditService(k, c) => self.ipvs.edit_service(&k, c),
+            Cmd::DelService(k) => self.ipvs.del_service(&k, now),
+            Cmd::Flush => {
+                self.ipvs.flush(now);
+                Ok(())
+            }
+            Cmd::AddDest(k, d) => self.ipvs.add_dest(&k, d).map(|_| ()),
+            Cmd::EditDest(k, d) => self.ipvs.edit_dest(&k, d),
+            Cmd::DelDest(k, a, p) => self.ipvs.del_dest(&k, &a, p, now),
+            Cmd::Zero(k) => self.ipvs.zero(k.as_ref()),
+            Cmd::SetTimeouts(a, b, c) => self.ipvs.set_timeouts(a, b, c),
+            Cmd::Other => Ok(()),
+        }
+    }
+
+    /// `conn ID PROTO CADDR:CPORT VADDR:VPORT MODE => DEST|none` (fwmark given as `mark=N`).
+    fn conn(&mut self, line: usize, w: &[&str], now: Tick) {
+        let id = w[0].to_string();
+        let proto = if w[1] == "udp" {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        };
+        let (caddr, cport) = addr_port(w[2]);
+        let (vaddr, vport) = addr_port(w[3]);
+        let mode = w[4];
+        let arrow = w.iter().position(|x| *x == "=>").expect("=>");
+        let expect = w[arrow + 1];
+        let mark = w
+            .iter()
+            .find_map(|x| x.strip_prefix("mark="))
+            .map(|m| m.parse::<u32>().expect("mark"))
+            .unwrap_or_else(|| self.mark_for(&vaddr));
+        let first = match proto {
+            Protocol::Udp => Packet::udp(caddr, cport, vaddr, vport),
+            _ => Packet::tcp(caddr, cport, vaddr, vport, TcpFlags::SYN),
+        }
+        .mark(mark);
+        self.decisions += 1;
+        let got = match self.ipvs.packet_in(&first, now) {
+            Verdict::Forward(f) => {
+                let flow = Flow {
+                    proto,
+                    caddr,
+                    cport,
+                    vaddr,
+                    vport,
+                    daddr: f.daddr,
+                    dport: f.dport,
+                    nat: f.fwd == Forward::Masq,
+                };
+                self.exchange(&flow, mode, mark, now);
+                self.flows.insert(id, flow);
+                fmt_ap(&f.daddr, f.dport)
+            }
+            Verdict::Reject | Verdict::Drop | Verdict::Accept => "none".to_string(),
+        };
+        if got != expect {
+            self.fail(
+                line,
+                format!("conn {}: kernel chose {expect}, core {got}", w[0]),
+            );
+        }
+    }
+
+    /// The fwmark the recorded topology put on packets to `vaddr` (`marks PREFIX N` lines).
+    fn mark_for(&self, vaddr: &IpAddr) -> u32 {
+        self.marks
+            .iter()
+            .find(|(net, len, _)| in_prefix(vaddr, net, *len))
+            .map(|m| m.2)
+            .unwrap_or(0)
+    }
+
+    fn pkt_in(&mut self, f: &Flow, flags: TcpFlags, mark: u32, now: Tick) {
+        let p = match f.proto {
+            Protocol::Udp => Packet::udp(f.caddr, f.cport, f.vaddr, f.vport),
+            _ => Packet::tcp(f.caddr, f.cport, f.vaddr, f.vport, flags),
+        };
+        self.ipvs.packet_in(&p.mark(mark), now);
+    }
+
+    fn pkt_out(&mut self, f: &Flow, flags: TcpFlags, now: Tick) {
+        if !f.nat {
+            return; // DR/TUN replies bypass the director
+        }
+        let p = match f.proto {
+            Protocol::Udp => Packet::udp(f.daddr, f.dport, f.caddr, f.cport),
+            _ => Packet::tcp(f.daddr, f.dport, f.caddr, f.cport, flags),
+        };
+        self.ipvs.packet_out(&p, now);
+    }
+
+    /// After the first packet: the rest of what the kernel saw for this exchange.
+    fn exchange(&mut self, f: &Flow, mode: &str, mark: u32, now: Tick) {
+        if f.proto == Protocol::Udp {
+            self.pkt_out(f, TcpFlags::default(), now);
+            return;
+        }
+        self.pkt_out(f, TcpFlags::SYN_ACK, now);
+        self.pkt_in(f, TcpFlags::ACK, mark, now);
+        self.pkt_out(f, TcpFlags::ACK, now); // the server's name line
+        self.pkt_in(f, TcpFlags::ACK, mark, now);
+        if mode == "close" {
+            self.finish(f, mark, now);
+        }
+    }
+
+    /// The client closes, the server answers with its own FIN.
+    fn finish(&mut self, f: &Flow, mark: u32, now: Tick) {
+        self.pkt_in(f, TcpFlags::FIN_ACK, mark, now);
+        self.pkt_out(f, TcpFlags::FIN_ACK, now);
+        self.pkt_in(f, TcpFlags::ACK, mark, now);
+    }
+
+    fn close(&mut self, id: &str, now: Tick) {
+        if let Some(f) = self.flows.get(id).cloned() {
+            if f.proto == Protocol::Tcp {
+                let mark = self.mark_for(&f.vaddr);
+                self.finish(&f, mark, now);
+            }
+        }
+    }
+
+    fn check(&mut self, line: usize, now: Tick, extra: &[&str]) {
+        self.ipvs.advance(now);
+        let mut kernel_conns = Vec::new();
+        for l in extra {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.first() {
+                Some(&"dest") => self.check_dest(line, &w[1..]),
+                Some(&"conn") => kernel_conns.push(w[1..].iter().map(|s| s.to_string()).collect()),
+                _ => {}
+            }
+        }
+        self.check_conns(line, now, kernel_conns);
+    }
+
+    fn find_service(&self, vspec: &[&str]) -> Option<ServiceKey> {
+        let text = vspec.join(" ");
+        self.ipvs
+            .services()
+            .map(|s| s.key)
+            .find(|k| k.to_string() == text)
+    }
+
+    /// `dest VSPEC... RADDR:RPORT FWD weight=W active=A inact=I persist=P`
+    fn check_dest(&mut self, line: usize, w: &[&str]) {
+        let n = w.len();
+        let vspec = &w[..n - 6];
+        let (raddr, rport) = addr_port(w[n - 6]);
+        let kv = |s: &str| {
+            s.split_once('=')
+                .expect("k=v")
+                .1
+                .parse::<i64>()
+                .expect("num")
+        };
+        let want = (kv(w[n - 4]), kv(w[n - 3]), kv(w[n - 2]), kv(w[n - 1]));
+        let Some(key) = self.find_service(vspec) else {
+            self.fail(line, format!("no service {}", vspec.join(" ")));
+            return;
+        };
+        let svc = self.ipvs.service(&key).expect("found");
+        let got = self
+            .ipvs
+            .service_dests(svc)
+            .find(|d| d.addr == raddr && d.port == rport)
+            .map(|d| {
+                (
+                    i64::from(d.weight),
+                    i64::from(d.activeconns),
+                    i64::from(d.inactconns),
+                    i64::from(d.persistconns),
+                )
+            });
+        if got != Some(want) {
+            self.fail(
+                line,
+                format!(
+                    "{} {}: kernel (weight, active, inact, persist) = {want:?}, core {got:?}",
+                    vspec.join(" "),
+                    w[n - 6]
+                ),
+            );
+        }
+    }
+
+    /// Compare the connection entries of this scenario's services (entries of earlier
+    /// scenarios are still expiring in both tables and are left out).
+    fn check_conns(&mut self, line: usize, now: Tick, kernel: Vec<Vec<String>>) {
+        let ours_vip = |v: &str| -> bool {
+            let (a, p) = addr_port(v);
+            let mark = self.mark_for(&a);
+            self.services.iter().any(|k| match k {
+                ServiceKey::Addr { addr, port, .. } => *addr == a && (*port == p || *port == 0),
+                ServiceKey::Fwmark { mark: m, .. } => {
+                    *m == mark || rvs_core::datapath::mark_addr(k.family(), *m) == a
+                }
+            })
+        };
+        let mut want: Vec<(String, i64)> = kernel
+            .iter()
+            .filter(|w| ours_vip(&w[4]))
+            .map(|w| {
+                (
+                    format!("{} {} {} {} {}", w[0], w[1], w[3], w[4], w[5]),
+                    w[2].parse().unwrap_or(0),
+                )
+            })
+            .collect();
+        let mut got: Vec<(String, i64)> = self
+            .ipvs
+            .conn_listing(now)
+            .into_iter()
+            .filter(|r| ours_vip(&fmt_ap(&r.virt.0, r.virt.1)))
+            .map(|r| {
+                (
+                    format!(
+                        "{} {} {} {} {}",
+                        r.proto.name(),
+                        r.state,
+                        fmt_ap(&r.client.0, r.client.1),
+                        fmt_ap(&r.virt.0, r.virt.1),
+                        fmt_ap(&r.dest.0, r.dest.1)
+                    ),
+                    r.expire_secs as i64,
+                )
+            })
+            .collect();
+        want.sort();
+        got.sort();
+        let same = want.len() == got.len()
+            && want
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.0 == b.0 && (a.1 - b.1).abs() <= EXPIRE_SLACK);
+        if !same {
+            self.fail(
+                line,
+                format!("connections differ:\n  kernel {want:?}\n  core   {got:?}"),
+            );
+        }
+    }
+}
+
+fn in_prefix(a: &IpAddr, net: &IpAddr, len: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
+            u32::from(*a) & m == u32::from(*n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
+            u128::from(*a) & m == u128::from(*n) & m
+        }
+        _ => false,
+    }
+}
+
+fn golden_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "golden"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn kernel_transcripts_replay_identically() {
+    let files = golden_files();
+    assert!(!files.is_empty(), "no golden transcripts found");
+    let mut failures = Vec::new();
+    let mut decisions = 0;
+    for f in &files {
+        let text = fs::read_to_string(f).expect("read golden");
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let mut r = Replay::new(&name);
+        r.run(&text);
+        decisions += r.decisions;
+        failures.extend(r.failures);
+    }
+    assert!(decisions > 0, "transcripts hold no decisions");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches against the kernel ({} decisions replayed):\n{}",
+        failures.len(),
+        decisions,
+        failures.join("\n")
+    );
+}

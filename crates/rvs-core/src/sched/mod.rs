@@ -22,6 +22,7 @@ use crate::time::Tick;
 pub mod dh;
 pub mod fo;
 pub mod hash;
+pub mod index;
 pub mod lblc;
 pub mod lblcr;
 pub mod lc;

@@ -11,6 +11,7 @@ scn=$here/scenarios/$group.scn
 top=$(git -C "$here" rev-parse --show-toplevel)
 oracle=${ORACLE:-$top/../shared/ipvs-oracle/ipvs-oracle}
 job=$here/jobs/$group.sh
+python3 "$here/driver.py" lint "$scn" >/dev/null || { python3 "$here/driver.py" lint "$scn"; exit 1; }
 mkdir -p "$here/jobs"
 {
   echo '#!/bin/sh'

@@ -114,6 +114,9 @@ impl Replay {
                 ));
             } else if let Some(name) = line.strip_prefix("scenario ") {
                 self.scenario = name.trim().to_string();
+                // the recording driver gives every scenario a fresh director namespace, so a
+                // fresh IPVS instance: nothing carries over between scenarios
+                self.ipvs = Ipvs::new(Config::default());
                 self.base = self.last + 2_000;
                 self.last = self.base;
                 self.flows.clear();
@@ -235,7 +238,9 @@ impl Replay {
                 };
                 self.exchange(&flow, mode, mark, now);
                 self.flows.insert(id, flow);
-                fmt_ap(&f.daddr, f.dport)
+                // the transcript names the real server as configured (port 0 stays 0)
+                let d = self.ipvs.dest(f.dest).expect("chosen destination exists");
+                fmt_ap(&d.addr, d.port)
             }
             Verdict::Reject | Verdict::Drop | Verdict::Accept => "none".to_string(),
         };
@@ -370,8 +375,7 @@ impl Replay {
         }
     }
 
-    /// Compare the connection entries of this scenario's services (entries of earlier
-    /// scenarios are still expiring in both tables and are left out).
+    /// Compare the connection entries of this scenario's services.
     fn check_conns(&mut self, line: usize, now: Tick, kernel: Vec<Vec<String>>) {
         let ours_vip = |v: &str| -> bool {
             let (a, p) = addr_port(v);
@@ -479,6 +483,10 @@ fn kernel_transcripts_replay_identically() {
         failures.extend(r.failures);
     }
     assert!(decisions > 0, "transcripts hold no decisions");
+    eprintln!(
+        "replayed {decisions} kernel decisions from {} transcripts",
+        files.len()
+    );
     assert!(
         failures.is_empty(),
         "{} mismatches against the kernel ({} decisions replayed):\n{}",

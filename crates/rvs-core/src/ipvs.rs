@@ -318,8 +318,9 @@ impl Ipvs {
     pub(crate) fn trash_gc(&mut self, now: Tick) {
         let mut keep = Vec::with_capacity(self.trash.len());
         for did in std::mem::take(&mut self.trash) {
+            let held = self.held_by_scheduler(did);
             let d = self.dests.get_mut(did).expect("live");
-            if d.refs > 0 {
+            if d.refs > 0 || held {
                 d.trash_idle_since = None;
                 keep.push(did);
                 continue;
@@ -341,6 +342,14 @@ impl Ipvs {
         } else {
             Some(now + Span(DEST_TRASH_PERIOD.0 / 2))
         };
+    }
+
+    /// Whether the scheduler of the destination's (still existing) service references it.
+    fn held_by_scheduler(&self, did: DestId) -> bool {
+        let d = self.dests.get(did).expect("live");
+        self.services
+            .get(d.svc)
+            .is_some_and(|s| Some(s.key) == d.svc_key && s.sched.holds(did))
     }
 
     /// `-Z`: zero one service and its destinations, or everything including the totals.

@@ -469,3 +469,24 @@ fn fwmark_persistence_spans_addresses_and_ports() {
         .unwrap();
     assert_eq!((tpl.proto, tpl.virt), (Protocol::Ip, (ip("0.0.0.5"), 0)));
 }
+
+#[test]
+fn a_destination_cached_by_lblc_stays_in_the_trash_and_is_revived() {
+    let mut ipvs = Ipvs::new(Config::default());
+    let k = udp_svc(53);
+    ipvs.add_service(k, ServiceConf::new(Family::V4, "lblc"))
+        .unwrap();
+    let id = ipvs.add_dest(&k, rs(1, 53)).unwrap();
+    let p = Packet::udp(ip("192.168.0.5"), 1000, k.addr(), 53);
+    assert_eq!(
+        dest_of(ipvs.packet_in(&p, Tick::from_secs(1))),
+        Some(ip("10.1.0.1"))
+    );
+    ipvs.advance(Tick::from_secs(400));
+    assert_eq!(ipvs.conn_count(), 0);
+    ipvs.del_dest(&k, &ip("10.1.0.1"), 53, Tick::from_secs(400))
+        .unwrap();
+    ipvs.advance(Tick::from_secs(1000));
+    assert_eq!(ipvs.trash().count(), 1, "the lblc cache entry holds it");
+    assert_eq!(ipvs.add_dest(&k, rs(1, 53)).unwrap(), id);
+}

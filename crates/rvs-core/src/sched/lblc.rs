@@ -196,6 +196,10 @@ impl Scheduler for Lblc {
         "lblc"
     }
 
+    fn holds(&self, id: DestId) -> bool {
+        self.dest_refs(id) > 0
+    }
+
     fn dests_changed(&mut self, list: DestList<'_>, change: DestChange) {
         match change {
             DestChange::Init => {

@@ -312,6 +312,10 @@ impl Scheduler for Lblcr {
         "lblcr"
     }
 
+    fn holds(&self, id: DestId) -> bool {
+        self.dest_refs(id) > 0
+    }
+
     fn dests_changed(&mut self, list: DestList<'_>, change: DestChange) {
         match change {
             DestChange::Init => {

@@ -96,6 +96,14 @@ pub trait Scheduler: Send + fmt::Debug {
     /// A destination's `activeconns`/`inactconns` or OVERLOAD flag changed (hot path).
     fn counts_changed(&mut self, _list: DestList<'_>, _pos: usize) {}
 
+    /// Whether the scheduler's own state still references destination `id` (lblc/lblcr cache
+    /// entries hold their destination, as `ip_vs_dest_hold` does in the kernel). The engine
+    /// keeps a deleted destination in the trash while this is true, so a later re-add revives
+    /// the same object instead of a new one taking its place in the cache.
+    fn holds(&self, _id: DestId) -> bool {
+        false
+    }
+
     /// Periodic housekeeping (lblc/lblcr table expiry); the engine calls it at least once a
     /// minute with the current time.
     fn housekeeping(&mut self, _list: DestList<'_>, _now: Tick) {}

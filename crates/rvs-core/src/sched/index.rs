@@ -509,26 +509,11 @@ const COUNT_FOR_FULL_EXPIRATION: i32 = 30;
 /// `tbl->max_size`.
 const MAX_SIZE: i32 = (TAB_SIZE * 16) as i32;
 
-/// Private copy of the kernel's `hash_32` (generic version, `GOLDEN_RATIO_32`); the shared
-/// one lives in `sched::hash` and will replace this at merge.
-#[inline]
-fn hash_32(val: u32, bits: u32) -> u32 {
-    val.wrapping_mul(0x61C8_8647) >> (32 - bits)
-}
-
 /// `ip_vs_lblc_hashkey` / `ip_vs_lblcr_hashkey`: IPv6 addresses fold their four 32-bit words
 /// by XOR, then `hash_32(ntohl(fold), TAB_BITS)`.
 #[inline]
 pub(crate) fn bucket_of(addr: &IpAddr) -> u32 {
-    let fold = match addr {
-        IpAddr::V4(a) => u32::from(*a),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            w(0) ^ w(4) ^ w(8) ^ w(12)
-        }
-    };
-    hash_32(fold, TAB_BITS)
+    super::hash::hash_32(super::hash::fold_addr(addr), TAB_BITS)
 }
 
 /// A fast hasher for the address-keyed map (FxHash mixing with a murmur3 finaliser, so the
@@ -888,6 +873,7 @@ pub(crate) mod testutil {
 mod tests {
     use super::testutil::TestList;
     use super::*;
+    use crate::sched::hash::hash_32;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]

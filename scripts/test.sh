@@ -16,6 +16,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== cargo test"
 # SIM_SEEDS: how many seeds the deterministic simulation sweeps (see crates/rvs-core/tests/simulation.rs)
 SIM_SEEDS=${SIM_SEEDS:-200} cargo test --workspace --locked --release

@@ -2,7 +2,7 @@
 //! with the kernel's limits (`include/uapi/linux/ip_vs.h`, `net/netfilter/ipvs/ip_vs_ctl.c`).
 //!
 //! These are *configuration* values. Live state (counters, flags, scheduler state) lives in
-//! [`crate::dest::Dest`] and [`crate::ipvs::Service`].
+//! [`crate::dest::Dest`] and [`crate::service::Service`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -169,7 +169,7 @@ fn first_word(a: &IpAddr) -> u32 {
     }
 }
 
-/// The connection table. See the [module documentation](self).
+/// The connection table. See the [`crate::conn`] module documentation.
 #[derive(Clone, Debug)]
 pub struct ConnTable {
     store: Store,

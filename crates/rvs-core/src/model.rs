@@ -402,6 +402,15 @@ impl DestConf {
         self.weight = w;
         self
     }
+    /// Apply ipvsadm's port rule for `-a`/`-e` (`process_options`): direct routing and
+    /// tunnelling cannot map ports, so on an address service the real server's port becomes the
+    /// service port. Firewall-mark services keep the port given (0 = the client's port).
+    pub fn port_for(mut self, svc: &ServiceKey) -> DestConf {
+        if matches!(self.fwd, Forward::Route | Forward::Tunnel) && !svc.is_fwmark() {
+            self.port = svc.port();
+        }
+        self
+    }
     /// Set the thresholds.
     pub fn thresholds(mut self, upper: u32, lower: u32) -> DestConf {
         self.u_threshold = upper;
@@ -512,6 +521,24 @@ mod tests {
         };
         let d = DestConf::new("10.0.1.1".parse().unwrap(), 0).thresholds(5, 6);
         assert_eq!(validate_dest(&svc, &d), Err(IpvsError::Range));
+    }
+
+    #[test]
+    fn dr_and_tun_take_the_service_port_nat_maps() {
+        let svc = ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 80,
+        };
+        let d = DestConf::new("10.0.1.1".parse().unwrap(), 8000);
+        assert_eq!(d.port_for(&svc).port, 80);
+        assert_eq!(d.fwd(Forward::Tunnel).port_for(&svc).port, 80);
+        assert_eq!(d.fwd(Forward::Masq).port_for(&svc).port, 8000);
+        let fwm = ServiceKey::Fwmark {
+            af: Family::V4,
+            mark: 3,
+        };
+        assert_eq!(d.port_for(&fwm).port, 8000);
     }
 
     #[test]

@@ -199,16 +199,13 @@ fn dest_cmd(cmd: &str, o: &Opts) -> Option<Cmd> {
     let key = o.svc?;
     let (addr, port) = o.real?;
     let fwd = o.fwd.unwrap_or(Forward::Route);
-    let mut port = port.unwrap_or(key.port());
+    let port = port.unwrap_or(key.port());
     if cmd == "-d" {
         return Some(Cmd::DelDest(key, addr, port));
     }
-    // ipvsadm forces the service port for DR and TUN on -a/-e (not for fwmark services)
-    if matches!(fwd, Forward::Route | Forward::Tunnel) && !key.is_fwmark() {
-        port = key.port();
-    }
     let mut d = DestConf::new(addr, port)
         .fwd(fwd)
+        .port_for(&key)
         .weight(o.weight.unwrap_or(1))
         .thresholds(o.uth, o.lth);
     d.tun = o.tun;

@@ -38,7 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let client: IpAddr = format!("10.0.{}.{}", c / 200, 1 + c % 200).parse()?;
         let syn = Packet::tcp(client, 40000 + c, vip, 8080, TcpFlags::SYN);
         if let Verdict::Forward(f) = ipvs.packet_in(&syn, now) {
-            print!(" {}", SockAddr(f.daddr, f.dport));
+            let sep = if c % 5 == 4 { "\n" } else { "" };
+            print!("  {:<16}{sep}", SockAddr(f.daddr, f.dport).to_string());
             let reply = Packet::tcp(f.daddr, f.dport, client, 40000 + c, TcpFlags::SYN_ACK);
             ipvs.packet_out(&reply, now);
             ipvs.packet_in(
@@ -54,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         now = Tick(now.0 + 100);
     }
-    println!("\n");
+    println!();
     print_table(&ipvs);
     println!("\nFirst connection entries (ipvsadm -Lnc):");
     println!("pro expire state       source             virtual            destination");

@@ -20,5 +20,5 @@ echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== cargo test"
 # SIM_SEEDS: how many seeds the deterministic simulation sweeps (see crates/rvs-core/tests/simulation.rs)
-SIM_SEEDS=${SIM_SEEDS:-200} cargo test --workspace --locked --release
+SIM_SEEDS=${SIM_SEEDS:-1000} cargo test --workspace --locked --release
 echo "== all tests passed"

@@ -490,3 +490,25 @@ fn a_destination_cached_by_lblc_stays_in_the_trash_and_is_revived() {
     assert_eq!(ipvs.trash().count(), 1, "the lblc cache entry holds it");
     assert_eq!(ipvs.add_dest(&k, rs(1, 53)).unwrap(), id);
 }
+
+#[test]
+fn full_table_keeps_the_template_made_before_the_refused_connection() {
+    // ip_vs_sched_persist creates the template first; when the connection itself cannot be
+    // allocated the template stays, controlling nothing, until its own timeout
+    let mut ipvs = Ipvs::new(Config {
+        max_conns: 1,
+        ..Config::default()
+    });
+    let k = tcp_svc(443);
+    ipvs.add_service(k, ServiceConf::new(Family::V4, "rr").persistent(30))
+        .unwrap();
+    ipvs.add_dest(&k, rs(1, 443)).unwrap();
+    assert_eq!(
+        ipvs.packet_in(&syn("192.168.0.1", 1, &k), Tick(1)),
+        Verdict::Drop
+    );
+    assert_eq!(ipvs.conn_count(), 1);
+    assert_eq!(counters(&ipvs, &k, "10.1.0.1"), (0, 0, 1));
+    ipvs.advance(Tick::from_secs(32));
+    assert_eq!(ipvs.conn_count(), 0);
+}

@@ -7,7 +7,8 @@ cat > driver.py <<'RVS_GOLDEN_DRIVER_EOF'
 """Golden-data driver for rvs: runs a scenario file against the real kernel IPVS.
 
 This file runs inside the ipvs-oracle VM (Debian 12, kernel 6.1, ipvsadm 1.31), python3
-standard library only:  driver.py run FILE.scn  prints the transcript on stdout.
+standard library only:  driver.py run FILE.scn  prints the transcript on stdout
+(driver.py lint FILE.scn  checks a scenario file on the host without running it).
 
 Each scenario gets brand-new network namespaces: "dir" (the director, where IPVS runs),
 "cl" (the client) and "rs1".."rsN" (real servers), so every scenario starts from an empty
@@ -115,6 +116,11 @@ class Scenario:
             raise ScnError("bad repeat line: " + " ".join(words))
         count, proto, src, sport, dst, mode = int(words[1]), words[3], words[4], words[5], words[6], words[7]
         sources = addr_range(src[6:]) if src.startswith("cycle:") else [src]
+        dests = [dst]
+        if dst.startswith("cycle:"):
+            # extension: cycle:A-B:PORT (or cycle:[A-B]:PORT) walks destination addresses
+            spec, _, port = dst[6:].rpartition(":")
+            dests = [fmt_hostport(a, int(port)) for a in addr_range(spec.strip("[]"))]
         for k in range(count):
             self.generated += 1
             if sport == "-":
@@ -123,7 +129,8 @@ class Scenario:
                 port = int(sport[4:]) + k
             else:
                 port = int(sport)
-            self.add_conn("r%d" % self.generated, proto, sources[k % len(sources)], port, dst, mode)
+            self.add_conn("r%d" % self.generated, proto, sources[k % len(sources)], port,
+                          dests[k % len(dests)], mode)
 
 
 class ScnFile:
@@ -802,6 +809,8 @@ class Runner:
     def ev_close(self, cid):
         at = self.stamp()
         note = self.client.close(cid)
+        if note and cid in self.sc.ids:
+            note = None  # a connection that was never held open (unanswered, UDP): no-op
         if cid in self.held:
             proto, local, vaddr, vport = self.held.pop(cid)
             note = self.d.wait_state(proto, local, vaddr, vport, self.d.final_states())
@@ -838,10 +847,33 @@ def run_scenario(scn, sc, netns):
         topo.down()
 
 
+def lint(scn):
+    """Host-side check of a scenario file: counts, and held connections left open."""
+    ok = True
+    main = {"nat": "192.168.50.2", "dr": "10.2.0.254", "nat6": "fd00:50::2"}[scn.topo[0]]
+    sources = {str(ipaddress.ip_address(a)) for a in [main] + scn.clients}
+    for sc in scn.scenarios:
+        conns = [ev for ev in sc.events if ev[0] == "conn"]
+        strangers = sorted({ev[3] for ev in conns} - sources)
+        if strangers:
+            print("%s: source addresses not on the client: %s" % (sc.name, " ".join(strangers)))
+            ok = False
+        held = {ev[1] for ev in conns if ev[2] == "tcp" and ev[7] == "hold"}
+        closed = {ev[1] for ev in sc.events if ev[0] == "close"}
+        unknown = sorted(closed - sc.ids)
+        print("%-28s %3d conns, %2d held, never closed: %s%s" % (
+            sc.name, len(conns), len(held), " ".join(sorted(held - closed)) or "-",
+            ("  UNKNOWN ids closed: " + " ".join(unknown)) if unknown else ""))
+        ok = ok and not unknown
+    return ok
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] != "run":
-        sys.exit("usage: driver.py run FILE.scn")
+    if len(sys.argv) != 3 or sys.argv[1] not in ("run", "lint"):
+        sys.exit("usage: driver.py run|lint FILE.scn")
     scn = ScnFile(sys.argv[2])
+    if sys.argv[1] == "lint":
+        sys.exit(0 if lint(scn) else 1)
     netns = Netns()
     for line in scn.header:
         print(line)

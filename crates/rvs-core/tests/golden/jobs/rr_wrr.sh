@@ -7,29 +7,24 @@ cat > driver.py <<'RVS_GOLDEN_DRIVER_EOF'
 """Golden-data driver for rvs: runs a scenario file against the real kernel IPVS.
 
 This file runs inside the ipvs-oracle VM (Debian 12, kernel 6.1, ipvsadm 1.31), python3
-standard library only. It has three roles, chosen by its first argument:
-
-  driver.py run FILE.scn          the main role: for each scenario build a fresh topology,
-                                  perform the events and print the transcript on stdout
-  driver.py server NAME PORTS     a real server (run inside its namespace): answers every new
-                                  TCP connection and every UDP datagram on PORTS with the line
-                                  "NAME PORT" (PORT = the local port that received it)
-  driver.py client                the client agent (run inside the client namespace): opens,
-                                  holds and closes connections on request (JSON lines on
-                                  stdin/stdout)
+standard library only:  driver.py run FILE.scn  prints the transcript on stdout
+(driver.py lint FILE.scn  checks a scenario file on the host without running it).
 
 Each scenario gets brand-new network namespaces: "dir" (the director, where IPVS runs),
 "cl" (the client) and "rs1".."rsN" (real servers), so every scenario starts from an empty
 IPVS state (no services, no connection entries, no trash, default timeouts). The addressing
-is the one of the oracle's topo.sh (see README.md). The driver itself enters the director
-namespace (setns) to run ipvsadm and to read /proc/net/ip_vs_conn.
+is the one of the oracle's topo.sh (see README.md). Everything runs in this one process:
+the driver enters the director namespace (setns) to run ipvsadm and read /proc/net/ip_vs*,
+creates the client's sockets in the client namespace, and a thread serves sockets created in
+the real servers' namespaces: each answers every new TCP connection and every UDP datagram
+with the line "rsI PORT" (PORT = the local port that received it) and closes a TCP
+connection when the client has closed it.
 
 The transcript format is a contract with the Rust replay test; see README.md.
 """
 
 import ctypes
 import ipaddress
-import json
 import os
 import selectors
 import shlex
@@ -37,6 +32,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 WAIT = 3.0  # bound of every wait, seconds
@@ -120,6 +116,11 @@ class Scenario:
             raise ScnError("bad repeat line: " + " ".join(words))
         count, proto, src, sport, dst, mode = int(words[1]), words[3], words[4], words[5], words[6], words[7]
         sources = addr_range(src[6:]) if src.startswith("cycle:") else [src]
+        dests = [dst]
+        if dst.startswith("cycle:"):
+            # extension: cycle:A-B:PORT (or cycle:[A-B]:PORT) walks destination addresses
+            spec, _, port = dst[6:].rpartition(":")
+            dests = [fmt_hostport(a, int(port)) for a in addr_range(spec.strip("[]"))]
         for k in range(count):
             self.generated += 1
             if sport == "-":
@@ -128,7 +129,8 @@ class Scenario:
                 port = int(sport[4:]) + k
             else:
                 port = int(sport)
-            self.add_conn("r%d" % self.generated, proto, sources[k % len(sources)], port, dst, mode)
+            self.add_conn("r%d" % self.generated, proto, sources[k % len(sources)], port,
+                          dests[k % len(dests)], mode)
 
 
 class ScnFile:
@@ -213,28 +215,77 @@ class ScnFile:
 
 
 # ---------------------------------------------------------------------------------------------
-# topology
+# namespaces
 
 
-def sh(*args, ns=None):
-    """Run a command (inside namespace ns if given); raise with its stderr on failure."""
-    argv = list(args) if ns is None else ["ip", "netns", "exec", ns] + list(args)
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Netns:
+    """Switches this thread between named network namespaces (setns through ctypes).
+
+    Sockets belong to the namespace they were created in, so the driver creates the client's
+    and the real servers' sockets after switching, and otherwise lives in the director's."""
+
+    def __init__(self):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.root = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        self.current = None
+
+    def enter(self, name):
+        """Enter namespace name (None: the root namespace); return the previous name."""
+        fd = self.root if name is None else os.open("/run/netns/" + name, os.O_RDONLY)
+        try:
+            if self.libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, "setns %s: %s" % (name, os.strerror(err)))
+        finally:
+            if fd != self.root:
+                os.close(fd)
+        prev, self.current = self.current, name
+        return prev
+
+    def socket(self, name, family, kind):
+        """A socket created in namespace name."""
+        prev = self.enter(name)
+        try:
+            return socket.socket(family, kind)
+        finally:
+            self.enter(prev)
+
+    def sysctl(self, name, key, value):
+        prev = self.enter(name)
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(str(value))
+        finally:
+            self.enter(prev)
+
+
+def run_batch(tool, lines, ns=None):
+    """Run many ip/tc commands in one process (-batch); raise with stderr on failure."""
+    if not lines:
+        return
+    argv = [tool] + (["-n", ns] if ns else []) + ["-batch", "-"]
+    r = subprocess.run(argv, input="\n".join(lines) + "\n", stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         raise RuntimeError("%s: %s" % (" ".join(argv), r.stderr.strip()))
-    return r.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# topology
 
 
 class Topo:
     """Fresh namespaces for one scenario, with topo.sh's addressing."""
 
-    def __init__(self, scn, sc):
+    def __init__(self, scn, sc, netns):
         self.kind, self.n = scn.topo
         self.scn = scn
+        self.netns = netns
         self.ports = scn.ports(sc)
         self.vips = scn.vips(sc)
-        self.procs = []
-        self.names = ["dir", "cl"] + ["rs%d" % i for i in range(1, self.n + 1)]
+        self.rs = ["rs%d" % i for i in range(1, self.n + 1)]
+        self.names = ["dir", "cl"] + self.rs
+        self.cmds = {}  # namespace -> ip batch lines
 
     def rs_addr(self, i):
         """The address of real server i as it is configured in IPVS."""
@@ -244,28 +295,36 @@ class Topo:
             return "fd00:1:%x::2" % i
         return "10.2.0.%d" % (10 + i)
 
-    def up(self):
-        for name in self.names:
-            sh("ip", "netns", "add", name)
-            sh("ip", "-n", name, "link", "set", "lo", "up")
-        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0",
-           "net.ipv6.conf.all.forwarding=1", "net.ipv6.icmp.ratelimit=0", ns="dir")
-        {"nat": self.up_nat, "nat6": self.up_nat6, "dr": self.up_dr}[self.kind]()
-        self.up_marks()
-        for i in range(1, self.n + 1):
-            self.start_server(i)
-
-    def veth(self, dev, ns):
-        sh("ip", "-n", "dir", "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+    def ip(self, ns, line):
+        self.cmds.setdefault(ns, []).append(line)
 
     def addr(self, ns, cidr, dev):
-        extra = ["nodad"] if ":" in cidr else []
-        sh("ip", "-n", ns, "addr", "add", cidr, "dev", dev, *extra)
+        self.ip(ns, "addr add %s dev %s%s" % (cidr, dev, " nodad" if ":" in cidr else ""))
 
-    def add_clients(self, main, plen, dev, others):
-        """Client addresses; prefixes other than the main one get an on-link route on the
-        director's client-facing device (and in the namespaces `others`: DR real servers)."""
+    def veth(self, dev, ns, bridge=None):
+        self.ip("dir", "link add %s type veth peer name eth0 netns %s" % (dev, ns))
+        self.ip("dir", "link set %s %sup" % (dev, "master %s " % bridge if bridge else ""))
+        self.ip(ns, "link set eth0 up")
+
+    def up(self):
+        run_batch("ip", ["netns add " + name for name in self.names])
+        for name in self.names:
+            self.ip(name, "link set lo up")
+        {"nat": self.up_nat, "nat6": self.up_nat6, "dr": self.up_dr}[self.kind]()
+        self.up_mark_routes()
+        for name in self.names:
+            run_batch("ip", self.cmds.get(name, []), ns=name)
+        for key, value in (("net.ipv4.ip_forward", 1), ("net.ipv4.icmp_ratelimit", 0),
+                           ("net.ipv6.conf.all.forwarding", 1), ("net.ipv6.icmp.ratelimit", 0)):
+            self.netns.sysctl("dir", key, value)
+        if self.kind == "dr":
+            for ns in self.rs:
+                self.netns.sysctl(ns, "net.ipv4.conf.all.arp_ignore", 1)
+                self.netns.sysctl(ns, "net.ipv4.conf.all.arp_announce", 2)
+        self.up_mark_filters()
+
+    def add_clients(self, main, plen):
+        """Client addresses; returns the prefixes other than the main one."""
         home = ipaddress.ip_interface("%s/%d" % (main, plen)).network
         extra = []
         for a in [main] + self.scn.clients:
@@ -273,107 +332,255 @@ class Topo:
             net = ipaddress.ip_interface("%s/%d" % (a, plen)).network
             if net != home and net not in extra:
                 extra.append(net)
-        for net in extra:
-            sh("ip", "-n", "dir", "route", "add", str(net), "dev", dev)
+        return extra
+
+    def route_clients(self, nets, dev, others):
+        """On-link routes to extra client prefixes on the director's client-facing device
+        (and in the namespaces `others`: DR real servers answer clients directly)."""
+        for net in nets:
+            self.ip("dir", "route add %s dev %s" % (net, dev))
             for ns in others:
-                sh("ip", "-n", ns, "route", "add", str(net), "dev", "eth0")
+                self.ip(ns, "route add %s dev eth0" % net)
 
     def up_nat(self):
         self.veth("vcl", "cl")
         self.addr("dir", "192.168.50.1/24", "vcl")
-        sh("ip", "-n", "dir", "link", "set", "vcl", "up")
-        self.add_clients("192.168.50.2", 24, "vcl", [])
-        sh("ip", "-n", "cl", "route", "add", "default", "via", "192.168.50.1")
+        self.route_clients(self.add_clients("192.168.50.2", 24), "vcl", [])
+        self.ip("cl", "route add default via 192.168.50.1")
         for vip in self.vips:
             self.addr("dir", vip + "/32", "lo")
-        for i in range(1, self.n + 1):
-            ns, dev = "rs%d" % i, "vrs%d" % i
-            self.veth(dev, ns)
-            self.addr("dir", "10.1.%d.1/24" % i, dev)
-            sh("ip", "-n", "dir", "link", "set", dev, "up")
+        for i, ns in enumerate(self.rs, 1):
+            self.veth("vrs%d" % i, ns)
+            self.addr("dir", "10.1.%d.1/24" % i, "vrs%d" % i)
             self.addr(ns, "10.1.%d.2/24" % i, "eth0")
-            sh("ip", "-n", ns, "route", "add", "default", "via", "10.1.%d.1" % i)
+            self.ip(ns, "route add default via 10.1.%d.1" % i)
 
     def up_nat6(self):
         self.veth("vcl", "cl")
         self.addr("dir", "fd00:50::1/64", "vcl")
-        sh("ip", "-n", "dir", "link", "set", "vcl", "up")
-        self.add_clients("fd00:50::2", 64, "vcl", [])
-        sh("ip", "-n", "cl", "-6", "route", "add", "default", "via", "fd00:50::1")
+        self.route_clients(self.add_clients("fd00:50::2", 64), "vcl", [])
+        self.ip("cl", "route add default via fd00:50::1")
         for vip in self.vips:  # on vcl, not lo: neighbour solicitations are answered per device
             self.addr("dir", vip + "/128", "vcl")
-        for i in range(1, self.n + 1):
-            ns, dev = "rs%d" % i, "vrs%d" % i
-            self.veth(dev, ns)
-            self.addr("dir", "fd00:1:%x::1/64" % i, dev)
-            sh("ip", "-n", "dir", "link", "set", dev, "up")
+        for i, ns in enumerate(self.rs, 1):
+            self.veth("vrs%d" % i, ns)
+            self.addr("dir", "fd00:1:%x::1/64" % i, "vrs%d" % i)
             self.addr(ns, "fd00:1:%x::2/64" % i, "eth0")
-            sh("ip", "-n", ns, "-6", "route", "add", "default", "via", "fd00:1:%x::1" % i)
+            self.ip(ns, "route add default via fd00:1:%x::1" % i)
 
     def up_dr(self):
-        sh("ip", "-n", "dir", "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", "dir", "link", "set", "br0", "up")
+        self.ip("dir", "link add br0 type bridge")
+        self.ip("dir", "link set br0 up")
         self.addr("dir", "10.2.0.1/24", "br0")
-        self.veth("vcl", "cl")
-        sh("ip", "-n", "dir", "link", "set", "vcl", "master", "br0", "up")
+        self.veth("vcl", "cl", bridge="br0")
+        extra = self.add_clients("10.2.0.254", 24)
         for vip in self.vips:
             self.addr("dir", vip + "/32", "br0")
-            sh("ip", "-n", "cl", "route", "add", vip + "/32", "via", "10.2.0.1")
-        for i in range(1, self.n + 1):
-            ns, dev = "rs%d" % i, "vrs%d" % i
-            self.veth(dev, ns)
-            sh("ip", "-n", "dir", "link", "set", dev, "master", "br0", "up")
+            self.ip("cl", "route add %s/32 via 10.2.0.1" % vip)
+        for i, ns in enumerate(self.rs, 1):
+            self.veth("vrs%d" % i, ns, bridge="br0")
             self.addr(ns, "10.2.0.%d/24" % (10 + i), "eth0")
-            sh("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2", ns=ns)
             for vip in self.vips:
                 self.addr(ns, vip + "/32", "lo")
-            for net, _ in self.scn.marks:
-                sh("ip", "-n", ns, "route", "add", "local", str(net), "dev", "lo")
-        self.add_clients("10.2.0.254", 24, "br0", ["rs%d" % i for i in range(1, self.n + 1)])
+        self.route_clients(extra, "br0", self.rs)
 
-    def up_marks(self):
+    def up_mark_routes(self):
+        """Marked prefixes are local on the director (and on DR real servers)."""
+        for net, _ in self.scn.marks:
+            self.ip("dir", "route add local %s dev lo" % net)
+            if self.kind == "dr":
+                self.ip("cl", "route add %s via 10.2.0.1" % net)
+                for ns in self.rs:
+                    self.ip(ns, "route add local %s dev lo" % net)
+
+    def up_mark_filters(self):
         """Mark client packets to each marks prefix on the director's client-facing device."""
         if not self.scn.marks:
             return
         dev = "br0" if self.kind == "dr" else "vcl"
-        sh("tc", "qdisc", "add", "dev", dev, "clsact", ns="dir")
+        lines = ["qdisc add dev %s clsact" % dev]
         for prio, (net, mark) in enumerate(self.scn.marks, 1):
-            proto = "ipv6" if net.version == 6 else "ip"
-            sh("ip", "-n", "dir", "route", "add", "local", str(net), "dev", "lo")
-            sh("tc", "filter", "add", "dev", dev, "ingress", "protocol", proto, "prio", str(prio),
-               "flower", "dst_ip", str(net), "action", "skbedit", "mark", str(mark), ns="dir")
-            if self.kind == "dr":
-                sh("ip", "-n", "cl", "route", "add", str(net), "via", "10.2.0.1")
-
-    def spawn(self, ns, *args):
-        argv = ["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__)] + list(args)
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        return p
-
-    def start_server(self, i):
-        p = self.spawn("rs%d" % i, "server", "rs%d" % i, ",".join(map(str, self.ports)),
-                       "6" if self.kind == "nat6" else "4")
-        if p.stdout.readline().strip() != "ready":
-            raise RuntimeError("server rs%d did not start" % i)
+            lines.append("filter add dev %s ingress protocol %s prio %d flower dst_ip %s "
+                         "action skbedit mark %d" % (dev, "ipv6" if net.version == 6 else "ip",
+                                                     prio, net, mark))
+        run_batch("tc", lines, ns="dir")
 
     def down(self):
-        for p in self.procs:
-            p.kill()
-            p.wait()
-        for name in self.names:
-            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "-force", "-batch", "-"], input="".join(
+            "netns del %s\n" % name for name in self.names), text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # ---------------------------------------------------------------------------------------------
-# the director's view: ipvsadm and /proc/net/ip_vs_conn
+# real servers (a thread serving sockets created in the real servers' namespaces)
 
 
-def setns(fd):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+class Servers:
+    """Every real server answers each new TCP connection and each UDP datagram on every port
+    of the scenario with "rsI PORT"; a TCP connection is closed when the client closes it."""
+
+    def __init__(self, topo, netns):
+        self.sel = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        self.sel.register(self.wake_r, selectors.EVENT_READ, None)
+        af = socket.AF_INET6 if topo.kind == "nat6" else socket.AF_INET
+        any_addr = "::" if af == socket.AF_INET6 else "0.0.0.0"
+        for ns in topo.rs:
+            for port in topo.ports:
+                self.listen(netns, ns, af, any_addr, port)
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def listen(self, netns, ns, af, any_addr, port):
+        line = ("%s %d\n" % (ns, port)).encode()
+        t = netns.socket(ns, af, socket.SOCK_STREAM)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind((any_addr, port))
+        t.listen(1024)
+        t.setblocking(False)
+        self.sel.register(t, selectors.EVENT_READ, ("listen", line))
+        u = netns.socket(ns, af, socket.SOCK_DGRAM)
+        if af == socket.AF_INET6:
+            u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        else:
+            u.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        u.bind((any_addr, port))
+        u.setblocking(False)
+        self.sel.register(u, selectors.EVENT_READ, ("udp", line))
+
+    def loop(self):
+        while True:
+            for key, _ in self.sel.select():
+                if key.data is None:
+                    return
+                kind, line = key.data
+                try:
+                    if kind == "listen":
+                        c, _ = key.fileobj.accept()
+                        c.setblocking(True)
+                        c.sendall(line)
+                        c.setblocking(False)
+                        self.sel.register(c, selectors.EVENT_READ, ("conn", line))
+                    elif kind == "conn":
+                        self.conn_readable(key.fileobj)
+                    else:
+                        udp_answer(key.fileobj, line)
+                except (BlockingIOError, InterruptedError):
+                    pass
+
+    def conn_readable(self, sock):
+        try:
+            data = sock.recv(4096)
+        except (ConnectionResetError, BlockingIOError):
+            data = b""
+        if not data:
+            self.sel.unregister(sock)
+            sock.close()
+
+    def stop(self):
+        os.write(self.wake_w, b"x")
+        self.thread.join()
+        for key in list(self.sel.get_map().values()):
+            if key.data is not None:
+                key.fileobj.close()
+        self.sel.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+
+def udp_answer(sock, line):
+    """Answer a datagram from the address it was sent to (matters for DR: the VIP)."""
+    _, anc, _, peer = sock.recvmsg(2048, socket.CMSG_SPACE(64))
+    cmsg = []
+    for level, ctype, data in anc:
+        if level == socket.IPPROTO_IP and ctype == IP_PKTINFO:
+            _, _, dst = struct.unpack("=i4s4s", data[:12])
+            cmsg = [(level, IP_PKTINFO, struct.pack("=i4s4s", 0, dst, b"\0" * 4))]
+        elif level == socket.IPPROTO_IPV6 and ctype == socket.IPV6_PKTINFO:
+            cmsg = [(level, ctype, data[:16] + struct.pack("=i", 0))]
+    sock.sendmsg([line], cmsg, 0, peer)
+
+
+# ---------------------------------------------------------------------------------------------
+# the client (sockets created in the client namespace)
+
+
+class Client:
+    """Opens, holds and closes the scenario's connections."""
+
+    def __init__(self, netns):
+        self.netns = netns
+        self.held = {}
+
+    def conn(self, proto, src, sport, dst, dport, mode, cid):
+        """-> (local (addr, port), answer line or None, error word or None)."""
+        fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        s = self.netns.socket("cl", fam, kind)
+        if sport:
+            # only for fixed ports: an ephemeral bind must never land on a TIME_WAIT port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((src, sport))
+        local = tuple(s.getsockname()[:2])
+        s.settimeout(WAIT)
+        answer, err = None, None
+        try:
+            if kind == socket.SOCK_DGRAM:
+                answer = self.udp_exchange(s, fam, dst, dport)
+            else:
+                s.connect((dst, dport))
+                answer = read_line(s)
+                err = None if answer else "eof"
+        except ConnectionRefusedError:
+            err = "refused"
+        except socket.timeout:
+            err = "timeout"
+        except ConnectionResetError:
+            err = "reset"
+        except OSError as e:
+            err = "error-" + (e.strerror or str(e)).replace(" ", "-")
+        if answer and mode == "hold" and kind == socket.SOCK_STREAM:
+            self.held[cid] = s
+        else:
+            s.close()
+        return local, answer, err
+
+    @staticmethod
+    def udp_exchange(s, fam, dst, dport):
+        # unconnected, so that an untranslated reply (one-packet scheduling with NAT: the
+        # entry is not hashed) is still read; RECVERR reports ICMP port unreachable
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        else:
+            s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        s.sendto(b"?", (dst, dport))
+        return s.recv(256).decode().strip()
+
+    def close(self, cid):
+        s = self.held.pop(cid, None)
+        if s is None:
+            return "not held"
+        s.close()
+        return None
+
+    def close_all(self):
+        for s in self.held.values():
+            s.close()
+        self.held = {}
+
+
+def read_line(s):
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(256)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().strip() or None
+
+
+# ---------------------------------------------------------------------------------------------
+# the director's view: ipvsadm, /proc/net/ip_vs and /proc/net/ip_vs_conn
 
 
 def ipvsadm(argv):
@@ -383,15 +590,22 @@ def ipvsadm(argv):
 
 
 def parse_proc_addr(text):
+    """An address as /proc/net/ip_vs* print it (%08X host order, or full IPv6)."""
+    text = text.strip("[]")
     if ":" in text:
         return str(ipaddress.IPv6Address(text))
     return str(ipaddress.IPv4Address(int(text, 16)))
 
 
+def parse_proc_hostport(text):
+    host, _, port = text.rpartition(":")
+    return parse_proc_addr(host), int(port, 16)
+
+
 def read_conns():
     """Rows of /proc/net/ip_vs_conn in kernel order, as dicts with decoded addresses."""
     rows = []
-    with open("/proc/net/ip_vs_conn") as f:
+    with open("/proc/thread-self/net/ip_vs_conn") as f:
         lines = f.read().splitlines()[1:]
     for line in lines:
         w = line.split()
@@ -404,6 +618,32 @@ def read_conns():
             "expire": w[8],
         })
     return rows
+
+
+class Service:
+    """What the driver needs to know about a configured service (from /proc/net/ip_vs)."""
+
+    def __init__(self, words):
+        self.proto = words[0].lower()
+        if words[0] == "FWM":
+            self.fwmark, self.addr, self.port = int(words[1], 16), None, None
+        else:
+            self.fwmark = None
+            self.addr, self.port = parse_proc_hostport(words[1])
+        self.dests = []
+
+
+def read_services():
+    services = []
+    with open("/proc/thread-self/net/ip_vs") as f:
+        lines = f.read().splitlines()[3:]
+    for line in lines:
+        w = line.split()
+        if w[0] == "->":
+            services[-1].dests.append(parse_proc_hostport(w[1]))
+        else:
+            services.append(Service(w))
+    return services
 
 
 def parse_listing(lines):
@@ -421,43 +661,28 @@ def parse_listing(lines):
     return services
 
 
-class Service:
-    """What the driver needs to know about a configured service."""
-
-    def __init__(self, vspec, words, dests):
-        kind, spec = vspec.split(" ")[:2]
-        self.vspec = vspec
-        self.fwmark = int(spec) if kind == "FWM" else None
-        self.proto = kind.lower()
-        self.addr, self.port = (None, None) if self.fwmark is not None else split_hostport(spec)
-        self.ops = "ops" in words
-        self.dests = [split_hostport(d[0]) for d in dests]
-
-
 class Director:
-    """Runs inside the director namespace."""
+    """The driver's view of the director (it runs inside the director namespace)."""
 
     def __init__(self, scn, topo):
         self.scn = scn
         self.topo = topo
-        self.services = []
-
-    def refresh(self):
-        _, lines = ipvsadm(["-Ln"])
-        self.services = [Service(*s) for s in parse_listing(lines)]
+        self.services = None  # None: re-read before use
 
     def find_service(self, proto, vaddr, vport):
         """The service IPVS would look up for a client packet (fwmark first, then port 0)."""
+        if self.services is None:
+            self.services = read_services()
         ip = ipaddress.ip_address(vaddr)
-        fam6 = ip.version == 6
         for net, mark in self.scn.marks:
             if ip in net:
                 for s in self.services:
-                    if s.fwmark == mark and ("IPv6" in s.vspec) == fam6:
+                    if s.fwmark == mark and all(ipaddress.ip_address(a).version == ip.version
+                                                for a, _ in s.dests):
                         return s
         for port in (vport, 0):
             for s in self.services:
-                if s.fwmark is None and s.proto == proto and s.addr == vaddr and s.port == port:
+                if s.fwmark is None and s.proto == proto and s.addr == str(ip) and s.port == port:
                     return s
         return None
 
@@ -485,7 +710,6 @@ class Director:
     def wait_state(self, proto, local, vaddr, vport, states):
         """Poll until the connection entry is in one of states; None or a complaint."""
         deadline = time.monotonic() + WAIT
-        last = None
         while True:
             row = self.find_conn(proto, local, vaddr, vport)
             last = row["state"] if row else "absent"
@@ -499,7 +723,8 @@ class Director:
         """States a TCP entry ends in once both sides closed (client closes first)."""
         return ("FIN_WAIT", "CLOSE") if self.topo.kind == "dr" else ("TIME_WAIT", "CLOSE")
 
-    def check_lines(self):
+    @staticmethod
+    def check_lines():
         _, raw_l = ipvsadm(["-Ln"])
         _, raw_c = ipvsadm(["-Lnc"])
         _, pers = ipvsadm(["-Ln", "--persistent-conn"])
@@ -527,21 +752,17 @@ class Director:
 class Runner:
     """Performs one scenario's events and prints its transcript."""
 
-    def __init__(self, scn, sc, topo, director, agent):
-        self.scn, self.sc, self.topo, self.d, self.agent = scn, sc, topo, director, agent
+    def __init__(self, sc, director, client):
+        self.sc, self.d, self.client = sc, director, client
         self.held = {}  # id -> (proto, local, vaddr, vport)
         self.t0 = time.monotonic()
 
     def stamp(self):
         return "@%d" % int((time.monotonic() - self.t0) * 1000)
 
-    def ask(self, req):
-        self.agent.stdin.write(json.dumps(req) + "\n")
-        self.agent.stdin.flush()
-        return json.loads(self.agent.stdout.readline())
-
     def run(self):
         print("scenario " + self.sc.name)
+        self.t0 = time.monotonic()
         for ev in self.sc.events:
             getattr(self, "ev_" + ev[0])(*ev[1:])
             sys.stdout.flush()
@@ -555,21 +776,23 @@ class Runner:
         print("%s ipvsadm %s => %d" % (at, text, status))
         for line in lines:
             print("  | " + line)
-        self.d.refresh()
+        self.d.services = None
 
     def ev_conn(self, cid, proto, src, sport, vaddr, vport, mode):
         at = self.stamp()
-        r = self.ask({"op": "conn", "id": cid, "proto": proto, "src": src, "sport": sport,
-                      "dst": vaddr, "dport": vport, "mode": mode})
-        local = tuple(r["local"])
+        local, answer, err = self.client.conn(proto, src, sport, vaddr, vport, mode, cid)
         note = None
-        if r["answer"]:
-            result = self.d.answer_dest(proto, vaddr, vport, r["answer"])
-            note = self.settle(proto, local, vaddr, vport, mode)
-            if mode == "hold" and proto == "tcp":
-                self.held[cid] = (proto, local, vaddr, vport)
+        if answer:
+            result = self.d.answer_dest(proto, vaddr, vport, answer)
+            if proto == "tcp":
+                # UDP needs no wait: its entry (none with one-packet scheduling) exists
+                # before the datagram is forwarded, and it has a single state
+                states = ("ESTABLISHED",) if mode == "hold" else self.d.final_states()
+                note = self.d.wait_state(proto, local, vaddr, vport, states)
+                if mode == "hold":
+                    self.held[cid] = (proto, local, vaddr, vport)
         else:
-            result = self.failure(proto, local, vaddr, vport, r["err"])
+            result = self.failure(proto, local, vaddr, vport, err)
         print("%s conn %s %s %s %s %s => %s" % (at, cid, proto, fmt_hostport(*local),
                                                fmt_hostport(vaddr, vport), mode, result))
         if note:
@@ -583,21 +806,11 @@ class Runner:
         where = (" (entry to %s)" % fmt_hostport(*row["d"])) if row else ""
         return "%s%s" % (err, where)
 
-    def settle(self, proto, local, vaddr, vport, mode):
-        """Wait until the kernel's entry reached its state for this exchange."""
-        if proto == "udp":
-            svc = self.d.find_service(proto, vaddr, vport)
-            if svc is not None and svc.ops:
-                return None
-            return self.d.wait_state(proto, local, vaddr, vport, ("UDP",))
-        if mode == "hold":
-            return self.d.wait_state(proto, local, vaddr, vport, ("ESTABLISHED",))
-        return self.d.wait_state(proto, local, vaddr, vport, self.d.final_states())
-
     def ev_close(self, cid):
         at = self.stamp()
-        r = self.ask({"op": "close", "id": cid})
-        note = r.get("err")
+        note = self.client.close(cid)
+        if note and cid in self.sc.ids:
+            note = None  # a connection that was never held open (unanswered, UDP): no-op
         if cid in self.held:
             proto, local, vaddr, vport = self.held.pop(cid)
             note = self.d.wait_state(proto, local, vaddr, vport, self.d.final_states())
@@ -616,163 +829,57 @@ class Runner:
             print(line)
 
 
-def run_file(path):
-    scn = ScnFile(path)
-    root = os.open("/proc/self/ns/net", os.O_RDONLY)
+def run_scenario(scn, sc, netns):
+    topo = Topo(scn, sc, netns)
+    servers = client = None
+    try:
+        topo.up()
+        servers = Servers(topo, netns)
+        client = Client(netns)
+        netns.enter("dir")
+        Runner(sc, Director(scn, topo), client).run()
+    finally:
+        netns.enter(None)
+        if client:
+            client.close_all()
+        if servers:
+            servers.stop()
+        topo.down()
+
+
+def lint(scn):
+    """Host-side check of a scenario file: counts, and held connections left open."""
+    ok = True
+    main = {"nat": "192.168.50.2", "dr": "10.2.0.254", "nat6": "fd00:50::2"}[scn.topo[0]]
+    sources = {str(ipaddress.ip_address(a)) for a in [main] + scn.clients}
+    for sc in scn.scenarios:
+        conns = [ev for ev in sc.events if ev[0] == "conn"]
+        strangers = sorted({ev[3] for ev in conns} - sources)
+        if strangers:
+            print("%s: source addresses not on the client: %s" % (sc.name, " ".join(strangers)))
+            ok = False
+        held = {ev[1] for ev in conns if ev[2] == "tcp" and ev[7] == "hold"}
+        closed = {ev[1] for ev in sc.events if ev[0] == "close"}
+        unknown = sorted(closed - sc.ids)
+        print("%-28s %3d conns, %2d held, never closed: %s%s" % (
+            sc.name, len(conns), len(held), " ".join(sorted(held - closed)) or "-",
+            ("  UNKNOWN ids closed: " + " ".join(unknown)) if unknown else ""))
+        ok = ok and not unknown
+    return ok
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("run", "lint"):
+        sys.exit("usage: driver.py run|lint FILE.scn")
+    scn = ScnFile(sys.argv[2])
+    if sys.argv[1] == "lint":
+        sys.exit(0 if lint(scn) else 1)
+    netns = Netns()
     for line in scn.header:
         print(line)
     sys.stdout.flush()
     for sc in scn.scenarios:
-        topo = Topo(scn, sc)
-        try:
-            topo.up()
-            agent = topo.spawn("cl", "client")
-            fd = os.open("/run/netns/dir", os.O_RDONLY)
-            setns(fd)
-            os.close(fd)
-            director = Director(scn, topo)
-            director.refresh()
-            Runner(scn, sc, topo, director, agent).run()
-        finally:
-            setns(root)
-            topo.down()
-
-
-# ---------------------------------------------------------------------------------------------
-# real server
-
-
-def serve(name, ports, fam):
-    af = socket.AF_INET6 if fam == "6" else socket.AF_INET
-    any_addr = "::" if fam == "6" else "0.0.0.0"
-    sel = selectors.DefaultSelector()
-    for port in ports:
-        t = socket.socket(af, socket.SOCK_STREAM)
-        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        t.bind((any_addr, port))
-        t.listen(1024)
-        t.setblocking(False)
-        sel.register(t, selectors.EVENT_READ, ("listen", port))
-        u = socket.socket(af, socket.SOCK_DGRAM)
-        if fam == "6":
-            u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-        else:
-            u.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        u.bind((any_addr, port))
-        sel.register(u, selectors.EVENT_READ, ("udp", port))
-    print("ready", flush=True)
-    while True:
-        for key, _ in sel.select():
-            kind, port = key.data
-            line = ("%s %d\n" % (name, port)).encode()
-            if kind == "listen":
-                try:
-                    c, _ = key.fileobj.accept()
-                except BlockingIOError:
-                    continue
-                c.setblocking(True)
-                c.sendall(line)
-                c.setblocking(False)
-                sel.register(c, selectors.EVENT_READ, ("conn", port))
-            elif kind == "conn":
-                try:
-                    data = key.fileobj.recv(4096)
-                except (ConnectionResetError, BlockingIOError):
-                    data = b""
-                if not data:
-                    sel.unregister(key.fileobj)
-                    key.fileobj.close()
-            else:
-                udp_answer(key.fileobj, line)
-
-
-def udp_answer(sock, line):
-    """Answer a datagram from the address it was sent to (matters for DR: the VIP)."""
-    _, anc, _, peer = sock.recvmsg(2048, socket.CMSG_SPACE(64))
-    cmsg = []
-    for level, ctype, data in anc:
-        if level == socket.IPPROTO_IP and ctype == IP_PKTINFO:
-            _, _, dst = struct.unpack("=i4s4s", data[:12])
-            cmsg = [(level, IP_PKTINFO, struct.pack("=i4s4s", 0, dst, b"\0" * 4))]
-        elif level == socket.IPPROTO_IPV6 and ctype == socket.IPV6_PKTINFO:
-            cmsg = [(level, ctype, data[:16] + struct.pack("=i", 0))]
-    sock.sendmsg([line], cmsg, 0, peer)
-
-
-# ---------------------------------------------------------------------------------------------
-# client agent
-
-
-def client_conn(req, held):
-    fam = socket.AF_INET6 if ":" in req["dst"] else socket.AF_INET
-    kind = socket.SOCK_STREAM if req["proto"] == "tcp" else socket.SOCK_DGRAM
-    s = socket.socket(fam, kind)
-    if req["sport"]:
-        # only for fixed ports: an ephemeral bind must never land on a TIME_WAIT port
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((req["src"], req["sport"]))
-    local = list(s.getsockname()[:2])
-    s.settimeout(WAIT)
-    answer, err = None, None
-    try:
-        if kind == socket.SOCK_DGRAM:
-            # unconnected, so that an untranslated reply (one-packet scheduling with NAT:
-            # the entry is not hashed) is still read; IP_RECVERR reports port unreachable
-            if fam == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
-            else:
-                s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-            s.sendto(b"?", (req["dst"], req["dport"]))
-            answer = s.recv(256).decode().strip()
-        else:
-            s.connect((req["dst"], req["dport"]))
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-            answer = data.decode().strip() or None
-            err = None if answer else "eof"
-    except ConnectionRefusedError:
-        err = "refused"
-    except socket.timeout:
-        err = "timeout"
-    except ConnectionResetError:
-        err = "reset"
-    except OSError as e:
-        err = "error-" + (e.strerror or str(e)).replace(" ", "-")
-    if answer and req["mode"] == "hold" and kind == socket.SOCK_STREAM:
-        held[req["id"]] = s
-    else:
-        s.close()
-    return {"local": local, "answer": answer, "err": err}
-
-
-def client():
-    held = {}
-    for line in sys.stdin:
-        req = json.loads(line)
-        if req["op"] == "conn":
-            resp = client_conn(req, held)
-        else:
-            s = held.pop(req["id"], None)
-            resp = {"err": None if s else "not held"}
-            if s:
-                s.close()
-        print(json.dumps(resp), flush=True)
-
-
-def main():
-    role = sys.argv[1] if len(sys.argv) > 1 else ""
-    if role == "run":
-        run_file(sys.argv[2])
-    elif role == "server":
-        serve(sys.argv[2], [int(p) for p in sys.argv[3].split(",")], sys.argv[4])
-    elif role == "client":
-        client()
-    else:
-        sys.exit("usage: driver.py run FILE.scn | server NAME PORTS 4|6 | client")
+        run_scenario(scn, sc, netns)
 
 
 if __name__ == "__main__":

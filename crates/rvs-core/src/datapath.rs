@@ -533,7 +533,9 @@ impl Ipvs {
         let st = self.conns.get_mut(id).expect("due entry");
         if st.n_control > 0 {
             st.timeout = conn::TEMPLATE_REARM_MS;
-            self.conns.touch(id, now);
+            // re-armed from when the timer fired, not from when we got to it
+            let fired = self.conns.get(id).expect("due entry").expires.min(now);
+            self.conns.touch(id, fired);
             return;
         }
         let c = self.conns.remove(id).expect("due entry");

@@ -20,6 +20,8 @@ pub enum Cmd {
     DelDest(ServiceKey, IpAddr, u16),
     Zero(Option<ServiceKey>),
     SetTimeouts(u32, u32, u32),
+    /// `-L` of one service (fails when it does not exist)
+    List(ServiceKey),
     /// listing or other read-only command
     Other,
 }
@@ -191,6 +193,10 @@ fn build(o: Opts) -> Option<Cmd> {
         "-Z" => Cmd::Zero(o.svc),
         "--set" => Cmd::SetTimeouts(*o.set.first()?, *o.set.get(1)?, *o.set.get(2)?),
         "-a" | "-e" | "-d" => dest_cmd(&cmd, &o)?,
+        "-L" | "-l" => match o.svc {
+            Some(k) => Cmd::List(k),
+            None => Cmd::Other,
+        },
         _ => Cmd::Other,
     })
 }

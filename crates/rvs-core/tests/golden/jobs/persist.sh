@@ -953,7 +953,8 @@ check
 ipvsadm -C
 
 # a port-0 persistent service beside a specific-port service on the same VIP: the exact
-# port wins the lookup, other ports fall to the port-0 service
+# port wins the lookup, other TCP ports fall to the port-0 service; UDP has no service on
+# this VIP at all (both are TCP), so those datagrams are refused by the director's own stack
 scenario p_port0_and_exact
 ipvsadm -A -t 192.168.50.100:0 -s rr -p 60
 ipvsadm -a -t 192.168.50.100:0 -r 10.1.1.2 -m

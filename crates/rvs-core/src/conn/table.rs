@@ -16,8 +16,9 @@
 //! # Storage
 //! Entries live in fixed-size chunks (no reallocation of live entries, no latency spike as the
 //! table grows) addressed by a [`ConnId`]; freed slots are reused LIFO. An entry whose three
-//! addresses are IPv4 keeps them inline (96 bytes per entry); any IPv6 address moves the three
-//! addresses to a side slab. The bucket array has one `u32` head per bucket; by default there
+//! addresses are IPv4 keeps them inline (96 bytes per entry). When any of them is IPv6, the
+//! client address goes to a side slab and the virtual and real-server addresses are interned
+//! (a director has few distinct VIPs and real servers, so each costs a 4-byte reference). The bucket array has one `u32` head per bucket; by default there
 //! are at least twice as many buckets as the capacity (a power of two), which keeps chains
 //! short: a hit touches 1.25 entries on average at full load, and 4–8 bytes per entry buy
 //! that. At 1,000,000 IPv4 entries the table allocates about 104 bytes per entry in all.
@@ -26,6 +27,7 @@
 //! Each entry carries a [`Link`] into a [`Wheel`] with millisecond resolution; the caller's
 //! clock drives [`ConnTable::pop_expired`], and the engine decides what an expiry means.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use thiserror::Error;
@@ -46,14 +48,15 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 const MIN_BUCKETS: usize = 256;
 /// `kind` bit: the slot holds an entry.
 const LIVE: u8 = 1;
-/// `kind` bit: the addresses are in the side slab (`addrs[0]` is the index).
+/// `kind` bit: the addresses are in [`SideAddrs`] (`addrs` holds the client slot and the two
+/// interned references).
 const SIDE: u8 = 2;
 /// Port value of an invalidated template (`htons(0xffff)`).
 const INVALID_PORT: u16 = 0xffff;
 
 #[derive(Clone, Copy, Debug)]
 struct Slot {
-    /// caddr, vaddr, daddr as IPv4, or `[side index, 0, 0]`
+    /// caddr, vaddr, daddr as IPv4, or `[client slot, vaddr ref, daddr ref]` in [`SideAddrs`]
     addrs: [u32; 3],
     /// cport, vport, dport
     ports: [u16; 3],
@@ -86,11 +89,11 @@ impl Slot {
         },
     };
 
-    fn addr(&self, side: &[[IpAddr; 3]], i: usize) -> IpAddr {
+    fn addr(&self, side: &SideAddrs, i: usize) -> IpAddr {
         if self.kind & SIDE == 0 {
             IpAddr::V4(Ipv4Addr::from(self.addrs[i]))
         } else {
-            side[self.addrs[0] as usize][i]
+            side.get(&self.addrs, i)
         }
     }
 
@@ -109,6 +112,75 @@ fn proto_of(n: u8) -> Protocol {
         17 => Protocol::Udp,
         132 => Protocol::Sctp,
         _ => Protocol::Ip,
+    }
+}
+
+/// Addresses of entries that are not all-IPv4: client addresses in a slab, virtual and
+/// real-server addresses interned with reference counts.
+#[derive(Clone, Debug, Default)]
+struct SideAddrs {
+    clients: Vec<IpAddr>,
+    clients_free: Vec<u32>,
+    interned: Vec<(IpAddr, u32)>,
+    interned_free: Vec<u32>,
+    by_addr: BTreeMap<IpAddr, u32>,
+}
+
+impl SideAddrs {
+    fn store(&mut self, c: IpAddr, v: IpAddr, d: IpAddr) -> [u32; 3] {
+        let ci = match self.clients_free.pop() {
+            Some(i) => {
+                self.clients[i as usize] = c;
+                i
+            }
+            None => {
+                self.clients.push(c);
+                (self.clients.len() - 1) as u32
+            }
+        };
+        [ci, self.intern(v), self.intern(d)]
+    }
+
+    fn intern(&mut self, a: IpAddr) -> u32 {
+        if let Some(&i) = self.by_addr.get(&a) {
+            self.interned[i as usize].1 += 1;
+            return i;
+        }
+        let i = match self.interned_free.pop() {
+            Some(i) => {
+                self.interned[i as usize] = (a, 1);
+                i
+            }
+            None => {
+                self.interned.push((a, 1));
+                (self.interned.len() - 1) as u32
+            }
+        };
+        self.by_addr.insert(a, i);
+        i
+    }
+
+    fn unintern(&mut self, i: u32) {
+        let e = &mut self.interned[i as usize];
+        e.1 -= 1;
+        if e.1 == 0 {
+            self.by_addr.remove(&e.0);
+            self.interned_free.push(i);
+        }
+    }
+
+    fn release(&mut self, idx: &[u32; 3]) {
+        self.clients_free.push(idx[0]);
+        self.unintern(idx[1]);
+        self.unintern(idx[2]);
+    }
+
+    #[inline]
+    fn get(&self, idx: &[u32; 3], i: usize) -> IpAddr {
+        match i {
+            0 => self.clients[idx[0] as usize],
+            _ => self.interned[idx[i] as usize].0,
+        }
     }
 }
 
@@ -181,8 +253,7 @@ pub struct ConnTable {
     buckets: Box<[u32]>,
     seed: u64,
     wheel: Wheel,
-    side: Vec<[IpAddr; 3]>,
-    side_free: Vec<u32>,
+    side: SideAddrs,
     no_cport: usize,
     full_drops: u64,
 }
@@ -211,8 +282,7 @@ impl ConnTable {
             buckets: vec![NIL; buckets].into_boxed_slice(),
             seed,
             wheel: Wheel::new(),
-            side: Vec::new(),
-            side_free: Vec::new(),
+            side: SideAddrs::default(),
             no_cport: 0,
             full_drops: 0,
         }
@@ -311,18 +381,7 @@ impl ConnTable {
         if let (IpAddr::V4(a), IpAddr::V4(b), IpAddr::V4(d)) = (c.caddr, c.vaddr, c.daddr) {
             return ([a.into(), b.into(), d.into()], LIVE);
         }
-        let addrs = [c.caddr, c.vaddr, c.daddr];
-        let idx = match self.side_free.pop() {
-            Some(i) => {
-                self.side[i as usize] = addrs;
-                i
-            }
-            None => {
-                self.side.push(addrs);
-                (self.side.len() - 1) as u32
-            }
-        };
-        ([idx, 0, 0], LIVE | SIDE)
+        (self.side.store(c.caddr, c.vaddr, c.daddr), LIVE | SIDE)
     }
 
     /// Link an entry at the head of its bucket and set `HASHED` (`ip_vs_conn_hash`).
@@ -366,7 +425,7 @@ impl ConnTable {
         self.wheel.cancel(&mut self.store, id.0);
         let s = self.store.slot_mut(id.0);
         if s.kind & SIDE != 0 {
-            self.side_free.push(s.addrs[0]);
+            self.side.release(&s.addrs);
         }
         if s.st.flags & conn_flags::NO_CPORT != 0 {
             self.no_cport = self.no_cport.saturating_sub(1);

@@ -588,11 +588,12 @@ impl Ipvs {
     }
 }
 
-/// Whether the packet may open a connection on an entry's tuple (TCP SYN without RST, SCTP
-/// INIT).
+/// Whether the packet starts a new connection on an existing entry's tuple (`is_new_conn`:
+/// any TCP segment with SYN, even with RST, and an SCTP INIT). A SYN+RST that retires an old
+/// entry is then not scheduled itself: it passes on, as the kernel lets it.
 fn is_conn_opener(pkt: &Packet) -> bool {
     match pkt.proto {
-        Protocol::Tcp => pkt.tcp_flags().syn && !pkt.tcp_flags().rst,
+        Protocol::Tcp => pkt.tcp_flags().syn,
         Protocol::Sctp => pkt.sctp_init(),
         _ => false,
     }

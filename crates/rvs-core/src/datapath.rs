@@ -204,10 +204,8 @@ impl Ipvs {
 
     /// A new connection reusing the tuple of an old entry (`is_new_conn_expected` and the
     /// `expire_nodest_conn` rule for quiescent servers).
+    /// The weight-0 rule applies whatever `conn_reuse_mode` says (Linux ≥ 5.16).
     fn should_reschedule(&self, id: ConnId) -> bool {
-        if self.sysctls.conn_reuse_mode == 0 {
-            return false;
-        }
         let c = self.conns.get(id).expect("found");
         if self.sysctls.expire_nodest_conn {
             if let Some(did) = c.st.dest {
@@ -216,7 +214,7 @@ impl Ipvs {
                 }
             }
         }
-        if c.st.control.is_some() {
+        if self.sysctls.conn_reuse_mode == 0 || c.st.control.is_some() {
             return false;
         }
         match c.proto {
@@ -239,7 +237,12 @@ impl Ipvs {
                 let f = pkt.tcp_flags();
                 !f.rst && (f.syn || self.sysctls.sloppy_tcp)
             }
-            Protocol::Sctp => pkt.sctp_init() || self.sysctls.sloppy_sctp,
+            Protocol::Sctp => {
+                // `sctp_conn_schedule`: an ABORT never opens an association
+                let abort = matches!(pkt.info, PacketInfo::Sctp { first, .. }
+                    if first == conn::sctp::chunk::ABORT);
+                !abort && (pkt.sctp_init() || self.sysctls.sloppy_sctp)
+            }
             Protocol::Udp => true,
             Protocol::Ip => false,
         };
@@ -305,7 +308,7 @@ impl Ipvs {
         let d = self.dests.get(did).expect("picked");
         let dport = if d.port != 0 { d.port } else { pkt.dport };
         let id = self.new_conn(sid, pkt, did, dport, now)?;
-        self.count_conn(did);
+        self.count_conn(sid, did);
         Ok(id)
     }
 
@@ -352,7 +355,7 @@ impl Ipvs {
         let id = res?;
         self.conns.get_mut(id).expect("new").control = Some(tid);
         self.conns.get_mut(tid).expect("live").n_control += 1;
-        self.count_conn(did);
+        self.count_conn(sid, did);
         Ok(id)
     }
 
@@ -411,12 +414,11 @@ impl Ipvs {
         Some(id)
     }
 
-    /// `ip_vs_conn_stats`: one more scheduled connection for the destination, its service and
-    /// the totals.
-    fn count_conn(&mut self, did: DestId) {
+    /// `ip_vs_conn_stats`: one more scheduled connection for the destination, the service that
+    /// scheduled it and the totals.
+    fn count_conn(&mut self, sid: SvcId, did: DestId) {
         let d = self.dests.get_mut(did).expect("live");
         d.stats.add_conn();
-        let sid = d.svc;
         if let Some(s) = self.services.get_mut(sid) {
             s.stats.add_conn();
         }
@@ -524,7 +526,44 @@ impl Ipvs {
         while let Some(id) = self.conns.pop_expired(now) {
             self.expire_conn(id, now);
         }
+        if self.nodest_flush_pending {
+            self.nodest_flush_pending = false;
+            self.expire_nodest_flush(now);
+        }
         self.periodic_due(now);
+    }
+
+    /// `ip_vs_expire_nodest_conn_flush` (with `expire_nodest_conn`, after a destination was
+    /// deleted): every entry whose destination is gone and that controls nothing is deleted,
+    /// and then its template if that now controls nothing.
+    fn expire_nodest_flush(&mut self, now: Tick) {
+        let victims: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.st.n_control == 0
+                    && c.st
+                        .dest
+                        .is_some_and(|d| !self.dests.get(d).expect("bound").is_available())
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for id in victims {
+            let Some(st) = self.conns.get_mut(id) else {
+                continue; // deleted above as a controller
+            };
+            if st.n_control != 0 {
+                continue;
+            }
+            let control = st.control;
+            st.timeout = 0; // ip_vs_conn_del
+            self.expire_conn(id, now);
+            if let Some(t) = control {
+                if self.conns.state(t).is_some_and(|c| c.n_control == 0) {
+                    self.expire_conn(t, now);
+                }
+            }
+        }
     }
 
     /// `ip_vs_conn_expire`: a template that still controls connections lingers 60 s more;
@@ -604,7 +643,7 @@ fn is_conn_opener(pkt: &Packet) -> bool {
 /// the mark in place of the address.
 fn template_key(key: &ServiceKey, snet: IpAddr, pkt: &Packet) -> TemplateKey {
     let svc_port = key.port();
-    if pkt.dport == svc_port && !key.is_fwmark() {
+    if pkt.dport == svc_port {
         let vport = if svc_port == FTPPORT { 0 } else { pkt.dport };
         return TemplateKey::service(pkt.proto, snet, pkt.daddr, vport);
     }

@@ -63,6 +63,9 @@ pub struct Dest {
     pub svc: SvcId,
     /// key of the owning service (what the trash matches a re-added destination against)
     pub svc_key: Option<ServiceKey>,
+    /// incarnation (`Service::seq`) of the owning service: a destination revived into a new
+    /// incarnation of the same key gets its statistics zeroed
+    pub svc_seq: u64,
     /// position in the owning service's list (maintained by the engine; meaningless in the trash)
     pub pos: usize,
     /// when the last reference went away while in the trash
@@ -91,6 +94,7 @@ impl Dest {
             stats: Stats::default(),
             svc,
             svc_key: None,
+            svc_seq: 0,
             pos: 0,
             trash_idle_since: None,
         };

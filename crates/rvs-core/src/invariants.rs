@@ -44,7 +44,7 @@ fn check_conns(ipvs: &Ipvs, now: Tick) -> Result<(), String> {
                 c.expires
             ));
         }
-        let limit = now.0 + c.st.timeout;
+        let limit = now.0.saturating_add(c.st.timeout);
         if c.expires.0 > limit {
             return Err(format!(
                 "entry {id:?} expires at {:?}, beyond now + its timeout ({limit})",
@@ -133,9 +133,15 @@ fn check_lists(ipvs: &Ipvs) -> Result<(), String> {
         }
     }
     for d in ipvs.trash() {
-        if d.is_available() || seen.contains_key(&d.id) {
+        if d.is_available() || seen.insert(d.id, ()).is_some() {
             return Err(format!("trashed destination {}:{} is live", d.addr, d.port));
         }
+    }
+    if let Some(d) = ipvs.dests.iter().find(|d| !seen.contains_key(&d.id)) {
+        return Err(format!(
+            "destination {}:{} is in no list and not in the trash",
+            d.addr, d.port
+        ));
     }
     Ok(())
 }

@@ -19,7 +19,10 @@
 use crate::conn::{ConnTable, Timeouts};
 use crate::dest::{Dest, DestId, Dests, SvcId, DEST_F_AVAILABLE};
 use crate::error::IpvsError;
-use crate::model::{validate_dest, validate_service, DestConf, Family, ServiceConf, ServiceKey};
+use crate::model::{
+    validate_dest_family, validate_dest_ranges, validate_new_dest_addr, validate_service, DestConf,
+    Family, ServiceConf, ServiceKey,
+};
 use crate::rng::Rng;
 use crate::sched::{new_scheduler, DestChange};
 use crate::service::{Service, ServiceTable};
@@ -29,6 +32,10 @@ use crate::time::{Span, Tick};
 /// A deleted destination is freed once it has had no references for this long
 /// (`IP_VS_DEST_TRASH_PERIOD`); the trash is checked every half period.
 pub const DEST_TRASH_PERIOD: Span = Span::secs(120);
+/// How often the trash is checked (half the period).
+const TRASH_CHECK: Span = Span::secs(60);
+/// How often schedulers get their housekeeping call (the lblc/lblcr GC timer period).
+const HOUSEKEEPING: Span = Span::secs(60);
 
 /// The tunables of `/proc/sys/net/ipv4/vs/*` that change decisions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,7 +78,7 @@ impl Default for Sysctls {
 pub struct Config {
     /// most connection entries (templates included) held at once
     pub max_conns: usize,
-    /// `conn_tab_bits`: what `size=` reports in the listing header (2^bits)
+    /// `conn_tab_bits`: what `size=` reports in the listing header (2^bits, 8 … 20)
     pub conn_tab_bits: u8,
     /// seed of the connection hash and of scheduler randomness
     pub seed: u64,
@@ -107,6 +114,8 @@ pub struct Ipvs {
     pub(crate) next_estimate: Option<Tick>,
     pub(crate) next_housekeeping: Option<Tick>,
     pub(crate) next_trash_check: Option<Tick>,
+    /// `expire_nodest_conn`: a destination was deleted; its entries go at the next advance
+    pub(crate) nodest_flush_pending: bool,
 }
 
 impl Ipvs {
@@ -121,10 +130,11 @@ impl Ipvs {
             sysctls: cfg.sysctls,
             stats: Stats::default(),
             rng: Rng::seeded(cfg.seed ^ 0x7277_735f_7477_6f73),
-            conn_tab_bits: cfg.conn_tab_bits,
+            conn_tab_bits: cfg.conn_tab_bits.clamp(8, 20),
             next_estimate: None,
             next_housekeeping: None,
             next_trash_check: None,
+            nodest_flush_pending: false,
         }
     }
 
@@ -215,9 +225,11 @@ impl Ipvs {
             .services
             .find(key)
             .ok_or(IpvsError::ServiceNotDefined)?;
-        validate_dest(key, &conf)?;
+        validate_dest_family(key, &conf)?;
+        validate_dest_ranges(&conf)?;
         let af = Family::of(&conf.addr);
         let svc = self.services.get(sid).expect("found");
+        let seq = svc.seq;
         if svc
             .find_dest(&self.dests, af, &conf.addr, conf.port)
             .is_some()
@@ -226,11 +238,15 @@ impl Ipvs {
         }
         let did = match self.take_from_trash(sid, key, &conf) {
             Some(did) => did,
-            None => self.dests.insert_with(|id| {
-                let mut d = Dest::new(id, sid, &conf);
-                d.svc_key = Some(*key);
-                d
-            }),
+            None => {
+                validate_new_dest_addr(&conf)?;
+                self.dests.insert_with(|id| {
+                    let mut d = Dest::new(id, sid, &conf);
+                    d.svc_key = Some(*key);
+                    d.svc_seq = seq;
+                    d
+                })
+            }
         };
         let svc = self.services.get_mut(sid).expect("found");
         svc.dests.insert(0, did);
@@ -239,21 +255,27 @@ impl Ipvs {
         Ok(did)
     }
 
-    /// Find a trashed destination of the same service key, address and port, and bring it back
+    /// Find a trashed destination of the same service, address and port, and bring it back
     /// (`ip_vs_trash_get_dest`). A destination that belonged to an earlier incarnation of the
-    /// service (deleted and added again) has its statistics zeroed.
+    /// service (deleted and added again) has its statistics zeroed (`__ip_vs_update_dest`).
     fn take_from_trash(&mut self, sid: SvcId, key: &ServiceKey, conf: &DestConf) -> Option<DestId> {
         let af = Family::of(&conf.addr);
         let pos = self.trash.iter().position(|id| {
             let d = self.dests.get(*id).expect("trash holds live ids");
-            d.af == af && d.addr == conf.addr && d.port == conf.port && d.svc_key == Some(*key)
+            d.af == af
+                && d.addr == conf.addr
+                && d.port == conf.port
+                && d.svc_key.is_some_and(|k| same_trash_service(&k, key))
         })?;
+        let seq = self.services.get(sid).expect("found").seq;
         let did = self.trash.remove(pos);
         let d = self.dests.get_mut(did).expect("live");
-        if d.svc != sid {
+        if d.svc_seq != seq {
             d.stats.zero();
-            d.svc = sid;
+            d.svc_seq = seq;
         }
+        d.svc = sid;
+        d.svc_key = Some(*key);
         d.flags |= DEST_F_AVAILABLE;
         d.trash_idle_since = None;
         d.apply_conf_added(conf);
@@ -266,7 +288,8 @@ impl Ipvs {
             .services
             .find(key)
             .ok_or(IpvsError::ServiceNotDefined)?;
-        validate_dest(key, &conf)?;
+        validate_dest_family(key, &conf)?;
+        validate_dest_ranges(&conf)?;
         let af = Family::of(&conf.addr);
         let svc = self.services.get_mut(sid).expect("found");
         let did = svc
@@ -307,41 +330,56 @@ impl Ipvs {
         let d = self.dests.get_mut(did).expect("live");
         d.flags &= !DEST_F_AVAILABLE;
         d.trash_idle_since = None;
-        if self.trash.is_empty() && self.next_trash_check.is_none() {
-            self.next_trash_check = Some(now + Span(DEST_TRASH_PERIOD.0 / 2));
+        if self.trash.is_empty() {
+            // `mod_timer` on an empty trash restarts the timer even while it is pending
+            self.next_trash_check = Some(now + TRASH_CHECK);
         }
         self.trash.push(did);
+        if self.sysctls.expire_nodest_conn {
+            self.nodest_flush_pending = true;
+        }
     }
 
-    /// The trash timer (`ip_vs_dest_trash_expire`): free destinations that nothing has used for
-    /// a whole trash period.
-    pub(crate) fn trash_gc(&mut self, now: Tick) {
+    /// The trash timer firing at `fired` (`ip_vs_dest_trash_expire`): a destination nothing
+    /// references is freed a whole trash period after the first check that found it idle.
+    pub(crate) fn trash_gc(&mut self, fired: Tick) {
         let mut keep = Vec::with_capacity(self.trash.len());
         for did in std::mem::take(&mut self.trash) {
             let held = self.held_by_scheduler(did);
             let d = self.dests.get_mut(did).expect("live");
             if d.refs > 0 || held {
-                d.trash_idle_since = None;
                 keep.push(did);
                 continue;
             }
             match d.trash_idle_since {
                 None => {
-                    d.trash_idle_since = Some(now);
+                    d.trash_idle_since = Some(fired);
                     keep.push(did);
                 }
-                Some(t) if now.since(t) < DEST_TRASH_PERIOD.0 => keep.push(did),
+                Some(t) if fired.since(t) < DEST_TRASH_PERIOD.0 => keep.push(did),
                 Some(_) => {
                     self.dests.remove(did);
                 }
             }
         }
         self.trash = keep;
-        self.next_trash_check = if self.trash.is_empty() {
-            None
-        } else {
-            Some(now + Span(DEST_TRASH_PERIOD.0 / 2))
-        };
+        self.next_trash_check = (!self.trash.is_empty()).then(|| fired + TRASH_CHECK);
+    }
+
+    /// Run the trash timer for every firing due by `now`. After three firings in one go the
+    /// outcome of further ones no longer changes (references cannot change without packets),
+    /// so the timer skips ahead in whole periods.
+    fn trash_due(&mut self, now: Tick) {
+        for _ in 0..3 {
+            match self.next_trash_check {
+                Some(t) if t <= now => self.trash_gc(t),
+                _ => return,
+            }
+        }
+        if let Some(t) = self.next_trash_check.filter(|t| *t <= now) {
+            let k = now.since(t) / TRASH_CHECK.0 + 1;
+            self.next_trash_check = Some(Tick(t.0.saturating_add(k.saturating_mul(TRASH_CHECK.0))));
+        }
     }
 
     /// Whether the scheduler of the destination's (still existing) service references it.
@@ -422,6 +460,16 @@ impl Ipvs {
     }
 }
 
+/// The trash matches a re-added destination to the service it was deleted from by fwmark alone
+/// for fwmark services (any family) and by protocol, address and port otherwise
+/// (`ip_vs_trash_get_dest`).
+fn same_trash_service(a: &ServiceKey, b: &ServiceKey) -> bool {
+    match (a, b) {
+        (ServiceKey::Fwmark { mark: x, .. }, ServiceKey::Fwmark { mark: y, .. }) => x == y,
+        _ => a == b,
+    }
+}
+
 /// Only the `sip` persistence engine exists.
 fn check_pe(conf: &ServiceConf) -> Result<(), IpvsError> {
     match conf.pe.as_deref() {
@@ -442,28 +490,44 @@ impl Ipvs {
     pub(crate) fn periodic_due(&mut self, now: Tick) {
         let est = *self.next_estimate.get_or_insert(now + EST_PERIOD);
         if now >= est {
-            self.run_estimators();
-            // catch up whole periods, as the kernel's timer would have fired for each
+            // catch up whole periods, as the kernel's timer would have fired for each (after
+            // 64 idle periods every average has decayed to 0)
             let periods = now.since(est) / EST_PERIOD.0;
-            for _ in 0..periods.min(64) {
+            for _ in 0..=periods.min(64) {
                 self.run_estimators();
             }
-            self.next_estimate = Some(Tick(est.0 + (periods + 1) * EST_PERIOD.0));
+            let next = est
+                .0
+                .saturating_add((periods + 1).saturating_mul(EST_PERIOD.0));
+            self.next_estimate = Some(Tick(next.max(now.0.saturating_add(1))));
         }
-        if let Some(t) = self.next_trash_check {
-            if now >= t {
-                self.trash_gc(now);
-            }
-        }
-        let hk = *self.next_housekeeping.get_or_insert(now + Span::secs(60));
+        self.trash_due(now);
+        let hk = *self.next_housekeeping.get_or_insert(now + HOUSEKEEPING);
         if now >= hk {
             for sid in self.services.ids() {
                 let svc = self.services.get_mut(sid).expect("live");
                 let list = self.dests.list(&svc.dests);
                 svc.sched.housekeeping(list, now);
             }
-            self.next_housekeeping = Some(now + Span::secs(60));
+            self.next_housekeeping = Some(now + HOUSEKEEPING);
         }
+    }
+
+    /// The earliest time [`Ipvs::advance`] has work to do (a connection timer, the estimator,
+    /// scheduler housekeeping, the trash): a data plane arms its own timer on it.
+    pub fn next_wakeup(&self) -> Option<Tick> {
+        if self.nodest_flush_pending {
+            return Some(Tick::ZERO);
+        }
+        [
+            self.conns.next_wakeup(),
+            self.next_estimate,
+            self.next_housekeeping,
+            self.next_trash_check,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn run_estimators(&mut self) {

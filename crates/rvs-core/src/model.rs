@@ -449,32 +449,53 @@ pub fn validate_service(key: &ServiceKey, conf: &ServiceConf) -> Result<(), Ipvs
     Ok(())
 }
 
-/// Validate a destination as `ip_vs_add_dest`/`ip_vs_edit_dest` would.
+/// Every check the kernel makes on a destination, in its order: the family rule of the netlink
+/// layer, the ranges of `ip_vs_add_dest`/`ip_vs_edit_dest`, and the address check that
+/// `ip_vs_new_dest` makes for a destination it allocates.
 pub fn validate_dest(svc: &ServiceKey, d: &DestConf) -> Result<(), IpvsError> {
-    if d.weight < 0 {
-        return Err(IpvsError::Range);
-    }
-    if d.l_threshold > d.u_threshold {
-        return Err(IpvsError::Range);
-    }
-    if d.fwd == Forward::Tunnel && d.tun.kind == TunnelType::Gue && d.tun.port == 0 {
-        return Err(IpvsError::Invalid);
-    }
-    let daf = Family::of(&d.addr);
-    if daf != svc.family() && d.fwd != Forward::Tunnel {
-        return Err(IpvsError::Invalid);
-    }
-    if !is_unicast(&d.addr) {
+    validate_dest_family(svc, d)?;
+    validate_dest_ranges(d)?;
+    validate_new_dest_addr(d)
+}
+
+/// A real server of the other address family than its service is only allowed for tunnels
+/// (`ip_vs_genl_set_cmd`, checked for add and edit).
+pub fn validate_dest_family(svc: &ServiceKey, d: &DestConf) -> Result<(), IpvsError> {
+    if Family::of(&d.addr) != svc.family() && d.fwd != Forward::Tunnel {
         return Err(IpvsError::Invalid);
     }
     Ok(())
 }
 
-/// The kernel refuses destinations that are not unicast (multicast, broadcast, unspecified).
-fn is_unicast(a: &IpAddr) -> bool {
-    match a {
+/// Weight, thresholds and the GUE port (`ip_vs_add_dest` / `ip_vs_edit_dest`).
+pub fn validate_dest_ranges(d: &DestConf) -> Result<(), IpvsError> {
+    if d.weight < 0 || d.l_threshold > d.u_threshold {
+        return Err(IpvsError::Range);
+    }
+    if d.fwd == Forward::Tunnel && d.tun.kind == TunnelType::Gue && d.tun.port == 0 {
+        return Err(IpvsError::Invalid);
+    }
+    Ok(())
+}
+
+/// The address of a destination being created (`ip_vs_new_dest`): unicast; for IPv6 also not
+/// link-local and not v4-mapped (the kernel allows those only when they are the director's
+/// own addresses, which the pure core cannot know). Revived and edited destinations are not
+/// checked again, as in the kernel.
+pub fn validate_new_dest_addr(d: &DestConf) -> Result<(), IpvsError> {
+    let ok = match d.addr {
         IpAddr::V4(v) => !(v.is_multicast() || v.is_broadcast() || v.is_unspecified()),
-        IpAddr::V6(v) => !(v.is_multicast() || v.is_unspecified()),
+        IpAddr::V6(v) => {
+            let seg = v.segments();
+            let link_local = seg[0] & 0xffc0 == 0xfe80;
+            let mapped = v.to_ipv4_mapped().is_some();
+            !(v.is_multicast() || v.is_unspecified() || link_local || mapped)
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(IpvsError::Invalid)
     }
 }
 
@@ -539,6 +560,26 @@ mod tests {
             mark: 3,
         };
         assert_eq!(d.port_for(&fwm).port, 8000);
+    }
+
+    #[test]
+    fn new_destination_addresses_must_be_unicast() {
+        let bad = [
+            "224.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "ff02::1",
+            "::",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ];
+        for a in bad {
+            let d = DestConf::new(a.parse().unwrap(), 80);
+            assert_eq!(validate_new_dest_addr(&d), Err(IpvsError::Invalid), "{a}");
+        }
+        for a in ["10.0.0.1", "2001:db8::1", "::1"] {
+            assert!(validate_new_dest_addr(&DestConf::new(a.parse().unwrap(), 80)).is_ok());
+        }
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! byte rates by 2^5, exactly as the kernel does, so `--rate` shows the kernel's numbers for the
 //! same traffic.
 //!
-//! Zeroing (`-Z`) does not clear the absolute counters: it records a zero point (what is shown
-//! is `absolute − zero point`) and resets the averages, as the kernel does.
+//! What a listing shows is the counters as the estimator last *sampled* them (Linux 6.1 copies
+//! the per-CPU counters into the shown ones only in its 2-second estimation timer), so traffic
+//! appears in `--stats` at the next sample. Zeroing (`-Z`) does not clear the counters: it
+//! records the last sample as a zero point (what is shown is `sample − zero point`) and resets
+//! the averages, as the kernel does; traffic since that sample shows up after the next one.
 //!
 //! ```
 //! use rvs_core::stats::Stats;
@@ -18,6 +21,9 @@
 //!     s.estimate();
 //! }
 //! assert!(s.rates().inpps > 900);
+//! assert_eq!(s.shown().inpkts, 20_000);
+//! s.total.inpkts += 5;
+//! assert_eq!(s.shown().inpkts, 20_000); // until the next sample
 //! ```
 
 use crate::time::Span;
@@ -88,22 +94,25 @@ fn ewma(avg: i64, delta: u64, scale_shift: u32) -> i64 {
 /// Counters, zero point and estimator of one stats object.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
-    /// absolute counters since the object was created
+    /// absolute counters since the object was created (the kernel's per-CPU counters)
     pub total: Counters,
+    /// `total` as of the last estimator sample (the kernel's `kstats`)
+    sampled: Counters,
     zero_point: Counters,
     est: Estimator,
 }
 
 impl Stats {
-    /// The counters as listed (`absolute − zero point`).
+    /// The counters as listed (`last sample − zero point`).
     pub fn shown(&self) -> Counters {
-        self.total.minus(&self.zero_point)
+        self.sampled.minus(&self.zero_point)
     }
 
     /// One estimator period (call every [`EST_PERIOD`]). Packet and connection samples are
     /// `delta × 2^9` (per second × 2^10 over 2 s), byte samples `delta × 2^4` (per second × 2^5).
     pub fn estimate(&mut self) {
         let now = self.total;
+        self.sampled = now;
         let d = now.minus(&self.est.last);
         self.est.cps = ewma(self.est.cps, d.conns, 9);
         self.est.inpps = ewma(self.est.inpps, d.inpkts, 9);
@@ -126,11 +135,11 @@ impl Stats {
         }
     }
 
-    /// `-Z`: shown counters become 0, averages reset, the next sample starts from now.
+    /// `-Z`: the last sample becomes the zero point and the averages reset.
     pub fn zero(&mut self) {
-        self.zero_point = self.total;
+        self.zero_point = self.sampled;
         self.est = Estimator {
-            last: self.total,
+            last: self.sampled,
             ..Estimator::default()
         };
     }
@@ -218,10 +227,24 @@ mod tests {
         assert_eq!(s.rates(), Rates::default());
         assert_eq!(s.total.conns, 1);
         s.add_in(60);
-        assert_eq!(s.shown().inpkts, 1);
-        assert_eq!(s.shown().inbytes, 60);
+        assert_eq!(s.shown().inpkts, 0, "shown at the next sample");
         // the next sample only sees traffic after the zero
         s.estimate();
+        assert_eq!(s.shown().inpkts, 1);
+        assert_eq!(s.shown().inbytes, 60);
         assert_eq!(s.rates().inpps, 0); // (1 << 9)/4 = 128 → (128+511)>>10 = 0
+    }
+
+    #[test]
+    fn traffic_before_a_zero_but_after_the_last_sample_reappears() {
+        // what Linux 6.1 shows: -Z right after two connections, then a sample
+        let mut s = Stats::default();
+        s.estimate();
+        s.add_conn();
+        s.add_conn();
+        assert_eq!(s.shown().conns, 0);
+        s.zero();
+        s.estimate();
+        assert_eq!(s.shown().conns, 2);
     }
 }

@@ -264,7 +264,8 @@ impl ConnTable {
     pub fn new(capacity: usize, seed: u64) -> ConnTable {
         let buckets = capacity
             .saturating_mul(2)
-            .next_power_of_two()
+            .checked_next_power_of_two()
+            .unwrap_or(1 << 31)
             .max(MIN_BUCKETS);
         ConnTable::with_buckets(capacity, buckets, seed)
     }
@@ -532,7 +533,11 @@ impl ConnTable {
         let mut id = self.buckets[self.bucket(p, &daddr, dport)];
         while id != NIL {
             let s = self.store.slot(id);
-            if s.ports[0] == dport && s.proto == p {
+            // Deliberate deviation: the kernel's `ip_vs_conn_out_get` does not skip templates,
+            // so a reply to client port 0 runs the TCP state machine on a template and wraps
+            // the server's InActConn below zero; templates never see packets here.
+            let template = s.st.flags & conn_flags::TEMPLATE != 0;
+            if s.ports[0] == dport && s.proto == p && !template {
                 let (port_i, addr_i) = if s.is_masq() { (2, 2) } else { (1, 1) };
                 if s.ports[port_i] == sport
                     && s.addr(&self.side, 0) == daddr

@@ -155,7 +155,7 @@ enum NoConn {
 impl Ipvs {
     /// A packet from a client towards a virtual service (`ip_vs_in_hook`).
     pub fn packet_in(&mut self, pkt: &Packet, now: Tick) -> Verdict {
-        self.advance(now);
+        self.expire_due(now);
         let mut found = self
             .conns
             .find_in(pkt.proto, pkt.saddr, pkt.sport, pkt.daddr, pkt.dport);
@@ -192,7 +192,7 @@ impl Ipvs {
     /// A packet from a real server (or from the VIP side of a DR/TUN flow) towards a client
     /// (`ip_vs_out_hook`): NAT replies are matched to their entry and counted.
     pub fn packet_out(&mut self, pkt: &Packet, now: Tick) -> Verdict {
-        self.advance(now);
+        self.expire_due(now);
         match self
             .conns
             .find_out(pkt.proto, pkt.saddr, pkt.sport, pkt.daddr, pkt.dport)
@@ -520,9 +520,18 @@ impl Ipvs {
         }
     }
 
-    /// Run every timer due at `now` (connection expiry, estimator, scheduler housekeeping, the
-    /// destination trash). Call it whenever time passes; packets call it too.
+    /// Run every timer due at `now`: connection expiry, the estimator (every 2 s), scheduler
+    /// housekeeping and the destination trash (every 60 s). A data plane calls it from its own
+    /// timer (see [`Ipvs::next_wakeup`]); packets only expire the connection entries that are
+    /// due, so the periodic passes over all services never land on a packet's latency.
     pub fn advance(&mut self, now: Tick) {
+        self.expire_due(now);
+        self.periodic_due(now);
+    }
+
+    /// Expire the connection entries due at `now` (and run a pending `expire_nodest_conn`
+    /// flush): what must happen before a packet is looked up.
+    fn expire_due(&mut self, now: Tick) {
         while let Some(id) = self.conns.pop_expired(now) {
             self.expire_conn(id, now);
         }
@@ -530,7 +539,6 @@ impl Ipvs {
             self.nodest_flush_pending = false;
             self.expire_nodest_flush(now);
         }
-        self.periodic_due(now);
     }
 
     /// `ip_vs_expire_nodest_conn_flush` (with `expire_nodest_conn`, after a destination was

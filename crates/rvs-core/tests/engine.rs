@@ -360,6 +360,7 @@ fn statistics_count_connections_packets_and_bytes_and_zero() {
     ipvs.add_service(k, ServiceConf::new(Family::V4, "rr"))
         .unwrap();
     ipvs.add_dest(&k, rs(1, 80)).unwrap();
+    ipvs.advance(Tick::ZERO); // the estimator runs every 2 s from the first advance
     let t = Tick::from_secs(1);
     establish(&mut ipvs, "192.168.0.1", 1, &k, t);
     // listings show the estimator's sample: nothing until the next 2-second tick

@@ -119,6 +119,8 @@ impl Replay {
                 self.ipvs = Ipvs::new(Config::default());
                 self.base = self.last + 2_000;
                 self.last = self.base;
+                // the director's timers (estimator, trash) start with the namespace
+                self.ipvs.advance(Tick(self.base));
                 self.flows.clear();
                 self.services.clear();
             } else if let Some(rest) = line.strip_prefix('@') {
@@ -144,6 +146,8 @@ impl Replay {
             "close" => self.close(words[1], now),
             "sleep" => self.ipvs.advance(now),
             "check" => self.check(line, now, extra),
+            "sysctl" => self.sysctl(line, words[1], words[2]),
+            "stats" => self.stats(line, now, extra),
             other => panic!("unknown event {other}"),
         }
     }
@@ -333,6 +337,64 @@ impl Replay {
             }
         }
         self.check_conns(line, now, kernel_conns);
+    }
+
+    /// `sysctl NAME VALUE` (net.ipv4.vs.NAME in the recording director).
+    fn sysctl(&mut self, line: usize, name: &str, value: &str) {
+        let v: u8 = value.parse().expect("sysctl value");
+        let s = self.ipvs.sysctls_mut();
+        match name {
+            "expire_quiescent_template" => s.expire_quiescent_template = v != 0,
+            "expire_nodest_conn" => s.expire_nodest_conn = v != 0,
+            "conn_reuse_mode" => s.conn_reuse_mode = v,
+            "sloppy_tcp" => s.sloppy_tcp = v != 0,
+            "sloppy_sctp" => s.sloppy_sctp = v != 0,
+            other => self.fail(line, format!("replay does not know sysctl {other}")),
+        }
+    }
+
+    /// `stats` (recorded after the kernel's estimator sampled everything): each
+    /// `  stats VSPEC... [RADDR:RPORT] conns=N` line is the Conns column of
+    /// `ipvsadm -Ln --stats --exact` for a service or one of its real servers.
+    fn stats(&mut self, line: usize, now: Tick, extra: &[&str]) {
+        self.ipvs.advance(now);
+        for l in extra {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.first() != Some(&"stats") {
+                continue;
+            }
+            let want: u64 = w[w.len() - 1]
+                .strip_prefix("conns=")
+                .expect("conns=N")
+                .parse()
+                .expect("number");
+            let body = &w[1..w.len() - 1];
+            // a service line is VSPEC alone; a real-server line adds RADDR:RPORT
+            let (vspec, rs) = match self.find_service(body) {
+                Some(_) => (body, None),
+                None => (&body[..body.len() - 1], body.last().copied()),
+            };
+            let got = self.find_service(vspec).and_then(|k| {
+                let svc = self.ipvs.service(&k)?;
+                match rs {
+                    None => Some(svc.stats.shown().conns),
+                    Some(r) => {
+                        let (a, p) = addr_port(r);
+                        let d = self
+                            .ipvs
+                            .service_dests(svc)
+                            .find(|d| d.addr == a && d.port == p)?;
+                        Some(d.stats.shown().conns)
+                    }
+                }
+            });
+            if got != Some(want) {
+                self.fail(
+                    line,
+                    format!("{}: kernel conns {want}, core {got:?}", body.join(" ")),
+                );
+            }
+        }
     }
 
     fn find_service(&self, vspec: &[&str]) -> Option<ServiceKey> {

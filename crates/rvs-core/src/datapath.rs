@@ -7,19 +7,29 @@
 //! template when the service is persistent), moves it through the protocol state machine,
 //! keeps ActiveConn / InActConn / PersistConn and the OVERLOAD flag as the kernel does, counts
 //! statistics, and re-arms the entry's idle timer. [`Ipvs::advance`] expires entries.
+//!
+//! The transport payload matters only to a persistence engine ([`crate::pe`]): a data plane
+//! that serves `--pe sip` services hands it over with [`Ipvs::packet_in_with_payload`] (and
+//! [`Ipvs::packet_out_with_payload`] for datagrams real servers send on their own, see
+//! [`conn_out`]); [`Ipvs::packet_in`] and [`Ipvs::packet_out`] are the same with an empty
+//! payload.
+
+mod conn_out;
 
 use std::net::IpAddr;
 
 use crate::conn::{self, conn_flags, Conn, ConnId, CounterMove, Direction, TemplateKey};
 use crate::dest::{DestId, SvcId};
 use crate::ipvs::Ipvs;
-use crate::model::{Family, Forward, Protocol, ServiceKey};
+use crate::model::{Family, Forward, Protocol, ServiceConf, ServiceKey};
+use crate::pe::{Engine, PeData};
 use crate::sched::{SchedCtx, SchedPacket};
 use crate::service::{FTPDATA, FTPPORT};
 use crate::time::Tick;
 
 pub use crate::conn::tcp::TcpFlags;
 pub use crate::conn::PacketInfo;
+pub(crate) use conn_out::RsTable;
 
 /// What a data plane tells the core about one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,8 +163,17 @@ enum NoConn {
 }
 
 impl Ipvs {
-    /// A packet from a client towards a virtual service (`ip_vs_in_hook`).
+    /// A packet from a client towards a virtual service (`ip_vs_in_hook`), without its
+    /// payload: the same as [`packet_in_with_payload`](Self::packet_in_with_payload) with an
+    /// empty one (a new connection to a `--pe sip` service is then dropped).
     pub fn packet_in(&mut self, pkt: &Packet, now: Tick) -> Verdict {
+        self.packet_in_with_payload(pkt, &[], now)
+    }
+
+    /// A packet from a client towards a virtual service (`ip_vs_in_hook`) with its transport
+    /// payload (the bytes after the UDP/TCP/SCTP header), which a persistence engine reads
+    /// when the packet opens a connection to a service that has one.
+    pub fn packet_in_with_payload(&mut self, pkt: &Packet, payload: &[u8], now: Tick) -> Verdict {
         self.expire_due(now);
         let mut found = self
             .conns
@@ -180,7 +199,7 @@ impl Ipvs {
         }
         let (id, new) = match found {
             Some(id) => (id, false),
-            None => match self.try_schedule(pkt, now) {
+            None => match self.try_schedule(pkt, payload, now) {
                 Ok(Some(id)) => (id, true),
                 Ok(None) => return Verdict::Accept,
                 Err(v) => return v,
@@ -190,16 +209,30 @@ impl Ipvs {
     }
 
     /// A packet from a real server (or from the VIP side of a DR/TUN flow) towards a client
-    /// (`ip_vs_out_hook`): NAT replies are matched to their entry and counted.
+    /// (`ip_vs_out_hook`) without its payload: the same as
+    /// [`packet_out_with_payload`](Self::packet_out_with_payload) with an empty one.
     pub fn packet_out(&mut self, pkt: &Packet, now: Tick) -> Verdict {
+        self.packet_out_with_payload(pkt, &[], now)
+    }
+
+    /// A packet from a real server towards a client (`ip_vs_out_hook`) with its transport
+    /// payload: NAT replies are matched to their entry and counted; an unmatched UDP datagram
+    /// from a NAT real server of a service with a persistence engine creates its connection
+    /// (and template) on the fly ([`conn_out`]).
+    pub fn packet_out_with_payload(&mut self, pkt: &Packet, payload: &[u8], now: Tick) -> Verdict {
         self.expire_due(now);
-        match self
+        if let Some(id) = self
             .conns
             .find_out(pkt.proto, pkt.saddr, pkt.sport, pkt.daddr, pkt.dport)
         {
-            Some(id) => self.account(id, Direction::Output, pkt, now, false),
-            None => Verdict::Accept,
+            return self.account(id, Direction::Output, pkt, now, false);
         }
+        if pkt.proto == Protocol::Udp {
+            if let Some(id) = self.rs_conn_out(pkt, payload, now) {
+                return self.account(id, Direction::Output, pkt, now, true);
+            }
+        }
+        Verdict::Accept
     }
 
     /// A new connection reusing the tuple of an old entry (`is_new_conn_expected` and the
@@ -231,7 +264,12 @@ impl Ipvs {
     }
 
     /// `conn_schedule` of the protocol + `ip_vs_schedule`: Ok(None) = not ours (accept).
-    fn try_schedule(&mut self, pkt: &Packet, now: Tick) -> Result<Option<ConnId>, Verdict> {
+    fn try_schedule(
+        &mut self,
+        pkt: &Packet,
+        payload: &[u8],
+        now: Tick,
+    ) -> Result<Option<ConnId>, Verdict> {
         let opener = match pkt.proto {
             Protocol::Tcp => {
                 let f = pkt.tcp_flags();
@@ -261,7 +299,7 @@ impl Ipvs {
         }
         let persistent = self.services.get(sid).expect("found").conf.is_persistent();
         let res = if persistent {
-            self.sched_persist(sid, pkt, now)
+            self.sched_persist(sid, pkt, payload, now)
         } else {
             self.sched_plain(sid, pkt, now)
         };
@@ -313,12 +351,25 @@ impl Ipvs {
     }
 
     /// `ip_vs_sched_persist`: find or create the client's template, then the connection.
-    fn sched_persist(&mut self, sid: SvcId, pkt: &Packet, now: Tick) -> Result<ConnId, NoConn> {
+    /// With a persistence engine the template key also holds the engine's data from the
+    /// payload; a packet the engine finds none in is dropped before anything is scheduled.
+    fn sched_persist(
+        &mut self,
+        sid: SvcId,
+        pkt: &Packet,
+        payload: &[u8],
+        now: Tick,
+    ) -> Result<ConnId, NoConn> {
         let svc = self.services.get(sid).expect("live");
         let (key, netmask, timeout) = (svc.key, svc.conf.netmask, svc.conf.timeout);
+        let engine = pe_engine(&svc.conf);
         let svc_port = key.port();
         let tkey = template_key(&key, netmask.apply(&pkt.saddr), pkt);
-        let mut tpl = self.conns.find_template(&tkey);
+        let pe = match engine {
+            Some(e) => Some((e, e.fill_param(pkt.proto, payload).ok_or(NoConn::Drop)?)),
+            None => None,
+        };
+        let mut tpl = self.find_template(&tkey, pe);
         if let Some(t) = tpl {
             if !self.template_usable(t) {
                 self.conns.invalidate_template(t);
@@ -338,7 +389,9 @@ impl Ipvs {
                 let timeout_ms = u64::from(timeout) * 1000;
                 let mut t = Conn::template(&tkey, (d.addr, tdport), 0, timeout_ms);
                 t.st.fwmark = pkt.fwmark;
-                let tid = self.bind_new(t, did, sid, now).ok_or(NoConn::Drop)?;
+                let tid = self
+                    .bind_new(t, did, sid, pe_data(pe), now)
+                    .ok_or(NoConn::Drop)?;
                 self.conns.get_mut(tid).expect("new").timeout = timeout_ms;
                 (tid, did)
             }
@@ -357,6 +410,14 @@ impl Ipvs {
         self.conns.get_mut(tid).expect("live").n_control += 1;
         self.count_conn(sid, did);
         Ok(id)
+    }
+
+    /// `ip_vs_ct_in_get`: the template for `key`, with the engine's data when there is one.
+    fn find_template(&self, key: &TemplateKey, pe: Option<(Engine, &[u8])>) -> Option<ConnId> {
+        match pe {
+            Some((engine, data)) => self.conns.find_template_pe(key, engine, data),
+            None => self.conns.find_template(key),
+        }
     }
 
     /// `ip_vs_check_template`: a template is unusable when its server is gone, or quiescent
@@ -390,18 +451,30 @@ impl Ipvs {
             flags,
         );
         c.st.fwmark = pkt.fwmark;
-        self.bind_new(c, did, sid, now).ok_or(NoConn::Drop)
+        self.bind_new(c, did, sid, None, now).ok_or(NoConn::Drop)
     }
 
-    /// Store an entry and bind it to its destination (`ip_vs_bind_dest`): flags from the
-    /// destination's method, counters, OVERLOAD at the upper threshold.
-    fn bind_new(&mut self, mut c: Conn, did: DestId, sid: SvcId, now: Tick) -> Option<ConnId> {
+    /// Store an entry (a template with its engine data, if any) and bind it to its
+    /// destination (`ip_vs_bind_dest`): flags from the destination's method, counters,
+    /// OVERLOAD at the upper threshold.
+    fn bind_new(
+        &mut self,
+        mut c: Conn,
+        did: DestId,
+        sid: SvcId,
+        pe: Option<PeData>,
+        now: Tick,
+    ) -> Option<ConnId> {
         let d = self.dests.get(did).expect("live");
         c.st.flags |= dest_conn_flags(d.fwd);
         c.st.dest = Some(did);
         c.st.svc = Some(sid);
         let template = c.is_template();
-        let id = self.conns.insert(c, now).ok()?;
+        let id = match pe {
+            Some(pe) => self.conns.insert_pe_template(c, pe, now),
+            None => self.conns.insert(c, now),
+        }
+        .ok()?;
         let d = self.dests.get_mut(did).expect("live");
         d.refs += 1;
         if template {
@@ -633,6 +706,26 @@ impl Ipvs {
     pub fn conn_listing(&self, now: Tick) -> Vec<conn::ListedConn> {
         self.conns.listing(now).collect()
     }
+
+    /// The persistence engine and its data of a template (the `pe name` and `pe_data`
+    /// columns of `ipvsadm -Lnc --persistent-conn`, e.g. `sip` and the Call-ID); `None` for
+    /// connections and plain templates.
+    pub fn conn_pe(&self, id: ConnId) -> Option<&PeData> {
+        self.conns.pe_data(id)
+    }
+}
+
+/// The persistence engine a service names, if any (an empty name is none, as in the kernel).
+pub(crate) fn pe_engine(conf: &ServiceConf) -> Option<Engine> {
+    conf.pe.as_deref().and_then(Engine::by_name)
+}
+
+/// Owned engine data for a new template.
+fn pe_data(pe: Option<(Engine, &[u8])>) -> Option<PeData> {
+    pe.map(|(engine, data)| PeData {
+        engine,
+        data: data.into(),
+    })
 }
 
 /// Whether the packet starts a new connection on an existing entry's tuple (`is_new_conn`:

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use crate::conn::{conn_flags, ConnId};
 use crate::dest::DestId;
 use crate::ipvs::Ipvs;
+use crate::model::Forward;
+use crate::pe::PEDATA_MAXLEN;
 use crate::time::Tick;
 
 #[derive(Default, Debug, PartialEq, Eq)]
@@ -21,6 +23,7 @@ struct Tally {
 pub fn check(ipvs: &Ipvs, now: Tick) -> Result<(), String> {
     check_conns(ipvs, now)?;
     check_lists(ipvs)?;
+    check_rs_table(ipvs)?;
     Ok(())
 }
 
@@ -72,7 +75,14 @@ fn check_conns(ipvs: &Ipvs, now: Tick) -> Result<(), String> {
             }
         }
     }
+    let mut pe_templates = 0;
     for (id, c) in table.iter() {
+        if let Some(pe) = table.pe_data(id) {
+            if !c.is_template() || pe.data.is_empty() || pe.data.len() > PEDATA_MAXLEN {
+                return Err(format!("entry {id:?} carries bad engine data {pe:?}"));
+            }
+            pe_templates += 1;
+        }
         let want = controls.get(&id).copied().unwrap_or(0);
         if c.st.n_control != want {
             return Err(format!(
@@ -80,6 +90,12 @@ fn check_conns(ipvs: &Ipvs, now: Tick) -> Result<(), String> {
                 c.st.n_control
             ));
         }
+    }
+    if pe_templates != table.pe_entries() {
+        return Err(format!(
+            "{} engine data records for {pe_templates} live templates",
+            table.pe_entries()
+        ));
     }
     for d in ipvs.dests.iter() {
         let t = tally.remove(&d.id).unwrap_or_default();
@@ -141,6 +157,39 @@ fn check_lists(ipvs: &Ipvs) -> Result<(), String> {
         return Err(format!(
             "destination {}:{} is in no list and not in the trash",
             d.addr, d.port
+        ));
+    }
+    Ok(())
+}
+
+/// The real-server table holds exactly the live NAT destinations, each once, under its own
+/// address and port.
+fn check_rs_table(ipvs: &Ipvs) -> Result<(), String> {
+    let mut hashed = HashMap::new();
+    for (addr, port, did) in ipvs.rs_table.entries() {
+        let d = ipvs
+            .dests
+            .get(did)
+            .ok_or("real-server table holds a freed destination")?;
+        if !d.is_available() || d.fwd != Forward::Masq || (d.addr, d.port) != (addr, port) {
+            return Err(format!(
+                "real-server table holds {}:{} wrongly",
+                d.addr, d.port
+            ));
+        }
+        if hashed.insert(did, ()).is_some() {
+            return Err(format!("{}:{} hashed twice", d.addr, d.port));
+        }
+    }
+    let live_nat = ipvs
+        .dests
+        .iter()
+        .filter(|d| d.is_available() && d.fwd == Forward::Masq)
+        .count();
+    if live_nat != hashed.len() {
+        return Err(format!(
+            "{live_nat} live NAT destinations, {} hashed",
+            hashed.len()
         ));
     }
     Ok(())

@@ -17,12 +17,14 @@
 //! ```
 
 use crate::conn::{ConnTable, Timeouts};
+use crate::datapath::RsTable;
 use crate::dest::{Dest, DestId, Dests, SvcId, DEST_F_AVAILABLE};
 use crate::error::IpvsError;
 use crate::model::{
     validate_dest_family, validate_dest_ranges, validate_new_dest_addr, validate_service, DestConf,
     Family, ServiceConf, ServiceKey,
 };
+use crate::pe::Engine;
 use crate::rng::Rng;
 use crate::sched::{new_scheduler, DestChange};
 use crate::service::{Service, ServiceTable};
@@ -116,6 +118,8 @@ pub struct Ipvs {
     pub(crate) next_trash_check: Option<Tick>,
     /// `expire_nodest_conn`: a destination was deleted; its entries go at the next advance
     pub(crate) nodest_flush_pending: bool,
+    /// NAT destinations by address and port, for connections started by real servers
+    pub(crate) rs_table: RsTable,
 }
 
 impl Ipvs {
@@ -135,6 +139,7 @@ impl Ipvs {
             next_housekeeping: None,
             next_trash_check: None,
             nodest_flush_pending: false,
+            rs_table: RsTable::default(),
         }
     }
 
@@ -248,6 +253,7 @@ impl Ipvs {
                 })
             }
         };
+        self.rs_table.hash(self.dests.get(did).expect("live"));
         let svc = self.services.get_mut(sid).expect("found");
         svc.dests.insert(0, did);
         renumber(&mut self.dests, &svc.dests);
@@ -296,8 +302,13 @@ impl Ipvs {
             .find_dest(&self.dests, af, &conf.addr, conf.port)
             .ok_or(IpvsError::NoSuchDest)?;
         let d = self.dests.get_mut(did).expect("live");
+        // `__ip_vs_update_dest`: a new method or tunnel setting rehashes the real server
+        if (d.fwd, d.tun.kind, d.tun.port) != (conf.fwd, conf.tun.kind, conf.tun.port) {
+            self.rs_table.unhash(d);
+        }
         d.apply_conf(&conf);
         let pos = d.pos;
+        self.rs_table.hash(d);
         svc.notify(&self.dests, DestChange::Updated { pos });
         Ok(())
     }
@@ -328,6 +339,7 @@ impl Ipvs {
 
     fn trash_dest(&mut self, did: DestId, now: Tick) {
         let d = self.dests.get_mut(did).expect("live");
+        self.rs_table.unhash(d);
         d.flags &= !DEST_F_AVAILABLE;
         d.trash_idle_since = None;
         if self.trash.is_empty() {
@@ -470,10 +482,11 @@ fn same_trash_service(a: &ServiceKey, b: &ServiceKey) -> bool {
     }
 }
 
-/// Only the `sip` persistence engine exists.
+/// Only the `sip` persistence engine exists (an empty name means none).
 fn check_pe(conf: &ServiceConf) -> Result<(), IpvsError> {
     match conf.pe.as_deref() {
-        None | Some("sip") => Ok(()),
+        None | Some("") => Ok(()),
+        Some(name) if Engine::by_name(name).is_some() => Ok(()),
         Some(_) => Err(IpvsError::SchedulerNotFound),
     }
 }

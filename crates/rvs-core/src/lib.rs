@@ -15,6 +15,7 @@ pub mod error;
 pub mod invariants;
 pub mod ipvs;
 pub mod model;
+pub mod pe;
 pub mod rng;
 pub mod sched;
 pub mod service;

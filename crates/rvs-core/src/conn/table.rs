@@ -36,7 +36,11 @@ use super::entry::{Conn, ConnId, ConnState, ListedConn, TemplateKey};
 use super::wheel::{Link, Links, Wheel, MAX_ID, NIL};
 use super::{conn_flags, tpl_state};
 use crate::model::Protocol;
+use crate::pe::PeData;
 use crate::time::Tick;
+
+mod pe_side;
+use pe_side::PeSide;
 
 /// The table is at its capacity; the entry was not inserted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
@@ -51,6 +55,8 @@ const LIVE: u8 = 1;
 /// `kind` bit: the addresses are in [`SideAddrs`] (`addrs` holds the client slot and the two
 /// interned references).
 const SIDE: u8 = 2;
+/// `kind` bit: a persistence-engine template; its engine and data are in [`PeSide`].
+const PE: u8 = 4;
 /// Port value of an invalidated template (`htons(0xffff)`).
 const INVALID_PORT: u16 = 0xffff;
 
@@ -254,6 +260,8 @@ pub struct ConnTable {
     seed: u64,
     wheel: Wheel,
     side: SideAddrs,
+    /// engine data of persistence-engine templates (nothing for plain entries)
+    pe: PeSide,
     no_cport: usize,
     full_drops: u64,
 }
@@ -284,6 +292,7 @@ impl ConnTable {
             seed,
             wheel: Wheel::new(),
             side: SideAddrs::default(),
+            pe: PeSide::default(),
             no_cport: 0,
             full_drops: 0,
         }
@@ -332,12 +341,25 @@ impl ConnTable {
     /// The entry is hashed unless it is `ONE_PACKET`. When the table is full nothing changes
     /// except [`full_drops`](Self::full_drops).
     pub fn insert(&mut self, conn: Conn, now: Tick) -> Result<ConnId, TableFull> {
+        self.insert_entry(conn, None, now)
+    }
+
+    fn insert_entry(
+        &mut self,
+        conn: Conn,
+        pe: Option<PeData>,
+        now: Tick,
+    ) -> Result<ConnId, TableFull> {
         if self.len >= self.capacity {
             self.full_drops += 1;
             return Err(TableFull);
         }
         let id = self.alloc_slot();
-        let (addrs, kind) = self.encode_addrs(&conn);
+        let (addrs, mut kind) = self.encode_addrs(&conn);
+        if let Some(pe) = pe {
+            kind |= PE;
+            self.pe.store(id, pe);
+        }
         let slot = self.store.slot_mut(id);
         *slot = Slot {
             addrs,
@@ -385,10 +407,19 @@ impl ConnTable {
         (self.side.store(c.caddr, c.vaddr, c.daddr), LIVE | SIDE)
     }
 
+    /// The bucket an entry hashes to: by protocol and client side, or by its engine data for
+    /// a persistence-engine template (`ip_vs_conn_hashkey_conn` with `pe->hashkey_raw`).
+    fn slot_bucket(&self, id: u32) -> usize {
+        let s = self.store.slot(id);
+        if s.kind & PE != 0 {
+            return self.pe_bucket(&self.pe.get(id).data);
+        }
+        self.bucket(s.proto, &s.addr(&self.side, 0), s.ports[0])
+    }
+
     /// Link an entry at the head of its bucket and set `HASHED` (`ip_vs_conn_hash`).
     fn hash(&mut self, id: u32) {
-        let s = self.store.slot(id);
-        let b = self.bucket(s.proto, &s.addr(&self.side, 0), s.ports[0]);
+        let b = self.slot_bucket(id);
         let head = self.buckets[b];
         let s = self.store.slot_mut(id);
         s.hnext = head;
@@ -402,8 +433,8 @@ impl ConnTable {
         if s.st.flags & conn_flags::HASHED == 0 {
             return false;
         }
-        let b = self.bucket(s.proto, &s.addr(&self.side, 0), s.ports[0]);
         let next = s.hnext;
+        let b = self.slot_bucket(id);
         if self.buckets[b] == id {
             self.buckets[b] = next;
         } else {
@@ -427,6 +458,9 @@ impl ConnTable {
         let s = self.store.slot_mut(id.0);
         if s.kind & SIDE != 0 {
             self.side.release(&s.addrs);
+        }
+        if s.kind & PE != 0 {
+            self.pe.remove(id.0);
         }
         if s.st.flags & conn_flags::NO_CPORT != 0 {
             self.no_cport = self.no_cport.saturating_sub(1);
@@ -553,24 +587,31 @@ impl ConnTable {
 
     /// Template lookup (`ip_vs_ct_in_get`): a `TEMPLATE` entry with client port 0 and the
     /// key's protocol, client network, virtual port and virtual address (only its first 32
-    /// bits for protocol `IP`, where the address holds the fwmark).
+    /// bits for protocol `IP`, where the address holds the fwmark). Persistence-engine
+    /// templates are never found here (the kernel hashes them by their engine data, so a
+    /// plain lookup does not walk their chains); see [`find_template_pe`](Self::find_template_pe).
     pub fn find_template(&self, key: &TemplateKey) -> Option<ConnId> {
         let p = key.proto.number();
         let mut id = self.buckets[self.bucket(p, &key.caddr, 0)];
         while id != NIL {
             let s = self.store.slot(id);
-            if s.ports[0] == 0
-                && s.ports[1] == key.vport
-                && s.proto == p
-                && s.st.flags & conn_flags::TEMPLATE != 0
-                && s.addr(&self.side, 0) == key.caddr
-                && self.vaddr_matches(s, key)
-            {
+            if s.kind & PE == 0 && self.template_matches(s, key) {
                 return Some(ConnId(id));
             }
             id = s.hnext;
         }
         None
+    }
+
+    /// What a template lookup compares besides engine data (`ip_vs_ct_in_get`, and the `sip`
+    /// engine's `ct_match`, which omits only the client port, always 0 on templates).
+    fn template_matches(&self, s: &Slot, key: &TemplateKey) -> bool {
+        s.ports[0] == 0
+            && s.ports[1] == key.vport
+            && s.proto == key.proto.number()
+            && s.st.flags & conn_flags::TEMPLATE != 0
+            && s.addr(&self.side, 0) == key.caddr
+            && self.vaddr_matches(s, key)
     }
 
     fn vaddr_matches(&self, s: &Slot, key: &TemplateKey) -> bool {

@@ -1,10 +1,10 @@
 //! # rvs-core: the IPVS engine, pure
 //!
 //! The model (virtual services, real servers, flags, validation), every IPVS scheduler,
-//! persistence templates, the connection table with the TCP/UDP state machines, and the
-//! statistics with the kernel's rate estimator. No sockets, no clock reads, no global state:
-//! time ([`time::Tick`]) and randomness ([`rng::Rng`]) are arguments, so every decision
-//! replays exactly.
+//! persistence templates (and the `sip` persistence engine), the connection table with the
+//! TCP/UDP state machines, and the statistics with the kernel's rate estimator. No sockets, no
+//! clock reads, no global state: time ([`time::Tick`]) and randomness ([`rng::Rng`]) are
+//! arguments, so every decision replays exactly.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

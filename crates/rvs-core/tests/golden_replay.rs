@@ -6,6 +6,8 @@
 //! Each `conn` event is turned into the packet exchange the kernel saw: for NAT both
 //! directions (handshake, one answer from the server, the client's close), for DR only the
 //! client's packets (the input-only table). See `tests/golden/README.md` for the format.
+//! A UDP conn line with `callid=TEXT` carries a SIP OPTIONS request with that Call-ID
+//! (`callid=-`: the same request without a Call-ID header) in every datagram the client sends.
 
 #[path = "support/ipvsadm.rs"]
 mod ipvsadm;
@@ -35,6 +37,15 @@ struct Flow {
     daddr: IpAddr,
     dport: u16,
     nat: bool,
+    /// what every datagram of the client carries (`callid=`), empty otherwise
+    payload: Vec<u8>,
+}
+
+/// The request the recorder's client sends for `callid=TEXT` (`None` for `callid=-`).
+fn sip_options(vaddr: &str, call_id: Option<&str>) -> Vec<u8> {
+    let hdr = call_id.map_or(String::new(), |c| format!("Call-ID: {c}\r\n"));
+    format!("OPTIONS sip:rvs@{vaddr} SIP/2.0\r\n{hdr}CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        .into_bytes()
 }
 
 struct Replay {
@@ -58,6 +69,12 @@ fn addr_port(s: &str) -> (IpAddr, u16) {
     }
     let (a, p) = s.rsplit_once(':').expect("addr:port");
     (a.parse().expect("addr"), p.parse().expect("port"))
+}
+
+/// The address part of `addr:port` / `[addr]:port` as written.
+fn vip_text(s: &str) -> String {
+    let (a, _) = s.rsplit_once(':').expect("addr:port");
+    a.trim_start_matches('[').trim_end_matches(']').to_string()
 }
 
 fn fmt_ap(a: &IpAddr, p: u16) -> String {
@@ -226,19 +243,25 @@ impl Replay {
         let (vaddr, vport) = addr_port(w[3]);
         let mode = w[4];
         let arrow = w.iter().position(|x| *x == "=>").expect("=>");
-        let expect = w[arrow + 1];
-        let mark = w
+        // `none (dropped)`: IPVS dropped the packet (no ICMP); `none`: refused with ICMP
+        let expect = w[arrow + 1..].join(" ");
+        let mark = w[..arrow]
             .iter()
             .find_map(|x| x.strip_prefix("mark="))
             .map(|m| m.parse::<u32>().expect("mark"))
             .unwrap_or_else(|| self.mark_for(&vaddr));
+        let payload = w[..arrow]
+            .iter()
+            .find_map(|x| x.strip_prefix("callid="))
+            .map(|c| sip_options(&vip_text(w[3]), (c != "-").then_some(c)))
+            .unwrap_or_default();
         let first = match proto {
             Protocol::Udp => Packet::udp(caddr, cport, vaddr, vport),
             _ => Packet::tcp(caddr, cport, vaddr, vport, TcpFlags::SYN),
         }
         .mark(mark);
         self.decisions += 1;
-        let got = match self.ipvs.packet_in(&first, now) {
+        let got = match self.ipvs.packet_in_with_payload(&first, &payload, now) {
             Verdict::Forward(f) => {
                 let flow = Flow {
                     proto,
@@ -249,6 +272,7 @@ impl Replay {
                     daddr: f.daddr,
                     dport: f.dport,
                     nat: f.fwd == Forward::Masq,
+                    payload,
                 };
                 self.exchange(&flow, mode, mark, now);
                 self.flows.insert(id, flow);
@@ -256,7 +280,8 @@ impl Replay {
                 let d = self.ipvs.dest(f.dest).expect("chosen destination exists");
                 fmt_ap(&d.addr, d.port)
             }
-            Verdict::Reject | Verdict::Drop | Verdict::Accept => "none".to_string(),
+            Verdict::Drop => "none (dropped)".to_string(),
+            Verdict::Reject | Verdict::Accept => "none".to_string(),
         };
         if got != expect {
             self.fail(
@@ -280,7 +305,8 @@ impl Replay {
             Protocol::Udp => Packet::udp(f.caddr, f.cport, f.vaddr, f.vport),
             _ => Packet::tcp(f.caddr, f.cport, f.vaddr, f.vport, flags),
         };
-        self.ipvs.packet_in(&p.mark(mark), now);
+        self.ipvs
+            .packet_in_with_payload(&p.mark(mark), &f.payload, now);
     }
 
     fn pkt_out(&mut self, f: &Flow, flags: TcpFlags, now: Tick) {
@@ -337,6 +363,54 @@ impl Replay {
             }
         }
         self.check_conns(line, now, kernel_conns);
+        self.check_pe_columns(line, now, extra);
+    }
+
+    /// The `pe name` / `pe_data` columns of `ipvsadm -Lnc --persistent-conn` (`raw-Lcp`
+    /// lines), for the rows that have them: source, virtual, destination, engine, data.
+    fn check_pe_columns(&mut self, line: usize, now: Tick, extra: &[&str]) {
+        let raw: Vec<&str> = extra
+            .iter()
+            .filter_map(|l| l.trim_start().strip_prefix("raw-Lcp |"))
+            .collect();
+        // nothing to compare when ipvsadm printed nothing or crashed (`raw-Lcp-status`: 1.31
+        // overflows its line buffer on a 255-byte Call-ID)
+        let crashed = extra
+            .iter()
+            .any(|l| l.trim_start().starts_with("raw-Lcp-status"));
+        if raw.is_empty() || crashed {
+            return;
+        }
+        let mut want: Vec<String> = raw
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|w| w.len() == 8 && w[0] != "pro")
+            .map(|w| w[3..].join(" "))
+            .collect();
+        let mut got: Vec<String> = self
+            .ipvs
+            .conn_listing(now)
+            .into_iter()
+            .filter_map(|r| {
+                let pe = self.ipvs.conn_pe(r.id)?;
+                Some(format!(
+                    "{} {} {} {} {}",
+                    fmt_ap(&r.client.0, r.client.1),
+                    fmt_ap(&r.virt.0, r.virt.1),
+                    fmt_ap(&r.dest.0, r.dest.1),
+                    pe.engine.name(),
+                    String::from_utf8_lossy(&pe.data)
+                ))
+            })
+            .collect();
+        want.sort();
+        got.sort();
+        if want != got {
+            self.fail(
+                line,
+                format!("persistence-engine columns differ:\n  kernel {want:?}\n  core   {got:?}"),
+            );
+        }
     }
 
     /// `sysctl NAME VALUE` (net.ipv4.vs.NAME in the recording director).

@@ -16,7 +16,12 @@
 //! - the connection table never exceeds its capacity, and a full table refuses new entries
 //!   without touching existing ones;
 //! - the global connection counter equals the number of scheduled connections (zeroing moves
-//!   only the zero point of what is listed).
+//!   only the zero point of what is listed);
+//! - SIP persistence-engine templates carry their Call-ID exactly while they live, and the
+//!   real-server table behind server-started connections holds exactly the live NAT servers.
+//!
+//! Some services use `--pe sip`; client datagrams carry a SIP request with one of a few
+//! Call-IDs (or none), and NAT real servers also send datagrams of their own.
 //!
 //! A failure prints its seed and step; `SIM_SEED=<seed> cargo test --test simulation` replays
 //! it exactly. `SIM_SEEDS=<n>` sets how many seeds the sweep runs (default 40).
@@ -139,7 +144,19 @@ impl Sim {
         if key.protocol() == Protocol::Udp && self.rng.below(3) == 0 {
             c.flags |= svc_flags::ONEPACKET;
         }
+        if self.rng.below(4) == 0 {
+            c.pe = Some("sip".into());
+        }
         c
+    }
+
+    /// A SIP request with one of a few Call-IDs, or without one.
+    fn sip_payload(&mut self) -> Vec<u8> {
+        let hdr = match self.rng.below(8) {
+            0 => String::new(),
+            n => format!("Call-ID: call-{n}@pbx\r\n"),
+        };
+        format!("INVITE sip:x@10.0.0.1 SIP/2.0\r\n{hdr}CSeq: 1 INVITE\r\n\r\n").into_bytes()
     }
 
     fn dest_conf(&mut self, key: &ServiceKey) -> DestConf {
@@ -232,16 +249,17 @@ impl Sim {
             _ => Packet::tcp(caddr, cport, vaddr, vport, TcpFlags::SYN),
         }
         .mark(mark);
-        self.send_new(pkt, key);
+        let payload = self.sip_payload();
+        self.send_new(pkt, &payload, key);
     }
 
     /// Send a connection opener; check the choice and remember the flow.
-    fn send_new(&mut self, pkt: Packet, key: ServiceKey) {
+    fn send_new(&mut self, pkt: Packet, payload: &[u8], key: ServiceKey) {
         // entries a previous packet expired "now" go first, as the kernel's timers would
         self.ipvs.advance(self.now);
         let before = self.snapshot_choice_rules(&key);
         let full_before = self.ipvs.conn_count();
-        let v = self.ipvs.packet_in(&pkt, self.now);
+        let v = self.ipvs.packet_in_with_payload(&pkt, payload, self.now);
         self.log.push(format!("{:?} -> {:?}", pkt, v));
         if let Verdict::Forward(f) = v {
             if f.new {
@@ -323,10 +341,12 @@ impl Sim {
             (_, false) => Packet::tcp(f.caddr, f.cport, f.vaddr, f.vport, flags),
             (_, true) => Packet::tcp(f.daddr, f.dport, f.caddr, f.cport, flags),
         };
+        let payload = self.sip_payload();
         let v = if outbound {
-            self.ipvs.packet_out(&pkt, self.now)
+            self.ipvs.packet_out_with_payload(&pkt, &payload, self.now)
         } else {
-            self.ipvs.packet_in(&pkt.mark(f.mark), self.now)
+            self.ipvs
+                .packet_in_with_payload(&pkt.mark(f.mark), &payload, self.now)
         };
         if let Verdict::Forward(fw) = v {
             if fw.new {
@@ -335,6 +355,52 @@ impl Sim {
         }
         if self.rng.below(8) == 0 {
             self.flows.swap_remove(i);
+        }
+    }
+
+    /// A NAT real server sends a datagram of its own to a client (SIP `conn_out`).
+    fn server_datagram(&mut self) {
+        let host = 1 + self.rng.below(6);
+        let saddr: IpAddr = format!("10.1.0.{host}").parse().unwrap();
+        let sport = self.pick(&[8000, 8001, 53]);
+        let caddr: IpAddr = format!("192.168.{}.{}", self.rng.below(3), 1 + self.rng.below(40))
+            .parse()
+            .unwrap();
+        let cport = 1024 + self.rng.below(200) as u16;
+        let pkt = Packet::udp(saddr, sport, caddr, cport);
+        let payload = self.sip_payload();
+        let v = self.ipvs.packet_out_with_payload(&pkt, &payload, self.now);
+        self.log.push(format!("{pkt:?} out -> {v:?}"));
+        if let Verdict::Forward(f) = v {
+            if f.new {
+                self.scheduled += 1;
+            }
+            if let Some(id) = f.conn {
+                let c = self.ipvs.conn_table().get(id).unwrap();
+                self.flows.push(Flow {
+                    proto: Protocol::Udp,
+                    caddr,
+                    cport,
+                    vaddr: c.vaddr,
+                    vport: c.vport,
+                    daddr: saddr,
+                    dport: sport,
+                    nat: true,
+                    mark: 0,
+                });
+            }
+        }
+    }
+
+    /// Every SIP template's Call-ID is one the simulation sends.
+    fn check_pe(&self) {
+        for r in self.ipvs.conn_listing(self.now) {
+            if let Some(pe) = self.ipvs.conn_pe(r.id) {
+                let ok = pe.data.starts_with(b"call-") && pe.data.ends_with(b"@pbx");
+                if !ok || r.client.1 != 0 {
+                    self.fail(&format!("template {r:?} carries {pe:?}"));
+                }
+            }
         }
     }
 
@@ -360,10 +426,12 @@ impl Sim {
         match self.rng.below(20) {
             0..=2 => self.control(),
             3..=9 => self.new_flow(),
-            10..=16 => self.traffic(),
+            10..=15 => self.traffic(),
+            16 => self.server_datagram(),
             _ => self.clock(),
         }
         self.check();
+        self.check_pe();
     }
 
     fn check(&self) {

@@ -4,7 +4,9 @@
 //!
 //! * [`ConnTable`] stores connection entries and persistence templates ([`Conn`]), hashed by
 //!   their client side, with the kernel's inbound, outbound and template lookups, template
-//!   invalidation, and a timer per entry in an exact millisecond [`wheel`].
+//!   invalidation, and a timer per entry in an exact millisecond [`wheel`]. Templates of
+//!   services with a persistence engine also carry the engine's data
+//!   ([`ConnTable::insert_pe_template`], [`ConnTable::find_template_pe`]).
 //! * [`on_packet`] runs a protocol state machine ([`tcp`], [`udp`], [`sctp`]) for one packet,
 //!   sets the entry's new idle timeout from [`Timeouts`], and says how the destination's
 //!   active / inactive counters must move; the engine applies that and re-arms the timer.

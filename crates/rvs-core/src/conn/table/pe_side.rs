@@ -99,3 +99,84 @@ impl ConnTable {
         self.pe.by_slot.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::conn::conn_flags;
+    use crate::model::Protocol;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn key(client: &str) -> TemplateKey {
+        TemplateKey::service(Protocol::Udp, ip(client), ip("10.0.0.1"), 5060)
+    }
+
+    fn sip(data: &str) -> PeData {
+        PeData {
+            engine: Engine::Sip,
+            data: data.as_bytes().into(),
+        }
+    }
+
+    fn template(client: &str) -> Conn {
+        let flags = conn_flags::MASQ | conn_flags::INACTIVE;
+        Conn::template(&key(client), (ip("10.1.0.1"), 5060), flags, 300_000)
+    }
+
+    #[test]
+    fn engine_templates_match_on_data_and_the_usual_fields_only() {
+        // a small table, so both clients' templates of one call share a bucket
+        let mut t = ConnTable::with_buckets(16, 256, 7);
+        let a = t
+            .insert_pe_template(template("10.9.0.5"), sip("c1"), Tick(0))
+            .unwrap();
+        let b = t
+            .insert_pe_template(template("10.9.0.6"), sip("c1"), Tick(0))
+            .unwrap();
+        let plain = t.insert(template("10.9.0.5"), Tick(0)).unwrap();
+        let find = |t: &ConnTable, c: &str, d: &str| {
+            t.find_template_pe(&key(c), Engine::Sip, d.as_bytes())
+        };
+        assert_eq!(find(&t, "10.9.0.5", "c1"), Some(a));
+        assert_eq!(find(&t, "10.9.0.6", "c1"), Some(b));
+        assert_eq!(find(&t, "10.9.0.5", "c2"), None);
+        assert_eq!(find(&t, "10.9.0.5", "c1x"), None);
+        assert_eq!(find(&t, "10.9.0.5", "C1"), None, "bytes compare exactly");
+        // plain lookups see only the plain template, and the other way round
+        assert_eq!(t.find_template(&key("10.9.0.5")), Some(plain));
+        assert_eq!(t.find_template(&key("10.9.0.6")), None);
+        assert_eq!(t.pe_data(a), Some(&sip("c1")));
+        assert_eq!(t.pe_data(plain), None);
+        // invalidated: never found again, still listed with its data
+        assert!(t.invalidate_template(a));
+        assert_eq!(find(&t, "10.9.0.5", "c1"), None);
+        assert_eq!(find(&t, "10.9.0.6", "c1"), Some(b));
+        assert_eq!(t.get(a).unwrap().vport, 0xffff);
+        assert_eq!(t.pe_data(a), Some(&sip("c1")));
+        assert_eq!(t.listing(Tick(0)).count(), 3);
+        // removal frees the data; a reused slot carries none
+        t.remove(a).unwrap();
+        assert_eq!(t.pe_entries(), 1);
+        let reused = t.insert(template("10.9.0.7"), Tick(0)).unwrap();
+        assert_eq!(reused, a);
+        assert_eq!(t.pe_data(reused), None);
+        t.remove(b).unwrap();
+        assert_eq!(t.pe_entries(), 0);
+        assert_eq!(find(&t, "10.9.0.6", "c1"), None);
+    }
+
+    #[test]
+    fn many_calls_of_one_client_spread_over_buckets() {
+        let t = ConnTable::new(1 << 16, 3);
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..1000 {
+            seen.insert(t.pe_bucket(format!("call-{n}@pbx.example").as_bytes()));
+        }
+        assert!(seen.len() > 950, "{} buckets for 1000 calls", seen.len());
+    }
+}

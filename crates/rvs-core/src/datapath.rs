@@ -11,8 +11,8 @@
 //! The transport payload matters only to a persistence engine ([`crate::pe`]): a data plane
 //! that serves `--pe sip` services hands it over with [`Ipvs::packet_in_with_payload`] (and
 //! [`Ipvs::packet_out_with_payload`] for datagrams real servers send on their own, see
-//! [`conn_out`]); [`Ipvs::packet_in`] and [`Ipvs::packet_out`] are the same with an empty
-//! payload.
+//! `datapath/conn_out.rs`); [`Ipvs::packet_in`] and [`Ipvs::packet_out`] are the same with an
+//! empty payload.
 
 mod conn_out;
 
@@ -218,7 +218,7 @@ impl Ipvs {
     /// A packet from a real server towards a client (`ip_vs_out_hook`) with its transport
     /// payload: NAT replies are matched to their entry and counted; an unmatched UDP datagram
     /// from a NAT real server of a service with a persistence engine creates its connection
-    /// (and template) on the fly ([`conn_out`]).
+    /// (and template) on the fly (`ip_vs_new_conn_out`).
     pub fn packet_out_with_payload(&mut self, pkt: &Packet, payload: &[u8], now: Tick) -> Verdict {
         self.expire_due(now);
         if let Some(id) = self

@@ -3,7 +3,8 @@
 //!
 //! # Hashing and lookups
 //! Like the kernel, every entry is hashed by its *client* side `(protocol, caddr, cport)`
-//! (templates by the masked client address and port 0); chains are singly linked and new
+//! (templates by the masked client address and port 0; templates of a persistence engine by
+//! its data, see `pe_side`); chains are singly linked and new
 //! entries go to the head, so the newest of two identical entries is found first. The three
 //! lookups follow `ip_vs_conn_in_get`, `ip_vs_conn_out_get` and `ip_vs_ct_in_get` exactly,
 //! including the `NO_CPORT` rule (an entry without a client port matches only a lookup with

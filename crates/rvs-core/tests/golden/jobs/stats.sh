@@ -194,7 +194,7 @@ class ScnFile:
     def parse_line(self, w):
         cur = self.scenarios[-1] if self.scenarios else None
         if w[0] == "topo":
-            if w[1] not in ("nat", "dr", "nat6") or self.topo or self.scenarios:
+            if w[1] not in ("nat", "dr", "nat6", "tun") or self.topo or self.scenarios:
                 raise ScnError("bad or misplaced topo line")
             self.topo = (w[1], int(w[2]))
             self.header.append("topo %s %d" % self.topo)
@@ -358,7 +358,8 @@ class Topo:
         run_batch("ip", ["netns add " + name for name in self.names])
         for name in self.names:
             self.ip(name, "link set lo up")
-        {"nat": self.up_nat, "nat6": self.up_nat6, "dr": self.up_dr}[self.kind]()
+        {"nat": self.up_nat, "nat6": self.up_nat6, "dr": self.up_dr,
+         "tun": self.up_dr}[self.kind]()
         self.up_mark_routes()
         for name in self.names:
             run_batch("ip", self.cmds.get(name, []), ns=name)
@@ -369,7 +370,12 @@ class Topo:
             # a fixed client port reused after the client closed it (its socket is in
             # TIME_WAIT): connect() may take it over once a second has passed
             self.netns.sysctl("cl", "net.ipv4.tcp_tw_reuse", 1)
-        if self.kind == "dr":
+        if self.kind == "tun":
+            # the client's packets come out of tunl0 with the client's source address
+            for ns in self.rs:
+                for dev in ("all", "default", "tunl0"):
+                    self.netns.sysctl(ns, "net.ipv4.conf.%s.rp_filter" % dev, 0)
+        if self.kind in ("dr", "tun"):
             for ns in self.rs:
                 self.netns.sysctl(ns, "net.ipv4.conf.all.arp_ignore", 1)
                 self.netns.sysctl(ns, "net.ipv4.conf.all.arp_announce", 2)
@@ -429,18 +435,23 @@ class Topo:
         for vip in self.vips:
             self.addr("dir", vip + "/32", "br0")
             self.ip("cl", "route add %s/32 via 10.2.0.1" % vip)
+        # DR: the VIPs on the real servers' lo; tun: on tunl0 (ipip), which receives the
+        # director's IPIP packets
+        vip_dev = "tunl0" if self.kind == "tun" else "lo"
         for i, ns in enumerate(self.rs, 1):
             self.veth("vrs%d" % i, ns, bridge="br0")
             self.addr(ns, "10.2.0.%d/24" % (10 + i), "eth0")
+            if vip_dev == "tunl0":
+                self.ip(ns, "link set tunl0 up")
             for vip in self.vips:
-                self.addr(ns, vip + "/32", "lo")
+                self.addr(ns, vip + "/32", vip_dev)
         self.route_clients(extra, "br0", self.rs)
 
     def up_mark_routes(self):
         """Marked prefixes are local on the director (and on DR real servers)."""
         for net, _ in self.scn.marks:
             self.ip("dir", "route add local %s dev lo" % net)
-            if self.kind == "dr":
+            if self.kind in ("dr", "tun"):
                 self.ip("cl", "route add %s via 10.2.0.1" % net)
                 for ns in self.rs:
                     self.ip(ns, "route add local %s dev lo" % net)
@@ -449,7 +460,7 @@ class Topo:
         """Mark client packets to each marks prefix on the director's client-facing device."""
         if not self.scn.marks:
             return
-        dev = "br0" if self.kind == "dr" else "vcl"
+        dev = "br0" if self.kind in ("dr", "tun") else "vcl"
         lines = ["qdisc add dev %s clsact" % dev]
         for prio, (net, mark) in enumerate(self.scn.marks, 1):
             lines.append("filter add dev %s ingress protocol %s prio %d flower dst_ip %s "
@@ -787,7 +798,7 @@ class Director:
 
     def final_states(self):
         """States a TCP entry ends in once both sides closed (client closes first)."""
-        return ("FIN_WAIT", "CLOSE") if self.topo.kind == "dr" else ("TIME_WAIT", "CLOSE")
+        return ("FIN_WAIT", "CLOSE") if self.topo.kind in ("dr", "tun") else ("TIME_WAIT", "CLOSE")
 
     @staticmethod
     def check_lines():
@@ -949,7 +960,8 @@ def run_scenario(scn, sc, netns):
 def lint(scn):
     """Host-side check of a scenario file: counts, and held connections left open."""
     ok = True
-    main = {"nat": "192.168.50.2", "dr": "10.2.0.254", "nat6": "fd00:50::2"}[scn.topo[0]]
+    main = {"nat": "192.168.50.2", "dr": "10.2.0.254", "tun": "10.2.0.254",
+            "nat6": "fd00:50::2"}[scn.topo[0]]
     sources = {str(ipaddress.ip_address(a)) for a in [main] + scn.clients}
     for sc in scn.scenarios:
         conns = [ev for ev in sc.events if ev[0] == "conn"]
@@ -973,6 +985,9 @@ def main():
     scn = ScnFile(sys.argv[2])
     if sys.argv[1] == "lint":
         sys.exit(0 if lint(scn) else 1)
+    if scn.topo[0] == "tun":
+        # the fallback device tunl0 exists in every namespace once ipip is loaded
+        subprocess.run(["modprobe", "ipip"], check=True)
     netns = Netns()
     for line in scn.header:
         print(line)
@@ -1084,7 +1099,7 @@ close r3
 ipvsadm -C
 
 # one server deleted (held connection) and added back to the same service: revived with its
-# counters; its statistics
+# counters and, unlike the servers of a re-created service, with its statistics
 scenario st_dest_revive
 ipvsadm -A -t 192.168.50.100:2306 -s rr
 ipvsadm -a -t 192.168.50.100:2306 -r 10.1.1.2 -m

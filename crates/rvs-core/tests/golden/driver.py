@@ -21,6 +21,7 @@ The transcript format is a contract with the Rust replay test; see README.md.
 import ctypes
 import ipaddress
 import os
+import re
 import selectors
 import shlex
 import socket
@@ -31,6 +32,8 @@ import threading
 import time
 
 WAIT = 3.0  # bound of every wait, seconds
+GONE_WAIT = 1.0  # bound of the wait after closing a held connection whose entry was gone
+STATS_WAIT = 2.2  # sleep of a stats event: longer than the kernel's 2 s estimator period
 POLL = 0.005  # polling interval of /proc/net/ip_vs_conn, seconds
 CLONE_NEWNET = 0x40000000
 IP_PKTINFO = 8  # linux/in.h; not exported by python 3.11's socket module
@@ -86,6 +89,25 @@ def addr_range(text):
     return [str(ipaddress.ip_address(int(a) + k)) for k in range(int(b) - int(a) + 1)]
 
 
+def split_callid(words):
+    """Take a trailing callid=TEXT off a conn/repeat line: (TEXT or None, other words)."""
+    if words and words[-1].startswith("callid="):
+        text = words[-1][len("callid="):]
+        if not text:
+            raise ScnError("empty callid= (use callid=- for no Call-ID line)")
+        return text, words[:-1]
+    return None, words
+
+
+def sip_payload(vaddr, callid):
+    """The SIP OPTIONS datagram of a conn line with callid=TEXT (TEXT '-': no Call-ID line)."""
+    lines = ["OPTIONS sip:rvs@%s SIP/2.0" % vaddr]
+    if callid != "-":
+        lines.append("Call-ID: " + callid)
+    lines += ["CSeq: 1 OPTIONS", "Content-Length: 0", "", ""]
+    return "\r\n".join(lines).encode()
+
+
 class Scenario:
     """One scenario: a name and its events (repeat lines already expanded)."""
 
@@ -95,18 +117,21 @@ class Scenario:
         self.ids = set()
         self.generated = 0
 
-    def add_conn(self, cid, proto, src, sport, dst, mode):
+    def add_conn(self, cid, proto, src, sport, dst, mode, callid=None):
         if cid in self.ids:
             raise ScnError("duplicate connection id %s in %s" % (cid, self.name))
         if proto not in ("tcp", "udp") or mode not in ("hold", "close"):
             raise ScnError("bad conn line in %s" % self.name)
+        if callid is not None and (proto != "udp" or mode != "close"):
+            raise ScnError("callid= only on udp ... close lines")
         self.ids.add(cid)
         host, port = split_hostport(dst)
         ipaddress.ip_address(src)
-        self.events.append(("conn", cid, proto, src, sport, host, port, mode))
+        self.events.append(("conn", cid, proto, src, sport, host, port, mode, callid))
 
     def add_repeat(self, words):
-        # repeat N conn PROTO SRC SPORT VIP:VPORT MODE
+        # repeat N conn PROTO SRC SPORT VIP:VPORT MODE [callid=TEXT]
+        callid, words = split_callid(words)
         if len(words) != 8 or words[2] != "conn":
             raise ScnError("bad repeat line: " + " ".join(words))
         count, proto, src, sport, dst, mode = int(words[1]), words[3], words[4], words[5], words[6], words[7]
@@ -125,7 +150,18 @@ class Scenario:
             else:
                 port = int(sport)
             self.add_conn("r%d" % self.generated, proto, sources[k % len(sources)], port,
-                          dests[k % len(dests)], mode)
+                          dests[k % len(dests)], mode, callid)
+
+    def reuses_fixed_tcp_port(self):
+        """True when a TCP connection reuses a fixed client address:port of an earlier one."""
+        seen = set()
+        for ev in self.events:
+            if ev[0] == "conn" and ev[2] == "tcp" and ev[4]:
+                key = (ev[3], ev[4])
+                if key in seen:
+                    return True
+                seen.add(key)
+        return False
 
 
 class ScnFile:
@@ -139,7 +175,9 @@ class ScnFile:
         self.scenarios = []
         with open(path) as f:
             for lineno, raw in enumerate(f, 1):
-                line = raw.split("#", 1)[0].strip()
+                # '#' starts a comment at the start of a line or after a blank (so that a
+                # Call-ID may contain one)
+                line = re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()
                 if line:
                     try:
                         self.parse_line(line.split())
@@ -151,7 +189,7 @@ class ScnFile:
     def parse_line(self, w):
         cur = self.scenarios[-1] if self.scenarios else None
         if w[0] == "topo":
-            if w[1] not in ("nat", "dr", "nat6") or self.topo or self.scenarios:
+            if w[1] not in ("nat", "dr", "nat6", "tun") or self.topo or self.scenarios:
                 raise ScnError("bad or misplaced topo line")
             self.topo = (w[1], int(w[2]))
             self.header.append("topo %s %d" % self.topo)
@@ -171,8 +209,11 @@ class ScnFile:
         elif w[0] == "ipvsadm":
             cur.events.append(("ipvsadm", " ".join(w[1:])))
         elif w[0] == "conn":
+            callid, w = split_callid(w)
+            if len(w) != 7:
+                raise ScnError("bad conn line")
             sport = 0 if w[4] == "-" else int(w[4])
-            cur.add_conn(w[1], w[2], w[3], sport, w[5], w[6])
+            cur.add_conn(w[1], w[2], w[3], sport, w[5], w[6], callid)
         elif w[0] == "repeat":
             cur.add_repeat(w)
         elif w[0] == "close":
@@ -181,6 +222,12 @@ class ScnFile:
             cur.events.append(("sleep", w[1], float(w[1])))
         elif w[0] == "check" and len(w) == 1:
             cur.events.append(("check",))
+        elif w[0] == "stats" and len(w) == 1:
+            cur.events.append(("stats",))
+        elif w[0] == "sysctl" and len(w) == 3:
+            if not re.fullmatch(r"[a-z_]+", w[1]) or not re.fullmatch(r"[0-9]+", w[2]):
+                raise ScnError("bad sysctl line")
+            cur.events.append(("sysctl", w[1], w[2]))
         else:
             raise ScnError("unknown directive")
 
@@ -278,6 +325,7 @@ class Topo:
         self.netns = netns
         self.ports = scn.ports(sc)
         self.vips = scn.vips(sc)
+        self.tw_reuse = sc.reuses_fixed_tcp_port()
         self.rs = ["rs%d" % i for i in range(1, self.n + 1)]
         self.names = ["dir", "cl"] + self.rs
         self.cmds = {}  # namespace -> ip batch lines
@@ -305,14 +353,24 @@ class Topo:
         run_batch("ip", ["netns add " + name for name in self.names])
         for name in self.names:
             self.ip(name, "link set lo up")
-        {"nat": self.up_nat, "nat6": self.up_nat6, "dr": self.up_dr}[self.kind]()
+        {"nat": self.up_nat, "nat6": self.up_nat6, "dr": self.up_dr,
+         "tun": self.up_dr}[self.kind]()
         self.up_mark_routes()
         for name in self.names:
             run_batch("ip", self.cmds.get(name, []), ns=name)
         for key, value in (("net.ipv4.ip_forward", 1), ("net.ipv4.icmp_ratelimit", 0),
                            ("net.ipv6.conf.all.forwarding", 1), ("net.ipv6.icmp.ratelimit", 0)):
             self.netns.sysctl("dir", key, value)
-        if self.kind == "dr":
+        if self.tw_reuse:
+            # a fixed client port reused after the client closed it (its socket is in
+            # TIME_WAIT): connect() may take it over once a second has passed
+            self.netns.sysctl("cl", "net.ipv4.tcp_tw_reuse", 1)
+        if self.kind == "tun":
+            # the client's packets come out of tunl0 with the client's source address
+            for ns in self.rs:
+                for dev in ("all", "default", "tunl0"):
+                    self.netns.sysctl(ns, "net.ipv4.conf.%s.rp_filter" % dev, 0)
+        if self.kind in ("dr", "tun"):
             for ns in self.rs:
                 self.netns.sysctl(ns, "net.ipv4.conf.all.arp_ignore", 1)
                 self.netns.sysctl(ns, "net.ipv4.conf.all.arp_announce", 2)
@@ -372,18 +430,23 @@ class Topo:
         for vip in self.vips:
             self.addr("dir", vip + "/32", "br0")
             self.ip("cl", "route add %s/32 via 10.2.0.1" % vip)
+        # DR: the VIPs on the real servers' lo; tun: on tunl0 (ipip), which receives the
+        # director's IPIP packets
+        vip_dev = "tunl0" if self.kind == "tun" else "lo"
         for i, ns in enumerate(self.rs, 1):
             self.veth("vrs%d" % i, ns, bridge="br0")
             self.addr(ns, "10.2.0.%d/24" % (10 + i), "eth0")
+            if vip_dev == "tunl0":
+                self.ip(ns, "link set tunl0 up")
             for vip in self.vips:
-                self.addr(ns, vip + "/32", "lo")
+                self.addr(ns, vip + "/32", vip_dev)
         self.route_clients(extra, "br0", self.rs)
 
     def up_mark_routes(self):
         """Marked prefixes are local on the director (and on DR real servers)."""
         for net, _ in self.scn.marks:
             self.ip("dir", "route add local %s dev lo" % net)
-            if self.kind == "dr":
+            if self.kind in ("dr", "tun"):
                 self.ip("cl", "route add %s via 10.2.0.1" % net)
                 for ns in self.rs:
                     self.ip(ns, "route add local %s dev lo" % net)
@@ -392,7 +455,7 @@ class Topo:
         """Mark client packets to each marks prefix on the director's client-facing device."""
         if not self.scn.marks:
             return
-        dev = "br0" if self.kind == "dr" else "vcl"
+        dev = "br0" if self.kind in ("dr", "tun") else "vcl"
         lines = ["qdisc add dev %s clsact" % dev]
         for prio, (net, mark) in enumerate(self.scn.marks, 1):
             lines.append("filter add dev %s ingress protocol %s prio %d flower dst_ip %s "
@@ -507,7 +570,7 @@ class Client:
         self.netns = netns
         self.held = {}
 
-    def conn(self, proto, src, sport, dst, dport, mode, cid):
+    def conn(self, proto, src, sport, dst, dport, mode, cid, callid=None):
         """-> (local (addr, port), answer line or None, error word or None)."""
         fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
@@ -521,7 +584,8 @@ class Client:
         answer, err = None, None
         try:
             if kind == socket.SOCK_DGRAM:
-                answer = self.udp_exchange(s, fam, dst, dport)
+                payload = b"?" if callid is None else sip_payload(dst, callid)
+                answer = self.udp_exchange(s, fam, dst, dport, payload)
             else:
                 s.connect((dst, dport))
                 answer = read_line(s)
@@ -541,14 +605,14 @@ class Client:
         return local, answer, err
 
     @staticmethod
-    def udp_exchange(s, fam, dst, dport):
+    def udp_exchange(s, fam, dst, dport, payload):
         # unconnected, so that an untranslated reply (one-packet scheduling with NAT: the
         # entry is not hashed) is still read; RECVERR reports ICMP port unreachable
         if fam == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         else:
             s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-        s.sendto(b"?", (dst, dport))
+        s.sendto(payload, (dst, dport))
         return s.recv(256).decode().strip()
 
     def close(self, cid):
@@ -582,6 +646,16 @@ def ipvsadm(argv):
     """Run ipvsadm in the current (director) namespace: (status, output lines)."""
     r = subprocess.run(["ipvsadm"] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return r.returncode, r.stdout.splitlines()
+
+
+def listing(out, tag, argv):
+    """Append ipvsadm's listing as '  TAG | line' lines to out (and '  TAG-status N' when it
+    failed: N < 0 is a signal); return its lines."""
+    status, lines = ipvsadm(argv)
+    out.extend("  %s | %s" % (tag, s) for s in lines)
+    if status:
+        out.append("  %s-status %d" % (tag, status))
+    return lines
 
 
 def parse_proc_addr(text):
@@ -702,29 +776,34 @@ class Director:
                 return row
         return None
 
-    def wait_state(self, proto, local, vaddr, vport, states):
-        """Poll until the connection entry is in one of states; None or a complaint."""
-        deadline = time.monotonic() + WAIT
+    def wait_state(self, proto, local, vaddr, vport, states, bound=WAIT, absent_ok=False):
+        """Poll until the connection entry is in one of states; None or a complaint.
+        With absent_ok, an entry still absent when the bound is reached is fine."""
+        deadline = time.monotonic() + bound
         while True:
             row = self.find_conn(proto, local, vaddr, vport)
             last = row["state"] if row else "absent"
             if last in states:
                 return None
             if time.monotonic() > deadline:
+                if absent_ok and row is None:
+                    return None
                 return "timeout waiting for %s (last %s)" % ("|".join(states), last)
             time.sleep(POLL)
 
     def final_states(self):
         """States a TCP entry ends in once both sides closed (client closes first)."""
-        return ("FIN_WAIT", "CLOSE") if self.topo.kind == "dr" else ("TIME_WAIT", "CLOSE")
+        return ("FIN_WAIT", "CLOSE") if self.topo.kind in ("dr", "tun") else ("TIME_WAIT", "CLOSE")
 
     @staticmethod
     def check_lines():
-        _, raw_l = ipvsadm(["-Ln"])
-        _, raw_c = ipvsadm(["-Lnc"])
+        out = []
+        raw_l = listing(out, "raw-L", ["-Ln"])
+        listing(out, "raw-Lc", ["-Lnc"])
+        if any("pe" in words for _, words, _ in parse_listing(raw_l)):
+            listing(out, "raw-Lcp", ["-Lnc", "--persistent-conn"])
         _, pers = ipvsadm(["-Ln", "--persistent-conn"])
         rows = read_conns()
-        out = ["  raw-L | " + s for s in raw_l] + ["  raw-Lc | " + s for s in raw_c]
         fwd = {}
         for vspec, _, dests in parse_listing(raw_l):
             for d in dests:
@@ -737,6 +816,17 @@ class Director:
             out.append("  conn %s %s %s %s %s %s" % (
                 r["proto"], r["state"], r["expire"], fmt_hostport(*r["c"]), fmt_hostport(*r["v"]),
                 fmt_hostport(*r["d"])))
+        return out
+
+    @staticmethod
+    def stats_lines():
+        """ipvsadm -Ln --stats --exact: raw, then the Conns column of every service and server."""
+        out = []
+        raw = listing(out, "raw-stats", ["-Ln", "--stats", "--exact"])
+        for vspec, words, dests in parse_listing(raw):
+            out.append("  stats %s conns=%s" % (vspec, words[0]))
+            for d in dests:
+                out.append("  stats %s %s conns=%s" % (vspec, d[0], d[1]))
         return out
 
 
@@ -773,9 +863,9 @@ class Runner:
             print("  | " + line)
         self.d.services = None
 
-    def ev_conn(self, cid, proto, src, sport, vaddr, vport, mode):
+    def ev_conn(self, cid, proto, src, sport, vaddr, vport, mode, callid):
         at = self.stamp()
-        local, answer, err = self.client.conn(proto, src, sport, vaddr, vport, mode, cid)
+        local, answer, err = self.client.conn(proto, src, sport, vaddr, vport, mode, cid, callid)
         note = None
         if answer:
             result = self.d.answer_dest(proto, vaddr, vport, answer)
@@ -788,27 +878,36 @@ class Runner:
                     self.held[cid] = (proto, local, vaddr, vport)
         else:
             result = self.failure(proto, local, vaddr, vport, err)
-        print("%s conn %s %s %s %s %s => %s" % (at, cid, proto, fmt_hostport(*local),
-                                               fmt_hostport(vaddr, vport), mode, result))
+        print("%s conn %s %s %s %s %s%s => %s" % (
+            at, cid, proto, fmt_hostport(*local), fmt_hostport(vaddr, vport), mode,
+            "" if callid is None else " callid=" + callid, result))
         if note:
             print("  ! " + note)
 
     def failure(self, proto, local, vaddr, vport, err):
-        """'none' when IPVS refused; anything else is spelled out as an anomaly."""
+        """'none' when IPVS refused (port unreachable) or dropped (no answer) and holds no
+        entry; anything else is spelled out as an anomaly."""
         row = self.d.find_conn(proto, local, vaddr, vport)
         if err == "refused" and row is None:
             return "none"
+        if err == "timeout" and row is None:
+            return "none (dropped)"
         where = (" (entry to %s)" % fmt_hostport(*row["d"])) if row else ""
         return "%s%s" % (err, where)
 
     def ev_close(self, cid):
         at = self.stamp()
+        gone = False
+        if cid in self.held:
+            # its entry may be gone already (expired, or flushed by expire_nodest_conn)
+            gone = self.d.find_conn(*self.held[cid]) is None
         note = self.client.close(cid)
         if note and cid in self.sc.ids:
             note = None  # a connection that was never held open (unanswered, UDP): no-op
         if cid in self.held:
             proto, local, vaddr, vport = self.held.pop(cid)
-            note = self.d.wait_state(proto, local, vaddr, vport, self.d.final_states())
+            note = self.d.wait_state(proto, local, vaddr, vport, self.d.final_states(),
+                                     GONE_WAIT if gone else WAIT, gone)
         print("%s close %s" % (at, cid))
         if note:
             print("  ! " + note)
@@ -821,6 +920,17 @@ class Runner:
     def ev_check(self):
         print("%s check" % self.stamp())
         for line in self.d.check_lines():
+            print(line)
+
+    def ev_sysctl(self, name, value):
+        print("%s sysctl %s %s" % (self.stamp(), name, value))
+        with open("/proc/sys/net/ipv4/vs/" + name, "w") as f:
+            f.write(value)
+
+    def ev_stats(self):
+        time.sleep(STATS_WAIT)  # the estimator samples every counter every 2 s
+        print("%s stats" % self.stamp())
+        for line in self.d.stats_lines():
             print(line)
 
 
@@ -845,7 +955,8 @@ def run_scenario(scn, sc, netns):
 def lint(scn):
     """Host-side check of a scenario file: counts, and held connections left open."""
     ok = True
-    main = {"nat": "192.168.50.2", "dr": "10.2.0.254", "nat6": "fd00:50::2"}[scn.topo[0]]
+    main = {"nat": "192.168.50.2", "dr": "10.2.0.254", "tun": "10.2.0.254",
+            "nat6": "fd00:50::2"}[scn.topo[0]]
     sources = {str(ipaddress.ip_address(a)) for a in [main] + scn.clients}
     for sc in scn.scenarios:
         conns = [ev for ev in sc.events if ev[0] == "conn"]
@@ -869,6 +980,9 @@ def main():
     scn = ScnFile(sys.argv[2])
     if sys.argv[1] == "lint":
         sys.exit(0 if lint(scn) else 1)
+    if scn.topo[0] == "tun":
+        # the fallback device tunl0 exists in every namespace once ipip is loaded
+        subprocess.run(["modprobe", "ipip"], check=True)
     netns = Netns()
     for line in scn.header:
         print(line)

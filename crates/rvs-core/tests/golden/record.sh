@@ -44,4 +44,5 @@ cp "$out" "$here/$group.golden"
 scenarios=$(grep -c '^scenario ' "$here/$group.golden" || true)
 ends=$(grep -c '^end$' "$here/$group.golden" || true)
 anomalies=$(grep -cE '^  ! |=> (timeout|reset|eof|error|refused)' "$here/$group.golden" || true)
-echo "record.sh: $group.golden: $scenarios scenarios, $ends ended, $anomalies anomalies, $((SECONDS - start)) s"
+dropped=$(grep -c '=> none (dropped)$' "$here/$group.golden" || true)
+echo "record.sh: $group.golden: $scenarios scenarios, $ends ended, $anomalies anomalies, $dropped dropped, $((SECONDS - start)) s"

@@ -1,0 +1,1 @@
+//! ipvsadm listings (filled in by the renderer work).

@@ -1,1 +1,0 @@
-//! ipvsadm listings (filled in by the renderer work).

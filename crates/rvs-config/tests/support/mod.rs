@@ -1,0 +1,2 @@
+//! Shared helpers of the listing tests.
+pub mod transcript;

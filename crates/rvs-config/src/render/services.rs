@@ -280,7 +280,13 @@ fn rates_line(name: &str, r: &Rates, exact: bool) -> String {
 }
 
 fn dest_line(ctx: &Ctx, svc_name: &str, key: &ServiceKey, d: &Dest) -> String {
-    let mut dname = addrport(&d.addr, d.port, key.protocol(), ctx.names, ctx.opts.numeric);
+    // fwmark services have no protocol in the kernel's dump: ports are never named
+    let proto = if key.is_fwmark() {
+        Protocol::Ip
+    } else {
+        key.protocol()
+    };
+    let mut dname = addrport(&d.addr, d.port, proto, ctx.names, ctx.opts.numeric);
     if ctx.mode == Mode::Rule {
         return rule_dest_line(svc_name, &dname, d);
     }

@@ -3,9 +3,10 @@
 
 #![allow(dead_code)]
 
-use rvs_config::ListOpts;
+use rvs_config::{render, ListOpts, Names};
 use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::model::ServiceKey;
+use rvs_core::service::Service;
 use rvs_core::time::Tick;
 
 #[path = "../../../rvs-core/tests/support/ipvsadm.rs"]
@@ -203,4 +204,74 @@ pub fn dump_orders(steps: &[Step]) -> Vec<Option<Vec<ServiceKey>>> {
         }
     }
     out
+}
+
+/// Render what `step` asks for; `None` for a command that is not a listing.
+fn render_step(
+    names: &dyn Names,
+    ipvs: &Ipvs,
+    step: &Step,
+    now: Tick,
+    dump: &Option<Vec<ServiceKey>>,
+) -> Option<(String, i32)> {
+    let l = listing(&step.args)?;
+    let svcs: Vec<&Service> = match dump {
+        Some(keys) => keys
+            .iter()
+            .map(|k| ipvs.service(k).expect("dumped"))
+            .collect(),
+        None => ipvs.services().collect(),
+    };
+    Some(match l {
+        Listing::All(o) if o.connection || o.timeout || o.daemon => {
+            (render::listing(ipvs, now, names, &o, &[]), 0)
+        }
+        Listing::All(o) => (render::list_all_from(ipvs, svcs, names, &o), 0),
+        Listing::Save(o) => (render::save_from(ipvs, svcs, names, &o), 0),
+        Listing::One(k, o) => match render::list_service(ipvs, &k, names, &o) {
+            Some(t) => (t, 0),
+            None => ("No such service\n".to_string(), 1),
+        },
+    })
+}
+
+fn title_lines(args: &[String]) -> usize {
+    if args.iter().any(|a| a == "-S") {
+        0
+    } else {
+        3
+    }
+}
+
+/// Replay a transcript: apply the commands ipvsadm accepted, render every listing with
+/// `names` and require ipvsadm's text; returns (listings compared, commands applied).
+pub fn replay(text: &str, names: &dyn Names) -> (usize, usize) {
+    let mut ipvs = new_ipvs();
+    let now = Tick(0);
+    let (mut listed, mut applied) = (0, 0);
+    let steps = steps(text);
+    let dumps = dump_orders(&steps);
+    for (step, dump) in steps.iter().zip(&dumps) {
+        if step.args.first().map(String::as_str) != Some("ipvsadm") {
+            continue;
+        }
+        match render_step(names, &ipvs, step, now, dump) {
+            Some((got, rc)) => {
+                assert_eq!(rc, step.rc, "{:?}", step.args);
+                if step.args.iter().any(|a| a == "--nosort") {
+                    let n = title_lines(&step.args);
+                    assert_eq!(blocks(&got, n), blocks(&step.output, n), "{:?}", step.args);
+                } else {
+                    assert_eq!(got, step.output, "{:?}", step.args);
+                }
+                listed += 1;
+            }
+            None if step.rc == 0 => {
+                apply(&mut ipvs, &step.args, now);
+                applied += 1;
+            }
+            None => {}
+        }
+    }
+    (listed, applied)
 }

@@ -71,7 +71,34 @@ fn conn_line(
 
 #[cfg(test)]
 mod tests {
-    use super::expire_text;
+    use super::*;
+    use rvs_core::conn::ConnId;
+    use rvs_core::model::Protocol;
+    use std::net::IpAddr;
+
+    struct Svc;
+    impl Names for Svc {
+        fn host(&self, a: &IpAddr) -> Option<String> {
+            (a.to_string() == "10.0.0.1").then(|| "vip".to_string())
+        }
+        fn service(&self, port: u16, proto: &str) -> Option<String> {
+            (port == 80).then(|| format!("http-{proto}"))
+        }
+    }
+
+    fn row(proto: Protocol, v: &str) -> ListedConn {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        ListedConn {
+            id: ConnId(0),
+            proto,
+            expire_secs: 65,
+            state: "ESTABLISHED",
+            client: (ip("192.168.0.2"), 40000),
+            virt: (ip(v), 80),
+            dest: (ip("10.1.0.1"), 80),
+            flags: 0,
+        }
+    }
 
     #[test]
     fn expire_minutes_unbounded() {
@@ -79,5 +106,40 @@ mod tests {
         assert_eq!(expire_text(59), "00:59");
         assert_eq!(expire_text(899), "14:59");
         assert_eq!(expire_text(6000), "100:00");
+    }
+
+    #[test]
+    fn names_follow_the_protocol() {
+        let o = ListOpts::default();
+        assert_eq!(
+            conn_line(&row(Protocol::Udp, "10.0.0.1"), None, &Svc, &o),
+            "UDP 01:05  ESTABLISHED 192.168.0.2:40000  vip:http-udp       10.1.0.1:http-udp\n"
+        );
+        // protocol IP (fwmark templates): ports stay numbers
+        assert_eq!(
+            conn_line(&row(Protocol::Ip, "0.0.0.1"), None, &Svc, &o),
+            "IP  01:05  ESTABLISHED 192.168.0.2:40000  0.0.0.1:80         10.1.0.1:80\n"
+        );
+    }
+
+    #[test]
+    fn pe_columns_swap_the_header_widths() {
+        let o = ListOpts {
+            numeric: true,
+            persistent_conn: true,
+            ..ListOpts::default()
+        };
+        let pe = Some(("sip".to_string(), pe_token(b"abc@host more")));
+        assert_eq!(
+            conn_line(&row(Protocol::Udp, "10.0.0.1"), pe.clone(), &Svc, &o),
+            "UDP 01:05  ESTABLISHED 192.168.0.2:40000  10.0.0.1:80        10.1.0.1:80      sip                abc@host\n"
+        );
+        // without --persistent-conn the engine columns are not printed
+        let plain = ListOpts {
+            numeric: true,
+            ..ListOpts::default()
+        };
+        assert!(conn_line(&row(Protocol::Udp, "10.0.0.1"), pe, &Svc, &plain)
+            .ends_with(" 10.1.0.1:80\n"));
     }
 }

@@ -37,7 +37,7 @@ mod sort;
 use std::net::IpAddr;
 
 use rvs_core::ipvs::Ipvs;
-use rvs_core::model::Protocol;
+use rvs_core::model::{Protocol, ServiceKey};
 
 use crate::{ListOpts, Names};
 
@@ -105,41 +105,43 @@ fn daemon_line(d: &Daemon) -> String {
     s
 }
 
-/// Everything `ipvsadm -L` prints for `opts` (`-c`, `--timeout`, `--daemon` or the service
-/// table; with `--json`, the JSON document instead). `now` is the connection table's clock in
-/// milliseconds (only used by `-c`).
+/// Everything `ipvsadm -L` prints, chosen as ipvsadm chooses: `-c` first, then the one
+/// service `service` (`-L -t …`), then `--timeout`, then `--daemon`, else the whole table;
+/// with `--json` the JSON document of the same choice. `now` is the connection table's clock
+/// (only `-c` uses it). `None`: the service does not exist (ipvsadm prints `No such service`
+/// on stderr and exits 1). Option conflicts (`-c --stats`, …) are the parser's business.
 pub fn listing(
     ipvs: &Ipvs,
     now: rvs_core::time::Tick,
     names: &dyn Names,
     opts: &ListOpts,
+    service: Option<&ServiceKey>,
     daemons: &[Daemon],
-) -> String {
+) -> Option<String> {
     if opts.json {
-        return if opts.connection {
+        return Some(if opts.connection {
             conns_json(ipvs, now)
+        } else if service.is_some() {
+            services_json(ipvs, service, opts.nosort)?
         } else if opts.timeout {
             timeout_json(ipvs)
         } else if opts.daemon {
             daemons_json(daemons)
         } else {
-            services_json(ipvs, None, opts.nosort).unwrap_or_default()
-        };
+            services_json(ipvs, None, opts.nosort)?
+        });
     }
-    if opts.connection {
+    Some(if opts.connection {
         list_conns(ipvs, now, names, opts)
-    } else if opts.timeout || opts.daemon {
-        let mut s = String::new();
-        if opts.timeout {
-            s.push_str(&list_timeout(ipvs));
-        }
-        if opts.daemon {
-            s.push_str(&list_daemons(daemons));
-        }
-        s
+    } else if let Some(key) = service {
+        list_service(ipvs, key, names, opts)?
+    } else if opts.timeout {
+        list_timeout(ipvs)
+    } else if opts.daemon {
+        list_daemons(daemons)
     } else {
         list_all(ipvs, names, opts)
-    }
+    })
 }
 
 /// `addrport_to_anyname`: `addr:port` (IPv6 in brackets), names looked up unless numeric;

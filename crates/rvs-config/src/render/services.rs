@@ -300,17 +300,10 @@ fn dest_line(ctx: &Ctx, svc_name: &str, key: &ServiceKey, d: &Dest) -> String {
             &d.stats.shown(),
             ctx.opts.exact,
         ),
-        Mode::Rate => {
-            let r = d.stats.rates();
-            let (bi, bo) = (
-                largenum(r.inbps, ctx.opts.exact),
-                largenum(r.outbps, ctx.opts.exact),
-            );
-            format!(
-                "  -> {dname:<28} {:>8} {:>8} {:>8}{bi}{bo}",
-                r.cps, r.inpps, r.outpps
-            )
-        }
+        Mode::Rate => format!(
+            "  -> {dname:<28}{}",
+            dest_rate_cols(&d.stats.rates(), ctx.opts.exact)
+        ),
         Mode::Thresholds => format!(
             "  -> {dname:<28} {:<10} {:<10} {a:<10} {i:<10}",
             d.u_threshold, d.l_threshold
@@ -374,5 +367,58 @@ fn rule_dest_line(svc_name: &str, dname: &str, d: &Dest) -> String {
         TunnelType::Ipip => format!("{base} --tun-type ipip"),
         TunnelType::Gue => format!("{base} --tun-type gue --tun-port {} {c}", d.tun.port),
         TunnelType::Gre => format!("{base} --tun-type gre {c}"),
+    }
+}
+
+/// A destination's `--rate` columns: CPS, InPPS and OutPPS printed plainly (`%8llu`, never
+/// scaled, `--exact` or not), InBPS and OutBPS as large numbers.
+fn dest_rate_cols(r: &Rates, exact: bool) -> String {
+    format!(
+        " {:>8} {:>8} {:>8}{}{}",
+        r.cps,
+        r.inpps,
+        r.outpps,
+        largenum(r.inbps, exact),
+        largenum(r.outbps, exact)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dest_rates_print_packet_columns_plainly() {
+        let r = Rates {
+            cps: 123_456_789,
+            inpps: 5,
+            outpps: 0,
+            inbps: 123_456_789,
+            outbps: 7,
+        };
+        assert_eq!(
+            dest_rate_cols(&r, false),
+            " 123456789        5        0  123456K        7"
+        );
+        assert_eq!(
+            dest_rate_cols(&r, true),
+            " 123456789        5        0 123456789        7"
+        );
+        // the service line scales every column
+        assert_eq!(
+            rates_line("", &r, false),
+            "  123456K        5        0  123456K        7"
+        );
+    }
+
+    #[test]
+    fn mask_words() {
+        assert_eq!(mask_text("mask", &Netmask::V4(u32::MAX)), "");
+        assert_eq!(
+            mask_text("-M", &Netmask::V4(0xffff_ff00)),
+            " -M 255.255.255.0"
+        );
+        assert_eq!(mask_text("mask", &Netmask::V6(128)), "");
+        assert_eq!(mask_text("mask", &Netmask::V6(48)), " mask 48");
     }
 }

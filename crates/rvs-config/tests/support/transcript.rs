@@ -223,9 +223,10 @@ fn render_step(
         None => ipvs.services().collect(),
     };
     Some(match l {
-        Listing::All(o) if o.connection || o.timeout || o.daemon => {
-            (render::listing(ipvs, now, names, &o, &[]), 0)
-        }
+        Listing::All(o) if o.connection || o.timeout || o.daemon => (
+            render::listing(ipvs, now, names, &o, None, &[]).expect("listing"),
+            0,
+        ),
         Listing::All(o) => (render::list_all_from(ipvs, svcs, names, &o), 0),
         Listing::Save(o) => (render::save_from(ipvs, svcs, names, &o), 0),
         Listing::One(k, o) => match render::list_service(ipvs, &k, names, &o) {

@@ -14,3 +14,12 @@ fn static_state_every_listing_mode() {
     assert!(listed >= 40, "{listed}");
     assert!(applied >= 50, "{applied}");
 }
+
+#[test]
+fn counters_after_real_traffic_layout() {
+    let text = include_str!("golden/listing/traffic.out");
+    // the recording really had traffic: its counters are not all zero
+    assert!(text.contains("TCP  192.168.50.100:80 ") && text.lines().any(|l| l.ends_with(" 3228")));
+    let (listed, applied) = transcript::replay_with(text, &NoNames, &transcript::mask_counters);
+    assert_eq!((listed, applied), (10, 6));
+}

@@ -94,11 +94,8 @@ fn aton_part(p: &str) -> Option<u64> {
     } else {
         (p, 10)
     };
-    if digits.is_empty() {
-        // "0x" alone is 0 for glibc
-        return (radix == 16).then_some(0);
-    }
-    if !digits.chars().all(|c| c.is_digit(radix)) {
+    // "0x" alone: strtoul stops before the `x`, which then trails the number
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
     u64::from_str_radix(digits, radix).ok().or(Some(u64::MAX))

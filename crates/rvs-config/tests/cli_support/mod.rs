@@ -2,11 +2,38 @@
 //! argument lines, applying a parsed command to `rvs_core::ipvs::Ipvs`, and the `-Sn` rule
 //! lines of a state (order aside) to compare with the kernel's.
 
-use rvs_config::ipvsadm::Command;
+use std::net::Ipv4Addr;
+
+use rvs_config::ipvsadm::{Command, Resolve};
 use rvs_core::error::IpvsError;
 use rvs_core::ipvs::Ipvs;
 use rvs_core::model::{svc_flags, Forward, Netmask, Protocol, ServiceKey, SockAddr, TunnelType};
 use rvs_core::time::Tick;
+
+/// The names `cli.sh` gives the VM (`/etc/hosts`, `/etc/services`).
+pub struct Names;
+
+impl Resolve for Names {
+    fn host(&self, name: &str) -> Option<Ipv4Addr> {
+        let a = match name {
+            "localhost" => [127, 0, 0, 1],
+            "vip2" => [10, 0, 0, 2],
+            "rs7" => [10, 0, 1, 7],
+            "mask24" => [255, 255, 255, 0],
+            _ => return None,
+        };
+        Some(Ipv4Addr::from(a))
+    }
+    fn service(&self, name: &str, proto: &str) -> Option<u16> {
+        match (name, proto) {
+            ("http", "tcp") => Some(80),
+            ("domain", "udp" | "tcp") => Some(53),
+            ("sip", "udp") => Some(5060),
+            ("webcache", "tcp") => Some(8080),
+            _ => None,
+        }
+    }
+}
 
 /// One recorded invocation.
 pub struct Record {

@@ -13,6 +13,10 @@
 #   --- stderr LEN      followed by the bytes
 #   --- save LEN        `ipvsadm -Sn` afterwards, followed by the bytes
 mkdir -p /tmp/cli && cd /tmp/cli || exit 1
+# a fixed name environment (the VM has none): the replay test's resolver knows the same names
+printf 'hosts: files\nservices: files\n' > /etc/nsswitch.conf
+printf '127.0.0.1 localhost\n10.0.0.2 vip2\n10.0.1.7 rs7\n255.255.255.0 mask24\n' > /etc/hosts
+printf 'http 80/tcp\ndomain 53/udp\ndomain 53/tcp\nsip 5060/udp\nwebcache 8080/tcp\n' > /etc/services
 cat > run.py <<'RVS_CLI_EOF'
 import ast, re, shlex, subprocess, sys
 
@@ -406,5 +410,89 @@ none <<'-A -t 10.0.0.3:80\r\n-A -u 10.0.0.3:53\r\n' -R
 none <<'' -R
 none <<'-A -t 10.0.0.3:80\n' -R -n
 none <<'-A -t 10.0.0.3:80\n' --restore
+# --- names (see the environment at the top)
+none -A -t vip2:http
+none -A -t localhost:80
+none -A -u vip2:domain
+none -A -t vip2:domain
+none -A -u vip2:http
+none --add-service --sctp-service vip2:http
+none -A -t [2001:db8::2]:http
+none -A -t vip2:80 -p -M mask24
+none -A -t vip2:80 -p -M nosuchhost
+none -A -t nosuchhost:80
+svc -a -t 10.0.0.1:80 -r rs7:webcache -m
+svc -a -t 10.0.0.1:80 -r rs7 -m
+svc -a -f 7 -r rs7:http -m
+svc -a -u 10.0.0.1:53 -r rs7:domain -m
+svc -a -u 10.0.0.1:53 -r rs7:webcache -m
+svc -a -r rs7:http -t 10.0.0.1:80 -m
+none <<'ipvsadm -A -t vip2:http -s rr\nipvsadm -a -t vip2:http -r rs7:webcache -m\n' -R
+# --- C library number and address forms
+none -A -t ' 10.0.0.2:80'
+none -A -t '10.0.0.2 :80'
+none -A -t '10.0.0.2 x:80'
+none -A -t 012.0.0.1:80
+none -A -t 10.0.0.08:80
+none -A -t 0x:80
+none -A -t 10.0.0.2:+80
+none -A -t '10.0.0.2: 80'
+none -A -t '10.0.0.2:80 '
+none -A -t 10.0.0.2:-0 -p
+none -A -t 10.0.0.2:80 -p ' 10'
+none -A -t 10.0.0.2:80 -p +10
+none -A -t 10.0.0.2:80 -p '10 '
+none -A -f ' 7'
+none -A -f +7
+none -A -t 10.0.0.2:80 -p -M 0xffffff00
+none -A -t 10.0.0.2:80 -p -M 255.255.255
+none -A -t 10.0.0.2:80 -p -M 0
+none -A -t [2001:db8::2]:80 -p -M ' 64'
+none -A -t [2001:db8::2]:80 -p -M +64
+none -A -t [2001:db8::2]:80 -p -M 128
+svc -a -t 10.0.0.1:80 -r 10.0.1.2 -w ' 5'
+svc -a -t 10.0.0.1:80 -r 10.0.1.2 -w +5
+svc -a -t 10.0.0.1:80 -r 10.0.1.2 -w 2147483647
+svc -a -t 10.0.0.1:80 -r 10.0.1.2 -w 2147483648
+svc -a -t 10.0.0.1:80 -r 10.0.1.2 -w 99999999999999999999
+svc -a -t 10.0.0.1:80 -r 10.0.1.2 -x 5 -y 5
+svc -a -t 10.0.0.1:80 -r 10.0.1.2:0 -m
+svc -a -t 10.0.0.1:80 -r 10.0.1.2 -w 0 -x 0 -y 0
+# --- more combinations
+none -A -t 10.0.0.2:80 -s sh -b sh-port,flag-3
+none -A -u 10.0.0.2:53 -s rr -p 10 -M 255.255.0.0 -b flag-2 -o --pe sip
+none -A -t 10.0.0.2:80 --pe ''
+none -A -t 10.0.0.2:80 -p --pe sipx
+none -A -t 10.0.0.2:80 -s abcdefghijklmno
+none -A -t 10.0.0.2:80 -p=100
+none -A -t 10.0.0.2:80 --persistent=
+none -A -t 10.0.0.2:80 -p ''
+none -A -t 10.0.0.2:80 -? 
+none -C -C
+none --set 1 2 3 -- 4
+none --set 1 2 -- 3
+svc -E -f 7 -s rr -p
+svc -E -t 10.0.0.1:80 -b sh-port -s sh
+svc -E -t 10.0.0.1:80 -s mh -b mh-port -p 30 -M 255.255.255.128
+svc -E -t [2001:db8::1]:80 -p 60 -M 96
+svc -E -u 10.0.0.1:53 -o
+svc -a -f 7 -6 -r [2001:db8::9]
+svc -a -f 7 -r [2001:db8::9] -i
+svc -e -t 10.0.0.1:80 -r 10.0.1.1:8080 -i
+svc -e -t 10.0.0.1:80 -r 10.0.1.1:8080 -m --tun-type gue
+svc -a -t 10.0.0.1:80 -r 10.0.1.2 -i --tun-type gue --tun-port 6080 --tun-nocsum
+svc -a -t 10.0.0.1:80 -r 10.0.1.2 --ipip --tun-type=gre --tun-csum
+svc -Z -t 10.0.0.1:80 -u 10.0.0.1:53
+svc -L -t 10.0.0.1:80 --timeout
+svc -L --daemon --persistent-conn
+svc -L -u 10.0.0.1:53 -n --stats
+svc -L -f 7 -n
+svc -D -f 7 -6
+svc -D -t [2001:db8::1]
+svc -d -f 7 -r 10.0.1.1
+svc -a -t 10.0.0.1:80 -r 10.0.1.1:8080 -m -w 2
+svc <<'-D -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 10.0.1.3 -m\n-A -t 10.0.0.1:80\n' -R
+svc <<'-C\n-A -f 9 -s rr\n-a -f 9 -r 10.0.1.3:99 -m -w 7\n-E -f 9 -s wrr\n' -R
+svc <<'-a -t 10.0.0.1:80 -r 10.0.1.3 -m\n-a -t 10.0.0.1:80 -r 10.0.1.3 -w 70000\n-Z\n' -R
 RVS_CLI_EOF
 python3 run.py

@@ -200,3 +200,84 @@ fn kernel_errors_are_worded_by_operation() {
     assert_eq!(errno_text(&deldest, 2), "No such destination");
     assert_eq!(errno_text(&del, 2), "No such file or directory");
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+    use rvs_config::ipvsadm::{parse, parse_restore_line, restore_lines, NoResolve};
+
+    const WORDS: &[&str] = &[
+        "-A",
+        "-E",
+        "-D",
+        "-C",
+        "-L",
+        "-a",
+        "-e",
+        "-d",
+        "-Z",
+        "-S",
+        "-R",
+        "-h",
+        "-v",
+        "--set",
+        "--start-daemon",
+        "--stop-daemon",
+        "-t",
+        "-u",
+        "-f",
+        "-6",
+        "-s",
+        "-p",
+        "-M",
+        "-r",
+        "-m",
+        "-i",
+        "-g",
+        "-w",
+        "-x",
+        "-y",
+        "-n",
+        "-c",
+        "-o",
+        "-b",
+        "--pe",
+        "--tun-type",
+        "--tun-port",
+        "--tun-csum",
+        "--mcast-group",
+        "--syncid",
+        "--json",
+        "--",
+        "-",
+        "10.0.0.1:80",
+        "[::1]:80",
+        "::1",
+        "7",
+        "0",
+        "master",
+        "gue",
+        "sh-port,flag-1",
+        ",",
+        "",
+        "-Ltn",
+        "-p10",
+        "--persistent=",
+        "255.255.255.0",
+        "64",
+        "é",
+        "-é",
+    ];
+
+    proptest! {
+        #[test]
+        fn any_word_sequence_parses_or_exits(idx in prop::collection::vec(0..WORDS.len(), 0..9),
+                                            junk in "\\PC{0,6}") {
+            let mut args: Vec<&str> = idx.iter().map(|&i| WORDS[i]).collect();
+            args.push(&junk);
+            let _ = parse("ipvsadm", &args, &NoResolve);
+            let _ = parse_restore_line("ipvsadm", &args, &NoResolve);
+            let line = args.join(" ");
+            let _ = restore_lines(&line);
+        }
+    }
+}

@@ -49,11 +49,11 @@ struct Outcome {
     stderr: String,
 }
 
-fn run_once(ipvs: &mut Ipvs, args: &[&str], restore: bool) -> Option<Outcome> {
+fn run_once(ipvs: &mut Ipvs, argv0: &str, args: &[&str], restore: bool) -> Option<Outcome> {
     let parsed = if restore {
-        parse_restore_line("ipvsadm", args, &Names)
+        parse_restore_line(argv0, args, &Names)
     } else {
-        parse("ipvsadm", args, &Names)
+        parse(argv0, args, &Names)
     };
     let cmd = match parsed {
         Err(exit) => {
@@ -84,11 +84,11 @@ fn run_once(ipvs: &mut Ipvs, args: &[&str], restore: bool) -> Option<Outcome> {
 }
 
 /// `-R`: every line in turn; a parser exit ends it, kernel errors are printed and it goes on.
-fn run_restore(ipvs: &mut Ipvs, input: &str) -> Option<Outcome> {
+fn run_restore(ipvs: &mut Ipvs, argv0: &str, input: &str) -> Option<Outcome> {
     let mut stderr = String::new();
     let mut status = 0;
     for words in restore_lines(input) {
-        let out = run_once(ipvs, &words, true)?;
+        let out = run_once(ipvs, argv0, &words, true)?;
         stderr.push_str(&out.stderr);
         status = out.status;
         if out.stdout.is_some() {
@@ -110,10 +110,10 @@ fn replay(rec: &Record, counts: &mut [usize; 3]) -> Result<(), String> {
     let words = shell_words(&rec.args);
     let args: Vec<&str> = words.iter().map(String::as_str).collect();
     let mut ipvs = setup(&rec.setup);
-    let top = parse("ipvsadm", &args, &Names);
+    let top = parse(&rec.argv0, &args, &Names);
     let out = match (&top, &rec.stdin) {
-        (Ok(Command::Restore), Some(input)) => run_restore(&mut ipvs, input),
-        _ => run_once(&mut ipvs, &args, false),
+        (Ok(Command::Restore), Some(input)) => run_restore(&mut ipvs, &rec.argv0, input),
+        _ => run_once(&mut ipvs, &rec.argv0, &args, false),
     };
     let Some(out) = out else {
         // sync daemons: parsed, not modelled by rvs-core; ipvsadm must have reached the kernel
@@ -126,7 +126,7 @@ fn replay(rec: &Record, counts: &mut [usize; 3]) -> Result<(), String> {
             )),
         };
     };
-    let ctx = format!("`ipvsadm {}` (setup {})", rec.args, rec.setup);
+    let ctx = format!("`{} {}` (setup {})", rec.argv0, rec.args, rec.setup);
     if out.status != rec.status || out.stderr != rec.stderr {
         return Err(format!(
             "{ctx}: got status {} stderr {:?}, ipvsadm: status {} stderr {:?}",

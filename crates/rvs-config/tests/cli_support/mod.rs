@@ -39,6 +39,8 @@ impl Resolve for Names {
 pub struct Record {
     pub args: String,
     pub setup: String,
+    /// the program path it was run as (`ipvsadm` unless recorded)
+    pub argv0: String,
     pub stdin: Option<String>,
     pub status: i32,
     pub stdout: String,
@@ -57,6 +59,7 @@ impl Record {
             let mut rec = Record {
                 args: args.to_string(),
                 setup: String::new(),
+                argv0: "ipvsadm".to_string(),
                 stdin: None,
                 status: -1,
                 stdout: String::new(),
@@ -69,6 +72,7 @@ impl Record {
                 tail = body;
                 match name {
                     "setup" => rec.setup = val.to_string(),
+                    "argv0" => rec.argv0 = val.to_string(),
                     "status" => rec.status = val.parse().expect("status"),
                     _ => {
                         let n: usize = val.parse().expect("length");

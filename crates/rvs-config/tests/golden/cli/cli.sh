@@ -2,11 +2,13 @@
 # ipvs-oracle job: records how the real ipvsadm 1.31 answers many invocations (command-line
 # parsing, errors, help, and what the kernel refuses). Run on the host:
 #   ipvs-oracle run crates/rvs-config/tests/golden/cli/cli.sh > crates/rvs-config/tests/golden/cli/cli.golden
-# Each case line is "SETUP [<<STDIN] ARGS..." (ARGS shell-quoted; STDIN a Python string
-# literal). SETUP "none" starts from an empty table, "svc" from the small setup below.
+# Each case line is "SETUP[@ARGV0] [<<STDIN] ARGS..." (ARGS shell-quoted; STDIN a Python
+# string literal; ARGV0 the program path to run, default `ipvsadm`). SETUP "none" starts from
+# an empty table, "svc" from the small setup below.
 # Record format (lengths in bytes, so texts without a final newline survive):
 #   === ARGS            (shell-quoted as run)
 #   --- setup NAME
+#   --- argv0 PATH      (only with @ARGV0)
 #   --- stdin LEN       (only with STDIN) followed by the bytes
 #   --- status N
 #   --- stdout LEN      followed by the bytes
@@ -31,8 +33,8 @@ SETUP = {
     ],
 }
 
-def ipvsadm(args, stdin=None):
-    p = subprocess.run(["ipvsadm"] + args, input=stdin, capture_output=True, timeout=30)
+def ipvsadm(args, stdin=None, argv0="ipvsadm"):
+    p = subprocess.run([argv0] + args, input=stdin, capture_output=True, timeout=30)
     rc = p.returncode if p.returncode >= 0 else 128 - p.returncode
     return rc, p.stdout, p.stderr
 
@@ -42,6 +44,7 @@ def section(out, name, data):
 
 def case(out, line):
     setup, rest = line.split(" ", 1) if " " in line else (line, "")
+    setup, _, argv0 = setup.partition("@")
     stdin = None
     if rest.startswith("<<"):
         m = re.match(r"<<('(?:[^'\\]|\\.)*')\s*(.*)$", rest)
@@ -51,8 +54,10 @@ def case(out, line):
     ipvsadm(["-C"])
     for s in SETUP[setup]:
         ipvsadm(s.split())
-    rc, so, se = ipvsadm(args, stdin)
+    rc, so, se = ipvsadm(args, stdin, argv0 or "ipvsadm")
     out.write(("=== %s\n--- setup %s\n" % (" ".join(shlex.quote(a) for a in args), setup)).encode())
+    if argv0:
+        out.write(("--- argv0 %s\n" % argv0).encode())
     if stdin is not None:
         section(out, "stdin", stdin)
     out.write(("--- status %d\n" % rc).encode())
@@ -494,5 +499,11 @@ svc -a -t 10.0.0.1:80 -r 10.0.1.1:8080 -m -w 2
 svc <<'-D -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 10.0.1.3 -m\n-A -t 10.0.0.1:80\n' -R
 svc <<'-C\n-A -f 9 -s rr\n-a -f 9 -r 10.0.1.3:99 -m -w 7\n-E -f 9 -s wrr\n' -R
 svc <<'-a -t 10.0.0.1:80 -r 10.0.1.3 -m\n-a -t 10.0.0.1:80 -r 10.0.1.3 -w 70000\n-Z\n' -R
+# --- the program name in the texts
+none@/usr/sbin/ipvsadm -h
+none@/usr/sbin/ipvsadm -X
+none@/usr/sbin/ipvsadm -A -t 10.0.0.2:80 -s
+none@/usr/sbin/ipvsadm <<'-A -t 10.0.0.3:80\n-R\n' -R
+none@/usr/sbin/ipvsadm <<'# comment\n' -R
 RVS_CLI_EOF
 python3 run.py

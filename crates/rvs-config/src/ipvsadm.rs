@@ -1,1 +1,0 @@
-//! The ipvsadm 1.31 command line (filled in by the parser work).

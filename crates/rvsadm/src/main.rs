@@ -1,0 +1,104 @@
+//! # rvsadm: the ipvsadm 1.31 command line for rvs
+//!
+//! Every invocation is parsed here with `rvs_config::ipvsadm::parse` (so misuse, `-h` and `-v`
+//! print what ipvsadm prints without a round trip), then sent to the running `rvsd` over its
+//! control socket (`--socket` of rvsd; `RVS_SOCKET`, default `/run/rvs/rvsd.sock`), which
+//! applies it and answers ipvsadm's output and exit status. `-R` reads standard input and
+//! sends it line by line: a line the parser refuses ends the restore with its message and
+//! status; a line the state refuses prints its error and the restore goes on.
+//!
+//! Like ipvsadm, which opens the kernel's IPVS control channel before reading its options,
+//! rvsadm first checks that the control socket is there, and otherwise prints
+//! `Can't initialize ipvs: …` and exits 2.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use rvs_api::names::SystemNames;
+use rvs_api::proto::{call, default_socket, Request, Response};
+use rvs_config::ipvsadm::{self, parse, parse_restore_line, restore_lines, Command, Exit};
+
+/// The two lines ipvsadm prints when it cannot reach IPVS (`fail(2, …)`), for an errno.
+fn cannot_initialize(errno: i32) -> Exit {
+    Exit::fail(&format!(
+        "Can't initialize ipvs: {}\nAre you sure that IP Virtual Server is built in the kernel or as module?",
+        ipvsadm::errno_text(&Command::Flush, errno)
+    ))
+}
+
+/// The errno ipvsadm's initialisation would report for a socket we cannot use: EPERM when
+/// we may not open it, ENOPROTOOPT (what a kernel without IPVS answers) otherwise.
+fn init_errno(err: &io::Error) -> i32 {
+    if err.kind() == io::ErrorKind::PermissionDenied {
+        1
+    } else {
+        92
+    }
+}
+
+fn emit(stdout: &str, stderr: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(stdout.as_bytes());
+    let _ = out.flush();
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(stderr.as_bytes());
+    let _ = err.flush();
+}
+
+fn finish(exit: &Exit) -> ! {
+    emit(&exit.stdout, &exit.stderr);
+    std::process::exit(exit.status)
+}
+
+/// Send one invocation and print the answer; the exit status it carries.
+fn send(socket: &Path, argv0: &str, words: &[&str], restore_line: bool) -> i32 {
+    let mut req = Request::ipvsadm(argv0, words);
+    req.restore_line = restore_line;
+    match call(socket, &req) {
+        Ok(Response {
+            stdout,
+            stderr,
+            status,
+            ..
+        }) => {
+            emit(&stdout, &stderr);
+            status
+        }
+        Err(e) => finish(&cannot_initialize(init_errno(&e))),
+    }
+}
+
+fn restore(socket: &Path, argv0: &str, names: &SystemNames) -> i32 {
+    let mut input = String::new();
+    if let Err(e) = io::stdin().read_to_string(&mut input) {
+        finish(&Exit::fail(&format!(
+            "{argv0}: reading standard input: {e}"
+        )));
+    }
+    let mut status = 0;
+    for words in restore_lines(&input) {
+        if let Err(exit) = parse_restore_line(argv0, &words, names) {
+            finish(&exit);
+        }
+        status = send(socket, argv0, &words, true);
+    }
+    status
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let argv0 = argv.first().map_or("rvsadm", String::as_str);
+    let args: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+    let socket = default_socket();
+    if let Err(e) = std::fs::metadata(&socket) {
+        finish(&cannot_initialize(init_errno(&e)));
+    }
+    let names = SystemNames::load();
+    let status = match parse(argv0, &args, &names) {
+        Err(exit) => finish(&exit),
+        Ok(Command::Restore) => restore(&socket, argv0, &names),
+        Ok(_) => send(&socket, argv0, &args, false),
+    };
+    std::process::exit(status)
+}

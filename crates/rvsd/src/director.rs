@@ -1,0 +1,192 @@
+//! The director's state: one [`Ipvs`] with the sync-daemon settings, and the execution of
+//! parsed ipvsadm commands against it, answering what ipvsadm prints.
+
+use std::time::Instant;
+
+use rvs_config::ipvsadm::{kernel_error, Command, DaemonConf, Exit, SyncState};
+use rvs_config::render::{self, Daemon};
+use rvs_config::{ListOpts, Names};
+use rvs_core::error::IpvsError;
+use rvs_core::ipvs::{Config, Ipvs};
+use rvs_core::time::Tick;
+
+/// The IPVS instance and what the control commands need besides it.
+pub struct Director {
+    ipvs: Ipvs,
+    /// `--start-daemon` settings (recorded and listed; no sync traffic is sent yet)
+    daemons: Vec<Daemon>,
+    /// the engine's clock starts at 0 when the director starts
+    start: Instant,
+}
+
+/// The result of one command.
+pub struct Outcome {
+    /// what ipvsadm prints, and its status
+    pub exit: Exit,
+    /// the rules changed (the state file must be rewritten)
+    pub changed: bool,
+}
+
+fn ok() -> Exit {
+    Exit {
+        stdout: String::new(),
+        stderr: String::new(),
+        status: 0,
+    }
+}
+
+fn text(stdout: String) -> Exit {
+    Exit {
+        stdout,
+        stderr: String::new(),
+        status: 0,
+    }
+}
+
+impl Default for Director {
+    fn default() -> Self {
+        Director::new()
+    }
+}
+
+impl Director {
+    /// An empty director whose clock starts now.
+    pub fn new() -> Director {
+        Director {
+            ipvs: Ipvs::new(Config::default()),
+            daemons: Vec::new(),
+            start: Instant::now(),
+        }
+    }
+
+    /// The engine's clock: milliseconds since the director started.
+    pub fn now(&self) -> Tick {
+        Tick(self.start.elapsed().as_millis() as u64)
+    }
+
+    /// Run the engine's timers due now; returns when they are next due.
+    pub fn advance(&mut self) -> Option<Tick> {
+        let now = self.now();
+        self.ipvs.advance(now);
+        self.ipvs.next_wakeup()
+    }
+
+    /// What `-S -n` prints, plus a `--set` line when the timeouts are not the defaults: the
+    /// state file's content (`-R` reads it back).
+    pub fn saved_rules(&self) -> String {
+        let opts = ListOpts {
+            numeric: true,
+            ..ListOpts::default()
+        };
+        let mut out = render::save(&self.ipvs, &rvs_config::NoNames, &opts);
+        let (tcp, fin, udp) = self.ipvs.timeouts();
+        if (tcp, fin, udp) != Ipvs::new(Config::default()).timeouts() {
+            out.push_str(&format!("--set {tcp} {fin} {udp}\n"));
+        }
+        out
+    }
+
+    /// Apply `cmd`; `names` serves listings without `-n`.
+    pub fn run(&mut self, cmd: &Command, names: &dyn Names) -> Outcome {
+        let now = self.now();
+        let result = match cmd {
+            Command::List { service, opts } => {
+                return Outcome {
+                    exit: self.list(cmd, service.as_ref(), opts, names),
+                    changed: false,
+                }
+            }
+            Command::Save { numeric } => {
+                let opts = ListOpts {
+                    numeric: *numeric,
+                    ..ListOpts::default()
+                };
+                return Outcome {
+                    exit: text(render::save(&self.ipvs, names, &opts)),
+                    changed: false,
+                };
+            }
+            Command::Restore => {
+                return Outcome {
+                    exit: Exit::fail("rvsd: -R input is sent line by line by the client"),
+                    changed: false,
+                }
+            }
+            other => self.change(other, now),
+        };
+        match result {
+            Ok(()) => Outcome {
+                exit: ok(),
+                changed: !matches!(cmd, Command::Zero { .. }),
+            },
+            Err(e) => Outcome {
+                exit: kernel_error(cmd, e),
+                changed: false,
+            },
+        }
+    }
+
+    fn list(
+        &self,
+        cmd: &Command,
+        service: Option<&rvs_core::model::ServiceKey>,
+        opts: &ListOpts,
+        names: &dyn Names,
+    ) -> Exit {
+        let now = self.now();
+        match render::listing(&self.ipvs, now, names, opts, service, &self.daemons) {
+            Some(out) => text(out),
+            None => kernel_error(cmd, IpvsError::NoSuchService),
+        }
+    }
+
+    fn change(&mut self, cmd: &Command, now: Tick) -> Result<(), IpvsError> {
+        let ipvs = &mut self.ipvs;
+        match cmd {
+            Command::AddService { key, conf } => ipvs.add_service(*key, conf.clone()).map(drop),
+            Command::EditService { key, conf } => ipvs.edit_service(key, conf.clone()),
+            Command::DelService { key } => ipvs.del_service(key, now),
+            Command::Flush => {
+                ipvs.flush(now);
+                Ok(())
+            }
+            Command::AddDest { key, dest } => ipvs.add_dest(key, *dest).map(drop),
+            Command::EditDest { key, dest } => ipvs.edit_dest(key, *dest),
+            Command::DelDest { key, dest } => ipvs.del_dest(key, &dest.addr, dest.port, now),
+            Command::SetTimeouts { tcp, tcpfin, udp } => ipvs.set_timeouts(*tcp, *tcpfin, *udp),
+            Command::Zero { service } => ipvs.zero(service.as_ref()),
+            Command::StartDaemon(conf) => self.start_daemon(conf),
+            Command::StopDaemon(conf) => self.stop_daemon(conf),
+            Command::List { .. } | Command::Save { .. } | Command::Restore => Ok(()),
+        }
+    }
+
+    /// The kernel keeps one master and one backup; a second start of either is EEXIST.
+    /// Unset values are listed with the kernel's defaults.
+    fn start_daemon(&mut self, conf: &DaemonConf) -> Result<(), IpvsError> {
+        let master = conf.state == SyncState::Master;
+        if self.daemons.iter().any(|d| d.master == master) {
+            return Err(IpvsError::DaemonRunning);
+        }
+        self.daemons.push(Daemon {
+            master,
+            mcast_ifn: conf.mcast_ifn.clone(),
+            syncid: u32::from(conf.syncid),
+            maxlen: conf.sync_maxlen.unwrap_or(1472),
+            group: Some(conf.mcast_group.unwrap_or([224, 0, 0, 81].into())),
+            port: conf.mcast_port.unwrap_or(8848),
+            ttl: conf.mcast_ttl.unwrap_or(1),
+        });
+        Ok(())
+    }
+
+    fn stop_daemon(&mut self, conf: &DaemonConf) -> Result<(), IpvsError> {
+        let master = conf.state == SyncState::Master;
+        let before = self.daemons.len();
+        self.daemons.retain(|d| d.master != master);
+        if self.daemons.len() == before {
+            return Err(IpvsError::NoDaemon);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! The control socket: bound with mode 0600, one JSON request per connection, served one
+//! connection at a time (so commands apply in the order they arrive and a listing never sees
+//! half a change), until the stop flag is raised.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rvs_api::names::SystemNames;
+use rvs_api::proto::{read_message, write_message, Request, Response, VERSION};
+use rvs_config::ipvsadm::{parse, parse_restore_line, Exit};
+
+use crate::director::Director;
+use crate::statefile;
+
+/// What every connection works on.
+pub struct Shared {
+    /// the IPVS state
+    pub director: Mutex<Director>,
+    /// `--state FILE`
+    pub state: Option<PathBuf>,
+}
+
+/// Bind `path`: create its directory, refuse if another rvsd answers there, remove a stale
+/// socket, and make the socket appear with mode 0600 (bound under a temporary name, chmod,
+/// renamed into place, so it is never reachable with wider permissions).
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if UnixStream::connect(path).is_ok() {
+            bail!("another rvsd answers on {}", path.display());
+        }
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket", path.display());
+        }
+        fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+        tracing::info!(socket = %path.display(), "removed a stale socket");
+    }
+    let name = path.file_name().context("socket path has no file name")?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    let listener =
+        UnixListener::bind(&tmp).with_context(|| format!("binding {}", tmp.display()))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Accept and answer connections until `stop` is raised (a signal handler raises it and then
+/// connects once to wake the accept).
+pub fn serve(listener: &UnixListener, shared: &Shared, stop: &AtomicBool) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match conn {
+            Ok(stream) => {
+                if let Err(e) = answer(stream, shared) {
+                    tracing::warn!("control connection: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("accept: {e}"),
+        }
+    }
+}
+
+fn answer(mut stream: UnixStream, shared: &Shared) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let resp = match read_message::<Request>(&mut stream) {
+        Ok(req) => execute(shared, &req),
+        Err(e) => Response::new(String::new(), format!("rvsd: bad request: {e}\n"), 2),
+    };
+    write_message(&mut stream, &resp)
+}
+
+fn from_exit(exit: Exit) -> Response {
+    Response::new(exit.stdout, exit.stderr, exit.status)
+}
+
+/// Parse and apply one request; the state file is rewritten before the answer leaves.
+pub fn execute(shared: &Shared, req: &Request) -> Response {
+    if req.version != VERSION {
+        let msg = format!(
+            "rvsd: protocol version {} not supported (this rvsd speaks {VERSION})\n",
+            req.version
+        );
+        return Response::new(String::new(), msg, 2);
+    }
+    let names = SystemNames::load();
+    let args: Vec<&str> = req.args.iter().map(String::as_str).collect();
+    let parsed = if req.restore_line {
+        parse_restore_line(&req.argv0, &args, &names)
+    } else {
+        parse(&req.argv0, &args, &names)
+    };
+    let cmd = match parsed {
+        Ok(cmd) => cmd,
+        Err(exit) => return from_exit(exit),
+    };
+    let mut director = shared.director.lock().unwrap_or_else(|e| e.into_inner());
+    let out = director.run(&cmd, &names);
+    let mut resp = from_exit(out.exit);
+    if out.changed {
+        tracing::info!(args = ?req.args, "applied");
+        if let Some(path) = &shared.state {
+            if let Err(e) = statefile::write_atomic(path, &director.saved_rules()) {
+                tracing::error!("state file {}: {e:#}", path.display());
+                resp.stderr
+                    .push_str(&format!("rvsd: change applied but not saved: {e:#}\n"));
+            }
+        }
+    }
+    resp
+}

@@ -370,3 +370,72 @@ fn dr_init_script_runs_unchanged() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
     assert_eq!(d.stop().code(), Some(0));
 }
+
+#[test]
+fn names_resolve_through_the_hosts_and_services_files() {
+    let dir = TempDir::new("names");
+    let d = Daemon::start(&dir.path().join("rvsd.sock"), &[]);
+    // forward lookups while parsing: `localhost` is in every hosts file
+    ok(&d.adm(&["-A", "-t", "localhost:80", "-s", "rr"]));
+    ok(&d.adm(&["-a", "-t", "127.0.0.1:80", "-r", "127.0.0.1:8080", "-m"]));
+    let mut ipvs = Ipvs::new(Config::default());
+    let key = ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: "127.0.0.1".parse().unwrap(),
+        port: 80,
+    };
+    ipvs.add_service(key, ServiceConf::new(Family::V4, "rr"))
+        .unwrap();
+    ipvs.add_dest(
+        &key,
+        DestConf::new("127.0.0.1".parse().unwrap(), 8080).fwd(Forward::Masq),
+    )
+    .unwrap();
+    let names = rvs_api::names::SystemNames::load();
+    let plain = ListOpts::default();
+    let listed = d.adm(&["-L"]);
+    ok(&listed);
+    assert_eq!(listed.stdout, render::list_all(&ipvs, &names, &plain));
+    assert!(
+        listed.stdout.contains("TCP  localhost:"),
+        "{}",
+        listed.stdout
+    );
+    assert_eq!(
+        d.adm(&[]).stdout,
+        listed.stdout,
+        "no arguments lists with names"
+    );
+}
+
+#[test]
+fn sync_daemon_settings_are_kept_one_master_one_backup() {
+    let dir = TempDir::new("syncd");
+    let d = Daemon::start(&dir.path().join("rvsd.sock"), &[]);
+    ok(&d.adm(&["--start-daemon", "master"]));
+    err(
+        &d.adm(&["--start-daemon", "master"]),
+        255,
+        "Daemon has already run\n",
+    );
+    ok(&d.adm(&[
+        "--start-daemon",
+        "backup",
+        "--mcast-interface",
+        "eth1",
+        "--syncid",
+        "3",
+    ]));
+    assert_eq!(
+        d.adm(&["-L", "--daemon"]).stdout,
+        "master sync daemon (mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=eth1, syncid=3, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+    );
+    ok(&d.adm(&["--stop-daemon", "master"]));
+    err(
+        &d.adm(&["--stop-daemon", "master"]),
+        255,
+        "No daemon is running\n",
+    );
+    assert_eq!(d.stop().code(), Some(0));
+}

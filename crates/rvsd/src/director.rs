@@ -78,7 +78,8 @@ impl Director {
             numeric: true,
             ..ListOpts::default()
         };
-        let mut out = render::save(&self.ipvs, &rvs_config::NoNames, &opts);
+        let saved = render::save(&self.ipvs, &rvs_config::NoNames, &opts);
+        let mut out = unsigned_fwmarks(&saved);
         let (tcp, fin, udp) = self.ipvs.timeouts();
         if (tcp, fin, udp) != Ipvs::new(Config::default()).timeouts() {
             out.push_str(&format!("--set {tcp} {fin} {udp}\n"));
@@ -188,5 +189,38 @@ impl Director {
             return Err(IpvsError::NoDaemon);
         }
         Ok(())
+    }
+}
+
+/// ipvsadm 1.31's `-S` prints fwmarks of 2^31 and above as negative numbers (`-f -1`), which
+/// its own `-R` then refuses; the state file writes them unsigned so a restart keeps them.
+fn unsigned_fwmarks(saved: &str) -> String {
+    let mut out = String::with_capacity(saved.len());
+    for line in saved.lines() {
+        let mut words: Vec<String> = line.split(' ').map(str::to_string).collect();
+        for i in 1..words.len() {
+            if words[i - 1] == "-f" {
+                if let Ok(v) = words[i].parse::<i32>() {
+                    words[i] = (v as u32).to_string();
+                }
+            }
+        }
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsigned_fwmarks;
+
+    #[test]
+    fn negative_fwmarks_are_written_unsigned() {
+        let s = "-A -f -1 -s rr\n-a -f -1 -r 10.0.0.2:0 -g -w 1\n-A -f 7 -s rr\n";
+        assert_eq!(
+            unsigned_fwmarks(s),
+            "-A -f 4294967295 -s rr\n-a -f 4294967295 -r 10.0.0.2:0 -g -w 1\n-A -f 7 -s rr\n"
+        );
     }
 }

@@ -1,15 +1,15 @@
-//! The control socket: bound with mode 0600, one JSON request per connection, served one
-//! connection at a time (so commands apply in the order they arrive and a listing never sees
-//! half a change), until the stop flag is raised.
+//! The control socket: bound with mode 0600, one JSON request per connection, each connection
+//! on its own thread with a deadline for its request; commands apply one at a time under the
+//! director's lock (a listing never sees half a change), until the stop flag is raised.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rvs_api::names::SystemNames;
@@ -59,31 +59,81 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
 }
 
 /// Accept and answer connections until `stop` is raised (a signal handler raises it and then
-/// connects once to wake the accept).
+/// connects once to wake the accept). Each connection is served on its own thread, so a slow
+/// client holds nobody else up; commands still apply one at a time under the director's lock.
+/// On stop, the requests in hand are finished (each is bounded by [`REQUEST_DEADLINE`]).
 pub fn serve(listener: &UnixListener, shared: &Shared, stop: &AtomicBool) {
-    for conn in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        match conn {
-            Ok(stream) => {
-                if let Err(e) = answer(stream, shared) {
-                    tracing::warn!("control connection: {e}");
-                }
+    let active = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for conn in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                break;
             }
-            Err(e) => tracing::warn!("accept: {e}"),
+            match conn {
+                Ok(stream) if active.load(Ordering::SeqCst) >= MAX_CLIENTS => {
+                    tracing::warn!("{MAX_CLIENTS} control connections open; refusing one");
+                    drop(stream);
+                }
+                Ok(stream) => {
+                    active.fetch_add(1, Ordering::SeqCst);
+                    let active = &active;
+                    scope.spawn(move || {
+                        if let Err(e) = answer(stream, shared) {
+                            tracing::warn!("control connection: {e}");
+                        }
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Err(e) => tracing::warn!("accept: {e}"),
+            }
         }
-    }
+    });
 }
 
+/// A whole request must arrive within this time, however it trickles in.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Largest request accepted (a command line is a few hundred bytes).
+const MAX_REQUEST: usize = 1 << 20;
+/// Control connections served at once.
+const MAX_CLIENTS: usize = 64;
+
 fn answer(mut stream: UnixStream, shared: &Shared) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let resp = match read_message::<Request>(&mut stream) {
+    let resp = match read_request(&mut stream) {
         Ok(req) => execute(shared, &req),
         Err(e) => Response::new(String::new(), format!("rvsd: bad request: {e}\n"), 2),
     };
     write_message(&mut stream, &resp)
+}
+
+/// Read one request to end of file within [`REQUEST_DEADLINE`] and [`MAX_REQUEST`] bytes.
+fn read_request(stream: &mut UnixStream) -> io::Result<Request> {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request incomplete after 5 s",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if buf.len() > MAX_REQUEST {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request too large",
+            ));
+        }
+    }
+    read_message::<Request>(&mut buf.as_slice())
 }
 
 fn from_exit(exit: Exit) -> Response {

@@ -2,9 +2,11 @@
 //! change (temporary file in the same directory, `fsync`, `rename`, `fsync` of the directory)
 //! and read back at start line by line through ipvsadm's `-R` parser.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
 use rvs_api::names::SystemNames;
@@ -19,15 +21,34 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
         _ => Path::new("."),
     };
     let name = path.file_name().context("state file has no name")?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    // create_new (O_CREAT|O_EXCL) never follows a symlink planted at the temporary name, and
+    // the rules are private whatever the umask
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let written = f
+        .write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
     File::open(dir)?.sync_all()?;
     Ok(())
 }
+
+/// Makes every temporary name of this process unique.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Apply the saved rules of `path` (absent: nothing to restore). A line the parser refuses
 /// stops the start (the file is not what rvsd writes); a line the state refuses is logged and

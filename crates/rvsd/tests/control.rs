@@ -439,3 +439,61 @@ fn sync_daemon_settings_are_kept_one_master_one_backup() {
     );
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// ipvsadm's `-S` prints a fwmark of 2^31 or more as a negative number that its `-R` refuses;
+/// the state file keeps it restorable.
+#[test]
+fn fwmark_above_2_31_survives_a_restart() {
+    let dir = TempDir::new("rv-fwm");
+    let sock = dir.path().join("rvsd.sock");
+    let state = dir.path().join("rules");
+    let st = state.to_str().unwrap();
+    let d = Daemon::start(&sock, &["--state", st]);
+    assert_eq!(d.adm(&["-A", "-f", "4294967295", "-s", "rr"]).status, 0);
+    assert_eq!(d.stop().code(), Some(0));
+    let d = Daemon::start(&sock, &["--state", st]);
+    let out = d.adm(&["-S", "-n"]);
+    assert_eq!(out.stdout, "-A -f -1 -s rr\n", "listed as ipvsadm lists it");
+}
+
+/// The state file is written through a fresh private temporary file: a symlink planted where
+/// a temporary file could be is never followed, and the rules are not world-readable.
+#[test]
+fn state_write_follows_no_planted_symlink_and_is_private() {
+    let dir = TempDir::new("rv-link");
+    let sock = dir.path().join("rvsd.sock");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join(".rules.tmp")).unwrap();
+    let state = dir.path().join("rules");
+    let d = Daemon::start(&sock, &["--state", state.to_str().unwrap()]);
+    assert_eq!(d.adm(&["-A", "-t", "10.0.0.1:80"]).status, 0);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+/// A client that trickles its request neither holds other clients up nor keeps its connection
+/// past the request deadline.
+#[test]
+fn a_slow_client_holds_nobody_up() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("rv-slow");
+    let sock = dir.path().join("rvsd.sock");
+    let d = Daemon::start(&sock, &[]);
+    let mut slow = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    slow.write_all(b" ").unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(d.adm(&["-Ln"]).status, 0);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "-Ln waited {:?}",
+        t.elapsed()
+    );
+    // the slow request is answered as bad once its deadline passes
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = String::new();
+    slow.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("bad request"), "{reply}");
+}

@@ -70,12 +70,14 @@ fn send(socket: &Path, argv0: &str, words: &[&str], restore_line: bool) -> i32 {
 }
 
 fn restore(socket: &Path, argv0: &str, names: &SystemNames) -> i32 {
-    let mut input = String::new();
-    if let Err(e) = io::stdin().read_to_string(&mut input) {
+    let mut bytes = Vec::new();
+    if let Err(e) = io::stdin().read_to_end(&mut bytes) {
         finish(&Exit::fail(&format!(
             "{argv0}: reading standard input: {e}"
         )));
     }
+    // a line with bytes that are not UTF-8 is refused on its own, as ipvsadm refuses its words
+    let input = String::from_utf8_lossy(&bytes);
     let mut status = 0;
     for words in restore_lines(&input) {
         if let Err(exit) = parse_restore_line(argv0, &words, names) {
@@ -87,7 +89,11 @@ fn restore(socket: &Path, argv0: &str, names: &SystemNames) -> i32 {
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args().collect();
+    // bytes that are not UTF-8 become U+FFFD: the parser then refuses the word as ipvsadm
+    // refuses any malformed value, instead of a panic
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let argv0 = argv.first().map_or("rvsadm", String::as_str);
     let args: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
     let socket = default_socket();

@@ -2,56 +2,19 @@
 //! kernel's errors, list order, the destination trash, persistence, one-packet scheduling,
 //! thresholds, timeouts, statistics and zeroing.
 
-use std::net::IpAddr;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 
 use rvs_core::datapath::{Packet, TcpFlags, Verdict};
 use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::model::*;
 use rvs_core::time::Tick;
+
+use fixtures::*;
 use rvs_core::IpvsError;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn tcp_svc(port: u16) -> ServiceKey {
-    ServiceKey::Addr {
-        proto: Protocol::Tcp,
-        addr: ip("10.0.0.1"),
-        port,
-    }
-}
-
-fn udp_svc(port: u16) -> ServiceKey {
-    ServiceKey::Addr {
-        proto: Protocol::Udp,
-        addr: ip("10.0.0.1"),
-        port,
-    }
-}
-
-fn rs(n: u8, port: u16) -> DestConf {
-    DestConf::new(ip(&format!("10.1.0.{n}")), port).fwd(Forward::Masq)
-}
 
 fn syn(client: &str, cport: u16, key: &ServiceKey) -> Packet {
     Packet::tcp(ip(client), cport, key.addr(), key.port(), TcpFlags::SYN)
-}
-
-fn dest_of(v: Verdict) -> Option<IpAddr> {
-    match v {
-        Verdict::Forward(f) => Some(f.daddr),
-        _ => None,
-    }
-}
-
-fn counters(ipvs: &Ipvs, key: &ServiceKey, addr: &str) -> (u32, u32, u32) {
-    let svc = ipvs.service(key).unwrap();
-    let d = ipvs
-        .service_dests(svc)
-        .find(|d| d.addr == ip(addr))
-        .unwrap();
-    (d.activeconns, d.inactconns, d.persistconns)
 }
 
 /// An established NAT connection: SYN, SYN-ACK, ACK.

@@ -3,48 +3,21 @@
 //! function. They are the fine print an operator meets when reusing tuples, deleting servers
 //! in use, zeroing counters, or re-creating services.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
 use std::net::IpAddr;
 
 use rvs_core::datapath::{Packet, TcpFlags, Verdict};
 use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::model::*;
 use rvs_core::time::Tick;
+
+use fixtures::*;
 use rvs_core::IpvsError;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn tcp_svc(port: u16) -> ServiceKey {
-    ServiceKey::Addr {
-        proto: Protocol::Tcp,
-        addr: ip("10.0.0.1"),
-        port,
-    }
-}
-
-fn rs(n: u8, port: u16) -> DestConf {
-    DestConf::new(ip(&format!("10.1.0.{n}")), port).fwd(Forward::Masq)
-}
 
 fn seg(c: &str, cport: u16, k: &ServiceKey, f: TcpFlags) -> Packet {
     Packet::tcp(ip(c), cport, k.addr(), k.port(), f)
-}
-
-fn dest_of(v: Verdict) -> Option<IpAddr> {
-    match v {
-        Verdict::Forward(f) => Some(f.daddr),
-        _ => None,
-    }
-}
-
-fn counters(ipvs: &Ipvs, key: &ServiceKey, addr: &str) -> (u32, u32, u32) {
-    let svc = ipvs.service(key).unwrap();
-    let d = ipvs
-        .service_dests(svc)
-        .find(|d| d.addr == ip(addr))
-        .unwrap();
-    (d.activeconns, d.inactconns, d.persistconns)
 }
 
 /// A NAT connection opened and closed (ends in TIME_WAIT); returns its real server.

@@ -1,0 +1,3 @@
+//! # rvs-proxy: the userspace data plane
+//!
+//! Placeholder while the crate is built up; see ARCHITECTURE.md.

@@ -1,0 +1,16 @@
+//! Helpers of the data-plane tests: an rvsd with its log ([`director`]), loopback
+//! addresses and clients ([`net`]), real servers ([`servers`]), the PROXY header reader
+//! ([`proxyhdr`]), listing readers ([`listing`]), rvs-core as the expected decision
+//! ([`model`]), kernel transcripts replayed through the data plane ([`golden`]), network
+//! namespaces ([`netns`]) and bounded waits ([`wait`]).
+#![allow(dead_code)]
+
+pub mod director;
+pub mod golden;
+pub mod listing;
+pub mod model;
+pub mod net;
+pub mod netns;
+pub mod proxyhdr;
+pub mod servers;
+pub mod wait;

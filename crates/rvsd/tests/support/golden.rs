@@ -382,9 +382,19 @@ impl Replay {
         let want = self.expected(dests, conns);
         let mut seen = (Vec::new(), Vec::new());
         let same = poll(|| {
-            let ln = self.d.text("-Ln --persistent-conn");
+            let ln = listing::dests(&self.d.text("-Ln"));
+            let persist = listing::dests(&self.d.text("-Ln --persistent-conn"));
             let lnc = self.d.text("-Lnc");
-            let mut d: Vec<String> = listing::dests(&ln).iter().map(dest_key).collect();
+            let mut d: Vec<String> = ln
+                .into_iter()
+                .map(|mut r| {
+                    r.persist = persist
+                        .iter()
+                        .find(|p| (&p.service, &p.addr) == (&r.service, &r.addr))
+                        .and_then(|p| p.persist);
+                    dest_key(&r)
+                })
+                .collect();
             let mut c: Vec<String> = listing::conns(&lnc).iter().map(row_key).collect();
             d.sort();
             c.sort();

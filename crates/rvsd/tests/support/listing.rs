@@ -7,7 +7,7 @@ pub struct DestRow {
     pub service: String,
     /// `ADDR:PORT`
     pub addr: String,
-    /// `Masq`, `Route`, `Tunnel`, `Local`
+    /// `Masq`, `Route`, `Tunnel`, `Local` (empty in a `--persistent-conn` listing)
     pub fwd: String,
     /// weight
     pub weight: i64,
@@ -27,20 +27,22 @@ pub fn dests(listing: &str) -> Vec<DestRow> {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w.as_slice() {
             ["->", "RemoteAddress:Port", ..] => {}
-            ["->", addr, fwd, weight, counts @ ..] if matches!(counts.len(), 2 | 3) => {
-                let n: Vec<u64> = counts.iter().map(|c| c.parse().expect("count")).collect();
-                let (persist, active, inact) = match n.as_slice() {
-                    [p, a, i] => (Some(*p), *a, *i),
-                    [a, i] => (None, *a, *i),
-                    _ => unreachable!(),
+            ["->", addr, rest @ ..] if rest.len() == 4 => {
+                let n = |w: &str| -> u64 { w.parse().expect("a count") };
+                // `--persistent-conn` lists Weight PersistConn ActiveConn InActConn and no
+                // forwarding method
+                let (fwd, persist) = match rest[0].parse::<i64>() {
+                    Ok(_) => (String::new(), Some(n(rest[1]))),
+                    Err(_) => (rest[0].to_string(), None),
                 };
+                let at = usize::from(persist.is_none());
                 rows.push(DestRow {
                     service: service.clone(),
                     addr: addr.to_string(),
-                    fwd: fwd.to_string(),
-                    weight: weight.parse().expect("weight"),
-                    active,
-                    inact,
+                    fwd,
+                    weight: rest[at].parse().expect("weight"),
+                    active: n(rest[2]),
+                    inact: n(rest[3]),
                     persist,
                 });
             }
@@ -157,4 +159,79 @@ pub fn is_closing(state: &str) -> bool {
         state,
         "FIN_WAIT" | "TIME_WAIT" | "CLOSE" | "CLOSE_WAIT" | "LAST_ACK"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LN: &str = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  127.250.0.1:80 rr persistent 60
+  -> 127.250.10.1:8080            Masq    3      1          8         
+UDP  [::1]:53 wlc
+  -> [::1]:5353                   Route   0      0          2         
+";
+    const PERSIST: &str = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  127.250.0.1:80 rr persistent 60
+  -> 127.250.10.1:8080            3         5           1          8         
+";
+
+    #[test]
+    fn dest_rows_with_and_without_persistent_conn() {
+        let rows = dests(LN);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (
+                rows[0].service.as_str(),
+                rows[0].addr.as_str(),
+                rows[0].fwd.as_str()
+            ),
+            ("TCP 127.250.0.1:80", "127.250.10.1:8080", "Masq")
+        );
+        assert_eq!((rows[0].weight, rows[0].active, rows[0].inact), (3, 1, 8));
+        assert_eq!(
+            (rows[1].service.as_str(), rows[1].inact),
+            ("UDP [::1]:53", 2)
+        );
+        let p = dests(PERSIST);
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].weight, p[0].persist, p[0].active, p[0].inact),
+            (3, Some(5), 1, 8)
+        );
+    }
+
+    #[test]
+    fn connection_and_stats_rows() {
+        let lnc = "IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED 127.1.50.2:5123    127.1.0.100:80     127.1.10.1:80
+UDP 04:59  UDP         127.1.50.7:40000   127.1.0.100:53     127.1.10.3:53
+";
+        let rows = conns(lnc);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (
+                rows[0].state.as_str(),
+                rows[0].source.as_str(),
+                rows[1].dest.as_str()
+            ),
+            ("ESTABLISHED", "127.1.50.2:5123", "127.1.10.3:53")
+        );
+        let st = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  127.250.0.1:80                     12        0        0        0        0
+  -> 127.250.10.1:8080                  2K        0        0        0        0
+";
+        assert_eq!(conns_of(st, "TCP 127.250.0.1:80", None), 12);
+        assert_eq!(
+            conns_of(st, "TCP 127.250.0.1:80", Some("127.250.10.1:8080")),
+            2000
+        );
+    }
 }

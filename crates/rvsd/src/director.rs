@@ -3,9 +3,10 @@
 
 use std::time::Instant;
 
-use rvs_config::ipvsadm::{kernel_error, Command, DaemonConf, Exit, SyncState};
+use rvs_config::ipvsadm::{edited_dest, kernel_error, Command, DaemonConf, Exit, SyncState};
 use rvs_config::render::{self, Daemon};
 use rvs_config::{ListOpts, Names};
+use rvs_core::dest::Dest;
 use rvs_core::error::IpvsError;
 use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::time::Tick;
@@ -71,11 +72,13 @@ impl Director {
         self.ipvs.next_wakeup()
     }
 
-    /// What `-S -n` prints, plus a `--set` line when the timeouts are not the defaults: the
-    /// state file's content (`-R` reads it back).
+    /// What `-S -n --extended` prints (the extension options included, so a restart keeps
+    /// them), plus a `--set` line when the timeouts are not the defaults: the state file's
+    /// content (`rvsadm -R` reads it back).
     pub fn saved_rules(&self) -> String {
         let opts = ListOpts {
             numeric: true,
+            extended: true,
             ..ListOpts::default()
         };
         let saved = render::save(&self.ipvs, &rvs_config::NoNames, &opts);
@@ -97,9 +100,10 @@ impl Director {
                     changed: false,
                 }
             }
-            Command::Save { numeric } => {
+            Command::Save { numeric, extended } => {
                 let opts = ListOpts {
                     numeric: *numeric,
+                    extended: *extended,
                     ..ListOpts::default()
                 };
                 return Outcome {
@@ -151,8 +155,16 @@ impl Director {
                 ipvs.flush(now);
                 Ok(())
             }
-            Command::AddDest { key, dest } => ipvs.add_dest(key, *dest).map(drop),
-            Command::EditDest { key, dest } => ipvs.edit_dest(key, *dest),
+            Command::AddDest { key, dest, .. } => ipvs.add_dest(key, *dest).map(drop),
+            Command::EditDest {
+                key,
+                dest,
+                proxy_protocol,
+            } => {
+                // `-e` without `--proxy-protocol` keeps the server's setting
+                let current = ipvs.find_dest(key, &dest.addr, dest.port).map(Dest::conf);
+                ipvs.edit_dest(key, edited_dest(dest, *proxy_protocol, current.as_ref()))
+            }
             Command::DelDest { key, dest } => ipvs.del_dest(key, &dest.addr, dest.port, now),
             Command::SetTimeouts { tcp, tcpfin, udp } => ipvs.set_timeouts(*tcp, *tcpfin, *udp),
             Command::Zero { service } => ipvs.zero(service.as_ref()),

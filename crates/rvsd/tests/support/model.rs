@@ -44,9 +44,9 @@ impl Model {
                 ipvs.flush(now);
                 Ok(())
             }
-            Command::AddDest { key, dest } => ipvs.add_dest(key, *dest).map(drop),
-            Command::EditDest { key, dest } => ipvs.edit_dest(key, *dest),
-            Command::DelDest { key, dest } => ipvs.del_dest(key, &dest.addr, dest.port, now),
+            Command::AddDest { key, dest, .. } => ipvs.add_dest(key, *dest).map(drop),
+            Command::EditDest { key, dest, .. } => ipvs.edit_dest(key, *dest),
+            Command::DelDest { key, dest, .. } => ipvs.del_dest(key, &dest.addr, dest.port, now),
             other => panic!("model: not a change: {other:?}"),
         };
         res.unwrap_or_else(|e| panic!("model: {line}: {e}"));

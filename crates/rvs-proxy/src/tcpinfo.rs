@@ -18,12 +18,32 @@ use std::os::fd::RawFd;
 /// Bytes of `struct tcp_info` the kernel must fill for the segment counters to be there.
 const NEEDED: usize = offset_of!(libc::tcp_info, tcpi_segs_in) + size_of::<u32>();
 
+/// What a proxy wants from `TCP_INFO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Info {
+    /// `tcpi_segs_in`
+    pub segs_in: u64,
+    /// `tcpi_segs_out`
+    pub segs_out: u64,
+    /// TCP timestamps were negotiated (`TCPI_OPT_TIMESTAMPS`): each segment carries 12 more
+    /// header bytes
+    pub timestamps: bool,
+}
+
+/// `TCPI_OPT_TIMESTAMPS` of `tcpi_options`.
+const OPT_TIMESTAMPS: u8 = 1;
+
 /// `(segs_in, segs_out)` of the TCP socket `fd`.
 ///
 /// Fails with the system error (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP` for a non-TCP socket) or
 /// with [`io::ErrorKind::Unsupported`] on kernels older than 4.2, whose `tcp_info` ends
 /// before these fields.
 pub fn segs(fd: RawFd) -> io::Result<(u64, u64)> {
+    info(fd).map(|i| (i.segs_in, i.segs_out))
+}
+
+/// Segment counters and negotiated options of the TCP socket `fd` (errors as [`segs`]).
+pub fn info(fd: RawFd) -> io::Result<Info> {
     // SAFETY: tcp_info is a plain C struct of integers, for which all-zero bytes are valid.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = libc::socklen_t::try_from(size_of::<libc::tcp_info>())
@@ -48,7 +68,11 @@ pub fn segs(fd: RawFd) -> io::Result<(u64, u64)> {
             "TCP_INFO has no segment counters (kernel before 4.2)",
         ));
     }
-    Ok((u64::from(info.tcpi_segs_in), u64::from(info.tcpi_segs_out)))
+    Ok(Info {
+        segs_in: u64::from(info.tcpi_segs_in),
+        segs_out: u64::from(info.tcpi_segs_out),
+        timestamps: info.tcpi_options & OPT_TIMESTAMPS != 0,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ mod common;
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::io::Write;
+use std::net::{IpAddr, Shutdown, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::TempDir;
@@ -17,8 +18,9 @@ use support::director::Director;
 use support::listing::{self, conns_of};
 use support::model::Model;
 use support::net::{self, greeting, Got};
+use support::proxyhdr::read_header;
 use support::servers::{bulk_byte, Behavior, TcpServer, UdpServer, BULK};
-use support::wait::poll;
+use support::wait::{poll, poll_for};
 
 /// Kernel transcripts replayed through the data plane: every choice of a real server, every
 /// `-Ln` counter (with PersistConn) and every `-Lnc` entry as the kernel recorded them.
@@ -71,6 +73,14 @@ fn land(src: IpAddr, vip: SocketAddr) -> (String, SocketAddr) {
     let local = s.local_addr().unwrap();
     let line = greeting(&mut s);
     (who(&line), local)
+}
+
+/// Send one datagram to `to` and return the name in the answer, which must come from `to`.
+fn udp_who(sock: &UdpSocket, to: SocketAddr, payload: &[u8]) -> String {
+    let (line, from) = net::udp_ask(sock, to, payload, net::IO_TIMEOUT)
+        .unwrap_or_else(|| panic!("no answer from {to}"));
+    assert_eq!(from, to, "the answer comes from the virtual service");
+    who(&line)
 }
 
 /// sh and mh: each client address keeps one server, and the mapping is the one rvs-core
@@ -161,12 +171,6 @@ fn udp_sessions_and_one_packet_scheduling() {
         d.ok(l);
         model.adm(l);
     }
-    let ask = |sock: &std::net::UdpSocket, to: SocketAddr, payload: &[u8]| {
-        let (line, from) = net::udp_ask(sock, to, payload, net::IO_TIMEOUT)
-            .unwrap_or_else(|| panic!("no answer from {to}"));
-        assert_eq!(from, to, "the answer comes from the virtual service");
-        who(&line)
-    };
     // one client port, one session: every datagram to the same server
     let mut clients = Vec::new();
     for (host, port) in [(7, 5353), (7, 5354), (8, 5353), (9, 0)] {
@@ -175,7 +179,11 @@ fn udp_sessions_and_one_packet_scheduling() {
         let want = name(model.udp(local, vip).unwrap());
         for k in 0..4 {
             let payload = format!("{local} datagram {k}");
-            assert_eq!(ask(&sock, vip, payload.as_bytes()), want, "{local} #{k}");
+            assert_eq!(
+                udp_who(&sock, vip, payload.as_bytes()),
+                want,
+                "{local} #{k}"
+            );
             model.udp(local, vip);
         }
         clients.push((local, want));
@@ -207,7 +215,7 @@ fn udp_sessions_and_one_packet_scheduling() {
     // -o: one socket, each datagram scheduled anew (rr over the three)
     let sock = net::udp_from(net::v4(b, 50, 20), 0);
     let local = sock.local_addr().unwrap();
-    let got: Vec<String> = (0..6).map(|_| ask(&sock, ops, b"ops")).collect();
+    let got: Vec<String> = (0..6).map(|_| udp_who(&sock, ops, b"ops")).collect();
     let want: Vec<String> = (0..6)
         .map(|_| name(model.udp(local, ops).unwrap()))
         .collect();
@@ -220,6 +228,110 @@ fn udp_sessions_and_one_packet_scheduling() {
             .any(|r| r.virt == ops.to_string()),
         "-o keeps no entries:\n{lnc}"
     );
+}
+
+/// A UDP session ends after the udp timeout: the client's next datagram is scheduled
+/// afresh. A real server opted in to PROXY v2 gets a DGRAM header before every datagram.
+#[test]
+fn udp_sessions_expire_and_carry_proxy_v2_headers() {
+    let b = net::subnet();
+    let rs: Vec<UdpServer> = (1..=2)
+        .map(|i| UdpServer::start(net::sa(b, 10, i, 0), &format!("rs{i}")))
+        .collect();
+    let name = |a: SocketAddr| format!("rs{}", rs.iter().position(|s| s.addr == a).unwrap() + 1);
+    let pp = UdpServer::start(net::sa(b, 10, 5, 0), "pp");
+    let d = Director::start("udp-expiry", &[]);
+    let mut model = Model::new();
+    let (vip, vip_pp) = (net::sa(b, 0, 100, 53), net::sa(b, 0, 100, 54));
+    let mut lines = vec!["--set 0 0 1".to_string(), format!("-A -u {vip} -s rr")];
+    lines.extend(rs.iter().map(|s| format!("-a -u {vip} -r {} -m", s.addr)));
+    for l in &lines {
+        d.ok(l);
+        model.adm(l);
+    }
+    let sock = net::udp_from(net::v4(b, 50, 2), 0);
+    let local = sock.local_addr().unwrap();
+    let first = udp_who(&sock, vip, b"one");
+    assert_eq!(first, name(model.udp(local, vip).unwrap()));
+    assert_eq!(udp_who(&sock, vip, b"two"), first, "same session");
+    let expired = poll_for(Duration::from_secs(5), || {
+        let lnc = d.text("-Lnc");
+        !listing::conns(&lnc)
+            .iter()
+            .any(|r| r.source == local.to_string())
+    });
+    assert!(
+        expired,
+        "the session outlived its 1 s timeout:\n{}",
+        d.text("-Lnc")
+    );
+    model.advance(2);
+    let again = udp_who(&sock, vip, b"three");
+    assert_eq!(
+        again,
+        name(model.udp(local, vip).unwrap()),
+        "scheduled afresh"
+    );
+    assert_ne!(again, first, "rr moved on");
+    d.ok(&format!("-A -u {vip_pp} -s rr"));
+    d.ok(&format!(
+        "-a -u {vip_pp} -r {} -m --proxy-protocol v2",
+        pp.addr
+    ));
+    for payload in [&b"hello"[..], b"world"] {
+        assert_eq!(udp_who(&sock, vip_pp, payload), "pp");
+        let (_, got) = pp.received().pop().unwrap();
+        let mut rest = &got[..];
+        let h = read_header(&mut rest).expect("a PROXY v2 header");
+        assert_eq!((h.version, h.transport.as_str()), (2, "UDP4"));
+        assert_eq!((h.src, h.dst), (Some(local), Some(vip_pp)));
+        assert_eq!(rest, payload, "the datagram follows its header");
+    }
+}
+
+/// One client of [`concurrent_connections_keep_their_bytes`]: 256 KiB of its own pattern
+/// through an echoing real server; returns the server's name.
+fn echo_roundtrip(src: IpAddr, vip: SocketAddr, seed: u8) -> String {
+    let mut s = net::connect_from(src, 0, vip).expect("connect");
+    let server = who(&greeting(&mut s));
+    let data: Vec<u8> = (0..256 * 1024u32)
+        .map(|k| (k as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let mut w = s.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).expect("client write");
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let (back, end) = net::read_all(&mut s);
+    writer.join().unwrap();
+    assert_eq!(end, Got::Eof, "client {src}");
+    assert!(
+        back == data,
+        "client {src}: {} bytes back, not its own",
+        back.len()
+    );
+    server
+}
+
+/// Many connections relayed at once each get exactly their own bytes back.
+#[test]
+fn concurrent_connections_keep_their_bytes() {
+    let b = net::subnet();
+    let rs = tcp_servers(b, 3, Behavior::Echo);
+    let d = Director::start("concurrent", &[]);
+    let vip = net::sa(b, 0, 100, 80);
+    d.ok(&format!("-A -t {vip} -s rr"));
+    for s in &rs {
+        d.ok(&format!("-a -t {vip} -r {} -m", s.addr));
+    }
+    let servers: BTreeSet<String> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..24u8)
+            .map(|i| scope.spawn(move || echo_roundtrip(net::v4(b, 50, 10 + i), vip, i)))
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(servers.len(), 3, "spread over {servers:?}");
 }
 
 /// A client that shuts down its write side: the real server sees the end of the stream,
@@ -267,7 +379,8 @@ fn resets_and_refusals_reach_the_client_and_are_counted() {
     assert_eq!(net::ask(src, vip), Got::Reset, "a reset real server");
     assert_eq!(rs[0].seen().len(), 1);
     assert_eq!(net::ask(src, dead), Got::Reset, "a refusing real server");
-    let counted = poll(|| {
+    // listed counters are the estimator's 2-second samples, as the kernel's are
+    let counted = poll_for(Duration::from_secs(5), || {
         let st = d.text("-Ln --stats");
         [
             conns_of(&st, &format!("TCP {vip}"), None),
@@ -447,7 +560,8 @@ fn dr_init_script_serves_its_vip() {
     drop(rs);
 }
 
-/// An IPv6 service on [::1]: rr order, -Lnc entries, and a PROXY v2 header for TCP6.
+/// IPv6 services on [::1]: UDP answered from the VIP, TCP in rr order with -Lnc entries,
+/// and a PROXY v2 header for TCP6.
 #[test]
 fn ipv6_service_on_loopback() {
     let ip6: IpAddr = "::1".parse().unwrap();
@@ -466,6 +580,11 @@ fn ipv6_service_on_loopback() {
         "-a -t {vip_pp} -r {} -m --proxy-protocol v2",
         pp.addr
     ));
+    let u6 = UdpServer::start(SocketAddr::new(ip6, 0), "u6");
+    let vip_udp = SocketAddr::new(ip6, 18463);
+    d.ok(&format!("-A -u {vip_udp} -s rr"));
+    d.ok(&format!("-a -u {vip_udp} -r {} -m", u6.addr));
+    assert_eq!(udp_who(&net::udp_from(ip6, 0), vip_udp, b"?"), "u6");
     let mut held = Vec::new();
     let mut got = Vec::new();
     for _ in 0..4 {

@@ -302,7 +302,15 @@ impl Replay {
         let to: SocketAddr = self.map.word(&dst.to_string()).parse().unwrap();
         let mut s = match net::connect_from(from, 0, to) {
             Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return "none".into(),
+            // refused, or reset before connect returned: no destination
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return "none".into()
+            }
             Err(e) => return format!("connect error {e}"),
         };
         let local = s.local_addr().unwrap();
@@ -328,12 +336,17 @@ impl Replay {
         let sock = net::udp_from(from, 0);
         self.ports
             .insert(src.to_string(), sock.local_addr().unwrap());
-        // an answer is prompt; a refusal is only seen as silence
+        // connected: only the VIP's answers count, and a port unreachable (no service on
+        // the VIP at all) ends the wait at once; a director that drops is only silent
+        sock.connect(to).unwrap();
         let wait = if want == "none" { 300 } else { 3000 };
-        match net::udp_ask(&sock, to, b"?", std::time::Duration::from_millis(wait)) {
-            Some((line, from)) if from == to => Self::oracle_rs(&line),
-            Some((line, from)) => format!("{line:?} from {from}, not from the VIP"),
-            None => "none".into(),
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(wait)))
+            .unwrap();
+        sock.send(b"?").expect("udp send");
+        let mut buf = [0u8; 512];
+        match sock.recv(&mut buf) {
+            Ok(n) => Self::oracle_rs(String::from_utf8_lossy(&buf[..n]).trim_end()),
+            Err(_) => "none".into(),
         }
     }
 

@@ -13,6 +13,7 @@ use rvs_core::time::Tick;
 /// An engine fed by the test.
 pub struct Model {
     ipvs: Ipvs,
+    now: Tick,
 }
 
 impl Default for Model {
@@ -26,7 +27,14 @@ impl Model {
     pub fn new() -> Model {
         Model {
             ipvs: Ipvs::new(Config::default()),
+            now: Tick(0),
         }
+    }
+
+    /// Let `secs` seconds pass (entries and templates expire as their timers say).
+    pub fn advance(&mut self, secs: u64) {
+        self.now = Tick(self.now.as_millis() + secs * 1000);
+        self.ipvs.advance(self.now);
     }
 
     /// Apply one rvsadm command line (a change; listings are not modelled).
@@ -34,7 +42,7 @@ impl Model {
         let words: Vec<&str> = line.split_whitespace().collect();
         let cmd =
             parse("rvsadm", &words, &NoResolve).unwrap_or_else(|e| panic!("model: {line}: {e:?}"));
-        let now = Tick(0);
+        let now = self.now;
         let ipvs = &mut self.ipvs;
         let res = match &cmd {
             Command::AddService { key, conf } => ipvs.add_service(*key, conf.clone()).map(drop),
@@ -47,6 +55,7 @@ impl Model {
             Command::AddDest { key, dest, .. } => ipvs.add_dest(key, *dest).map(drop),
             Command::EditDest { key, dest, .. } => ipvs.edit_dest(key, *dest),
             Command::DelDest { key, dest, .. } => ipvs.del_dest(key, &dest.addr, dest.port, now),
+            Command::SetTimeouts { tcp, tcpfin, udp } => ipvs.set_timeouts(*tcp, *tcpfin, *udp),
             other => panic!("model: not a change: {other:?}"),
         };
         res.unwrap_or_else(|e| panic!("model: {line}: {e}"));
@@ -62,7 +71,7 @@ impl Model {
     /// A TCP connection from `client` to `vip` that gets established: the real server it
     /// goes to, or `None` when there is no destination.
     pub fn tcp(&mut self, client: SocketAddr, vip: SocketAddr) -> Option<SocketAddr> {
-        let now = Tick(0);
+        let now = self.now;
         let (c, v) = (client, vip);
         let syn = Packet::tcp(c.ip(), c.port(), v.ip(), v.port(), TcpFlags::SYN);
         let rs = Self::forward(self.ipvs.packet_in(&syn, now))?;
@@ -76,6 +85,6 @@ impl Model {
     /// One UDP datagram from `client` to `vip`: the real server it goes to.
     pub fn udp(&mut self, client: SocketAddr, vip: SocketAddr) -> Option<SocketAddr> {
         let pkt = Packet::udp(client.ip(), client.port(), vip.ip(), vip.port());
-        Self::forward(self.ipvs.packet_in(&pkt, Tick(0)))
+        Self::forward(self.ipvs.packet_in(&pkt, self.now))
     }
 }

@@ -44,6 +44,12 @@ mod kernel_transcripts {
     scenarios!("lc_family": wlc_123_hold wlc_default_edit);
     // persistence: a client keeps its server, new clients continue the cycle; -M; -o
     scenarios!("persist": p_rr_clients p_netmask24 p_ops_udp p_wlc_persistconns);
+    // overflow and thresholds (-x/-y) with held connections; the destination trash
+    scenarios!("fo_ovf": ovf_hold);
+    scenarios!("thresholds": thr_all_overloaded);
+    scenarios!("trash": trash_revive_rr_order);
+    // the Conns column of -Ln --stats: one per datagram with -o, templates never count
+    scenarios!("stats": st_ops st_persist);
 }
 
 /// `n` TCP real servers `rs1`… on `127.B.10.I` (any port) behaving as `behavior`.

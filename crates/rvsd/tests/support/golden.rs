@@ -5,8 +5,13 @@
 //! loopback: the oracle's addresses move into the test's `127.B.0.0/16` (client and VIP
 //! `192.168.C.D` → `127.B.C.D`, real server `10.1.I.2` → `127.B.10.I`), real servers greet
 //! with `rsI PORT` as the oracle's did, and every choice, `-Ln` counter and `-Lnc` entry
-//! must equal the recording. Only decisions that do not hash addresses can be replayed this
-//! way (rr, wrr, the least-connection family, persistence by client identity).
+//! must equal the recording; `stats` events compare the Conns column, `sleep` sleeps.
+//!
+//! Only decisions that do not hash addresses can be replayed this way (rr, wrr, the
+//! least-connection family, fo/ovf, thresholds, persistence by client identity; sh/mh/dh
+//! hash the moved addresses), and not `sysctl` events, fwmark services or port-0 services
+//! (a userspace data plane serves neither). A client port below 32768 was fixed by the
+//! scenario and is used again; others are ephemeral and matched to the recording by event.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -72,6 +77,8 @@ enum Step {
     Close {
         id: String,
     },
+    Sleep(std::time::Duration),
+    Stats(Vec<String>),
     Check {
         dests: Vec<String>,
         conns: Vec<String>,
@@ -106,6 +113,10 @@ fn parse_event(words: &[&str]) -> Option<Step> {
             want: want[0].to_string(),
         }),
         [_, "close", id] => Some(Step::Close { id: id.to_string() }),
+        [_, "sleep", secs] => Some(Step::Sleep(std::time::Duration::from_secs_f64(
+            secs.parse().unwrap(),
+        ))),
+        [_, "stats"] => Some(Step::Stats(Vec::new())),
         [_, "check"] => Some(Step::Check {
             dests: Vec::new(),
             conns: Vec::new(),
@@ -140,10 +151,15 @@ fn load(group: &str, name: &str) -> Scenario {
         let words: Vec<&str> = line.split_whitespace().collect();
         if line.starts_with('@') {
             steps.extend(parse_event(&words));
-        } else if let Some(Step::Check { dests, conns }) = steps.last_mut() {
-            match words.first() {
-                Some(&"dest") => dests.push(line.trim().to_string()),
-                Some(&"conn") => conns.push(line.trim().to_string()),
+        } else {
+            match (steps.last_mut(), words.first()) {
+                (Some(Step::Check { dests, .. }), Some(&"dest")) => {
+                    dests.push(line.trim().to_string())
+                }
+                (Some(Step::Check { conns, .. }), Some(&"conn")) => {
+                    conns.push(line.trim().to_string())
+                }
+                (Some(Step::Stats(rows)), Some(&"stats")) => rows.push(line.trim().to_string()),
                 _ => {}
             }
         }
@@ -285,6 +301,8 @@ impl Replay {
                     self.wait_state(local, "closing", listing::is_closing);
                 }
             }
+            Step::Sleep(d) => std::thread::sleep(*d),
+            Step::Stats(rows) => self.stats(rows),
             Step::Check { dests, conns } => self.check(dests, conns),
         }
     }
@@ -300,7 +318,7 @@ impl Replay {
     fn tcp(&mut self, id: &str, src: SocketAddr, dst: SocketAddr, hold: bool) -> String {
         let from = self.map.word(&src.ip().to_string()).parse().unwrap();
         let to: SocketAddr = self.map.word(&dst.to_string()).parse().unwrap();
-        let mut s = match net::connect_from(from, 0, to) {
+        let mut s = match net::connect_from(from, fixed_port(src), to) {
             Ok(s) => s,
             // refused, or reset before connect returned: no destination
             Err(e)
@@ -333,7 +351,7 @@ impl Replay {
     fn udp(&mut self, src: SocketAddr, dst: SocketAddr, want: &str) -> String {
         let from = self.map.word(&src.ip().to_string()).parse().unwrap();
         let to: SocketAddr = self.map.word(&dst.to_string()).parse().unwrap();
-        let sock = net::udp_from(from, 0);
+        let sock = net::udp_from(from, fixed_port(src));
         self.ports
             .insert(src.to_string(), sock.local_addr().unwrap());
         // connected: only the VIP's answers count, and a port unreachable (no service on
@@ -423,6 +441,50 @@ impl Replay {
                 minus(&want.1, &seen.1)
             ));
         }
+    }
+}
+
+impl Replay {
+    /// The Conns column of every service and real server, after the estimator's next
+    /// sample (listed counters are its 2-second samples, so the oracle's driver slept 2.2 s).
+    fn stats(&mut self, rows: &[String]) {
+        std::thread::sleep(std::time::Duration::from_millis(2200));
+        let mut want: Vec<String> = rows
+            .iter()
+            .map(|l| {
+                let w: Vec<String> = l.split_whitespace().map(|w| self.map.word(w)).collect();
+                w[1..].join(" ")
+            })
+            .collect();
+        want.sort();
+        let mut seen = Vec::new();
+        let same = poll(|| {
+            let listed = self.d.text("-Ln --stats --exact");
+            seen = listing::stats(&listed)
+                .into_iter()
+                .map(|r| match r.dest {
+                    Some(d) => format!("{} {d} conns={}", r.service, r.conns),
+                    None => format!("{} conns={}", r.service, r.conns),
+                })
+                .collect();
+            seen.sort();
+            seen == want
+        });
+        if !same {
+            self.problems.push(format!(
+                "stats (Conns):\n  rvsd:   {seen:?}\n  kernel: {want:?}"
+            ));
+        }
+    }
+}
+
+/// The client port a scenario fixed (the oracle's ephemeral ports start at 32768): used
+/// again, on the test's address, where the scenario reuses it; 0 (any) otherwise.
+fn fixed_port(src: SocketAddr) -> u16 {
+    if src.port() < 32768 {
+        src.port()
+    } else {
+        0
     }
 }
 

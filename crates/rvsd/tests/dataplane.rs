@@ -477,6 +477,56 @@ fn sigterm_drains_open_connections_and_exits_zero() {
     );
 }
 
+/// A connection still open when `--drain-timeout` runs out is closed, and rvsd exits 0.
+#[test]
+fn drain_timeout_closes_what_is_left_and_exits_zero() {
+    let b = net::subnet();
+    let rs = tcp_servers(b, 1, Behavior::Echo);
+    let mut d = Director::start("drain-timeout", &["--drain-timeout", "1"]);
+    let vip = net::sa(b, 0, 100, 80);
+    d.ok(&format!("-A -t {vip} -s rr"));
+    d.ok(&format!("-a -t {vip} -r {} -m", rs[0].addr));
+    let mut open = net::connect_from(net::v4(b, 50, 2), 0, vip).unwrap();
+    greeting(&mut open);
+    let t = Instant::now();
+    d.sigterm();
+    let st = d
+        .wait_exit(Duration::from_secs(10))
+        .expect("rvsd still running 10 s after SIGTERM with a 1 s drain timeout");
+    assert_eq!(st.code(), Some(0), "exit status after the drain timeout");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "exited after {:?}, before the drain timeout, with a connection open",
+        t.elapsed()
+    );
+    let (_, end) = net::read_all(&mut open);
+    assert!(
+        matches!(end, Got::Eof | Got::Reset),
+        "the client's connection is closed: {end:?}"
+    );
+}
+
+/// After `-d` returns, the removed server's open connection carries nothing more: the
+/// kernel drops its packets (expire_nodest_conn 0), rvs resets it.
+#[test]
+#[ignore = "data plane: bytes are still relayed until the next progress report after -d"]
+fn a_removed_real_servers_connection_carries_nothing_more() {
+    let b = net::subnet();
+    let rs = tcp_servers(b, 1, Behavior::Echo);
+    let d = Director::start("removed", &[]);
+    let vip = net::sa(b, 0, 100, 80);
+    d.ok(&format!("-A -t {vip} -s rr"));
+    d.ok(&format!("-a -t {vip} -r {} -m", rs[0].addr));
+    let mut s = net::connect_from(net::v4(b, 50, 2), 0, vip).unwrap();
+    greeting(&mut s);
+    net::send(&mut s, b"before\n");
+    assert_eq!(net::read_line(&mut s), Got::Line("before".into()));
+    d.ok(&format!("-d -t {vip} -r {}", rs[0].addr));
+    let _ = s.write_all(b"after\n");
+    let got = net::read_line(&mut s);
+    assert_ne!(got, Got::Line("after".into()), "relayed after -d returned");
+}
+
 /// `--state FILE`: rules restored at the next start serve the same VIP again.
 #[test]
 fn state_file_restores_a_serving_vip() {
@@ -484,16 +534,23 @@ fn state_file_restores_a_serving_vip() {
     let rs = tcp_servers(b, 2, Behavior::Greet);
     let dir = TempDir::new("dp-state");
     let state = dir.path().join("rules");
+    let pp = TcpServer::start(net::sa(b, 10, 5, 0), "pp", Behavior::Proxy);
     let mut d = Director::start("state", &["--state", state.to_str().unwrap()]);
-    let vip = net::sa(b, 0, 100, 80);
+    let (vip, vip_pp) = (net::sa(b, 0, 100, 80), net::sa(b, 0, 100, 81));
     d.ok(&format!("-A -t {vip} -s rr"));
     for s in &rs {
         d.ok(&format!("-a -t {vip} -r {} -m", s.addr));
     }
+    d.ok(&format!("-A -t {vip_pp} -s rr"));
+    d.ok(&format!(
+        "-a -t {vip_pp} -r {} -m --proxy-protocol v2",
+        pp.addr
+    ));
     let src = net::v4(b, 50, 2);
     let before: Vec<String> = (0..2).map(|_| land(src, vip).0).collect();
     assert_eq!(before, ["rs2", "rs1"], "rr, newest first");
     let saved = d.text("-Sn");
+    let extended = d.text("-Sn --extended");
     assert_eq!(d.stop().code(), Some(0));
     assert!(
         matches!(net::ask(src, vip), Got::Reset | Got::Error(_)),
@@ -501,6 +558,7 @@ fn state_file_restores_a_serving_vip() {
     );
     d.restart();
     assert_eq!(d.text("-Sn"), saved);
+    assert_eq!(d.text("-Sn --extended"), extended);
     // a fresh engine with the restored rules decides as rvs-core given the saved lines
     let mut model = Model::new();
     saved.lines().for_each(|l| model.adm(l));
@@ -511,6 +569,17 @@ fn state_file_restores_a_serving_vip() {
         want.push(name_of(&rs, model.tcp(local, vip).unwrap()));
     }
     assert_eq!(after, want, "served again after the restart");
+    // the real server's PROXY protocol setting came back with it
+    let (got, local) = land(src, vip_pp);
+    assert_eq!(got, "pp");
+    let h = pp
+        .seen()
+        .pop()
+        .unwrap()
+        .proxy
+        .unwrap()
+        .expect("a v2 header");
+    assert_eq!((h.version, h.src), (2, Some(local)));
     assert_eq!(d.stop().code(), Some(0));
 }
 

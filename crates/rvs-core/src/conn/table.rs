@@ -430,10 +430,7 @@ impl ConnTable {
     /// new ones keeping their relative order, so lookups that find the newest of two equal
     /// keys first still do.
     fn grow(&mut self) {
-        let old = std::mem::replace(
-            &mut self.buckets,
-            vec![NIL; 0].into_boxed_slice(),
-        );
+        let old = std::mem::replace(&mut self.buckets, vec![NIL; 0].into_boxed_slice());
         self.buckets = vec![NIL; old.len() * 2].into_boxed_slice();
         let mut chain = Vec::new();
         for &head in old.iter() {

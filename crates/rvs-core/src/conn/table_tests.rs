@@ -445,7 +445,10 @@ fn buckets_grow_with_the_entries_and_lookups_survive_the_rehash() {
     for n in 0..300u32 {
         let c = IpAddr::V4(Ipv4Addr::from(0xc100_0000 + n));
         small
-            .insert(Conn::new(Protocol::Tcp, (c, 1), (vip, 80), (rs, 80), 0), Tick(0))
+            .insert(
+                Conn::new(Protocol::Tcp, (c, 1), (vip, 80), (rs, 80), 0),
+                Tick(0),
+            )
             .unwrap();
     }
     assert_eq!(small.bucket_count(), 1024);

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 pub mod ipvsadm;
 pub mod render;
 
-/// The listing options of `-L` (and of `-S`'s `-n`).
+/// The listing options of `-L` (and of `-S`'s `-n` and `--extended`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListOpts {
     /// `-n`: numeric addresses and ports
@@ -42,6 +42,8 @@ pub struct ListOpts {
     pub nosort: bool,
     /// extension: `--json`
     pub json: bool,
+    /// extension: `--extended` (with `-S`): rules also carry rvs's extension options
+    pub extended: bool,
 }
 
 /// Name lookups for listings without `-n` (`gethostbyaddr`, `getservbyport`).

@@ -15,6 +15,7 @@
 //! empty payload.
 
 mod conn_out;
+mod session;
 
 use std::net::IpAddr;
 
@@ -30,6 +31,7 @@ use crate::time::Tick;
 pub use crate::conn::tcp::TcpFlags;
 pub use crate::conn::PacketInfo;
 pub(crate) use conn_out::RsTable;
+pub use session::{ConnKey, Liveness};
 
 /// What a data plane tells the core about one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -565,9 +567,13 @@ impl Ipvs {
     /// `ip_vs_set_state`: run the protocol state machine and move the connection between
     /// ActiveConn and InActConn when its activity changes.
     fn set_state(&mut self, id: ConnId, dir: Direction, pkt: &Packet) {
+        self.set_state_info(id, dir, pkt.info);
+    }
+
+    fn set_state_info(&mut self, id: ConnId, dir: Direction, info: PacketInfo) {
         let secure = self.sysctls.secure_tcp;
         let st = self.conns.get_mut(id).expect("live");
-        let change = conn::on_packet(st, dir, pkt.info, &self.timeouts, secure);
+        let change = conn::on_packet(st, dir, info, &self.timeouts, secure);
         let (did, control) = (st.dest, st.control);
         if let Some(did) = did {
             let d = self.dests.get_mut(did).expect("bound");

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::{DestConf, Family, Forward, ServiceKey, TunnelConf};
+use crate::model::{DestConf, Family, Forward, ProxyProtocol, ServiceKey, TunnelConf};
 use crate::stats::Stats;
 use crate::time::Tick;
 
@@ -47,6 +47,8 @@ pub struct Dest {
     pub l_threshold: u32,
     /// tunnel parameters
     pub tun: TunnelConf,
+    /// extension: the PROXY protocol header a data plane sends to this server
+    pub proxy_protocol: ProxyProtocol,
     /// `DEST_F_*` bits
     pub flags: u32,
     /// connections in an active state
@@ -86,6 +88,7 @@ impl Dest {
             u_threshold: 0,
             l_threshold: 0,
             tun: conf.tun,
+            proxy_protocol: conf.proxy_protocol,
             flags: DEST_F_AVAILABLE,
             activeconns: 0,
             inactconns: 0,
@@ -110,11 +113,13 @@ impl Dest {
         self.last_weight = conf.weight;
     }
 
-    /// Apply `-a`/`-e` settings (`__ip_vs_update_dest`): weight, thresholds, method, tunnel.
+    /// Apply `-a`/`-e` settings (`__ip_vs_update_dest`): weight, thresholds, method, tunnel,
+    /// and the PROXY protocol extension.
     /// The OVERLOAD flag is cleared when the new upper threshold is 0 or above the old one.
     pub fn apply_conf(&mut self, conf: &DestConf) {
         self.fwd = conf.fwd;
         self.tun = conf.tun;
+        self.proxy_protocol = conf.proxy_protocol;
         self.weight = conf.weight;
         if conf.weight > 0 {
             self.last_weight = conf.weight;
@@ -136,6 +141,7 @@ impl Dest {
             u_threshold: self.u_threshold,
             l_threshold: self.l_threshold,
             tun: self.tun,
+            proxy_protocol: self.proxy_protocol,
         }
     }
 

@@ -288,7 +288,8 @@ impl Ipvs {
         Some(did)
     }
 
-    /// `-e`: replace a real server's weight, thresholds, method and tunnel settings.
+    /// `-e`: replace a real server's weight, thresholds, method and tunnel settings (and the
+    /// PROXY protocol extension: `conf` is the whole new configuration).
     pub fn edit_dest(&mut self, key: &ServiceKey, conf: DestConf) -> Result<(), IpvsError> {
         let sid = self
             .services
@@ -457,6 +458,13 @@ impl Ipvs {
         svc.dests
             .iter()
             .map(move |id| self.dests.get(*id).expect("live"))
+    }
+
+    /// The live destination `addr`:`port` of the service `key` (what `-e` and `-d` name).
+    pub fn find_dest(&self, key: &ServiceKey, addr: &std::net::IpAddr, port: u16) -> Option<&Dest> {
+        let svc = self.services.get(self.services.find(key)?)?;
+        let did = svc.find_dest(&self.dests, Family::of(addr), addr, port)?;
+        self.dests.get(did)
     }
 
     /// Any destination, live or in the trash.

@@ -360,6 +360,31 @@ pub struct TunnelConf {
     pub flags: u16,
 }
 
+/// The PROXY protocol header (HAProxy's `proxy-protocol.txt`) a proxying data plane prepends on
+/// a connection to a real server, so the server learns the client's address. An rvs extension
+/// (`--proxy-protocol`); the engine stores it with the destination and does not act on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ProxyProtocol {
+    /// no header (ipvsadm's behaviour), the default
+    #[default]
+    None,
+    /// version 1: one human-readable text line
+    V1,
+    /// version 2: the binary header
+    V2,
+}
+
+impl ProxyProtocol {
+    /// The word `--proxy-protocol` takes and listings print: `none`, `v1`, `v2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyProtocol::None => "none",
+            ProxyProtocol::V1 => "v1",
+            ProxyProtocol::V2 => "v2",
+        }
+    }
+}
+
 /// The settings of a real server that `-a`/`-e` give.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DestConf {
@@ -377,10 +402,12 @@ pub struct DestConf {
     pub l_threshold: u32,
     /// tunnel parameters (used with [`Forward::Tunnel`])
     pub tun: TunnelConf,
+    /// extension: the PROXY protocol header sent to this server (a data plane's business)
+    pub proxy_protocol: ProxyProtocol,
 }
 
 impl DestConf {
-    /// A real server with ipvsadm's defaults: DR, weight 1, no thresholds.
+    /// A real server with ipvsadm's defaults: DR, weight 1, no thresholds, no PROXY header.
     pub fn new(addr: IpAddr, port: u16) -> DestConf {
         DestConf {
             addr,
@@ -390,6 +417,7 @@ impl DestConf {
             u_threshold: 0,
             l_threshold: 0,
             tun: TunnelConf::default(),
+            proxy_protocol: ProxyProtocol::None,
         }
     }
     /// Set the forwarding method.
@@ -415,6 +443,11 @@ impl DestConf {
     pub fn thresholds(mut self, upper: u32, lower: u32) -> DestConf {
         self.u_threshold = upper;
         self.l_threshold = lower;
+        self
+    }
+    /// Set the PROXY protocol header sent to the server.
+    pub fn proxy_protocol(mut self, pp: ProxyProtocol) -> DestConf {
+        self.proxy_protocol = pp;
         self
     }
 }

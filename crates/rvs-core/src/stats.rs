@@ -157,6 +157,20 @@ impl Stats {
         self.total.inbytes += bytes;
     }
 
+    /// Count `pkts` client → server packets of `bytes` bytes in all (a proxy's batch).
+    #[inline]
+    pub fn add_in_n(&mut self, pkts: u64, bytes: u64) {
+        self.total.inpkts += pkts;
+        self.total.inbytes += bytes;
+    }
+
+    /// Count `pkts` server → client packets of `bytes` bytes in all (a proxy's batch).
+    #[inline]
+    pub fn add_out_n(&mut self, pkts: u64, bytes: u64) {
+        self.total.outpkts += pkts;
+        self.total.outbytes += bytes;
+    }
+
     /// Count a server → client packet of `bytes` bytes.
     #[inline]
     pub fn add_out(&mut self, bytes: u64) {

@@ -149,6 +149,39 @@ fn deleted_server_in_use_is_revived_with_its_counters() {
     assert!(matches!(ipvs.packet_in(&ack, t), Verdict::Forward(_)));
 }
 
+/// The PROXY protocol setting is kept with the destination like its other settings: an edit
+/// replaces it, a re-add from the trash takes the add's value, never the deleted server's.
+#[test]
+fn proxy_protocol_is_stored_edited_and_not_revived_from_the_trash() {
+    let mut ipvs = Ipvs::new(Config::default());
+    let k = tcp_svc(80);
+    ipvs.add_service(k, ServiceConf::new(Family::V4, "rr"))
+        .unwrap();
+    let pp = |ipvs: &Ipvs| {
+        ipvs.find_dest(&k, &ip("10.1.0.1"), 80)
+            .map(|d| d.conf().proxy_protocol)
+    };
+    assert_eq!(rs(1, 80).proxy_protocol, ProxyProtocol::None);
+    ipvs.add_dest(&k, rs(1, 80).proxy_protocol(ProxyProtocol::V2))
+        .unwrap();
+    assert_eq!(pp(&ipvs), Some(ProxyProtocol::V2));
+    ipvs.edit_dest(&k, rs(1, 80).weight(3).proxy_protocol(ProxyProtocol::V1))
+        .unwrap();
+    assert_eq!(pp(&ipvs), Some(ProxyProtocol::V1));
+    let t = Tick::from_secs(1);
+    establish(&mut ipvs, "192.168.0.1", 1000, &k, t);
+    ipvs.del_dest(&k, &ip("10.1.0.1"), 80, t).unwrap();
+    assert_eq!(pp(&ipvs), None, "deleted servers are not found");
+    assert_eq!(ipvs.trash().count(), 1);
+    ipvs.add_dest(&k, rs(1, 80)).unwrap();
+    assert_eq!(ipvs.trash().count(), 0, "revived from the trash");
+    assert_eq!(pp(&ipvs), Some(ProxyProtocol::None));
+    assert_eq!(
+        ipvs.find_dest(&k, &ip("10.1.0.1"), 81).map(|d| d.port),
+        None
+    );
+}
+
 #[test]
 fn trash_is_freed_after_the_period_without_users() {
     let mut ipvs = Ipvs::new(Config::default());

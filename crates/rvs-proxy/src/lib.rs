@@ -1,3 +1,306 @@
 //! # rvs-proxy: the userspace data plane
 //!
-//! Placeholder while the crate is built up; see ARCHITECTURE.md.
+//! Serves every TCP and UDP virtual service of an [`rvs_core::ipvs::Ipvs`] as a full proxy,
+//! with no kernel module:
+//! - one listening socket per service and worker thread (IP_FREEBIND, SO_REUSEPORT; `listen`);
+//! - each accepted connection (or new UDP flow) is scheduled by the core exactly as a SYN (or
+//!   first datagram) would be in the kernel, and its entry then follows the connection:
+//!   handshake, FIN and RST signals, packet counts from TCP_INFO and exact byte counts (`tcp`,
+//!   `udp`), so `-Lnc`, ActiveConn/InActConn and `--stats`/`--rate` show live truth;
+//! - TCP bytes move with splice(2) between the two sockets (`relay`), half-close and resets
+//!   propagated; an opted-in real server first receives a PROXY protocol header
+//!   (`proxy_header`).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rvs_core::ipvs::{Config, Ipvs};
+//! use rvs_proxy::{core::Core, Dataplane, Options};
+//!
+//! let core = Arc::new(Core::new(Ipvs::new(Config::default())));
+//! let mut dp = Dataplane::start(core.clone(), Options::default()).unwrap();
+//! // ... change the rules through core.lock(), then:
+//! dp.sync(); // listeners now match the services
+//! dp.stop_accepting(); // SIGTERM: drain
+//! dp.shutdown();
+//! ```
+
+#![deny(unsafe_code)]
+
+pub mod core;
+mod listen;
+#[allow(unsafe_code)] // splice(2), pipe2(2), fcntl(2)
+pub mod pipe;
+pub mod proxy_header;
+pub mod relay;
+mod tcp;
+#[allow(unsafe_code)] // getsockopt(TCP_INFO)
+pub mod tcpinfo;
+mod udp;
+mod worker;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rvs_core::model::{Forward, Protocol, ProxyProtocol, ServiceKey};
+
+use crate::core::Core;
+use worker::{Cmd, Sock, Worker};
+
+/// Tunables of the data plane.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// worker threads (each with its own listening sockets)
+    pub workers: usize,
+    /// how long a connection to a real server may take before the client is reset
+    pub connect_timeout: Duration,
+    /// how often a busy connection's counters reach the core
+    pub report_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            connect_timeout: Duration::from_secs(5),
+            report_every: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Transport of a listening socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// TCP
+    Tcp,
+    /// UDP
+    Udp,
+}
+
+/// A listening socket address (one per TCP/UDP virtual service).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Listen {
+    /// TCP or UDP
+    pub transport: Transport,
+    /// the virtual address and port
+    pub addr: SocketAddr,
+}
+
+/// What every worker shares.
+pub(crate) struct Ctx {
+    pub(crate) core: Arc<Core>,
+    pub(crate) opts: Options,
+    /// TCP connections being relayed
+    pub(crate) sessions: AtomicUsize,
+    /// failed connection attempts per real server (refused, timed out, unreachable)
+    pub(crate) connect_failures: Mutex<HashMap<SocketAddr, u64>>,
+    /// rate limit of repetitive warnings
+    pub(crate) warn_at: AtomicU64,
+}
+
+impl Ctx {
+    /// Whether a repetitive warning may be logged now (at most one per 5 seconds).
+    pub(crate) fn may_warn(&self) -> bool {
+        let now = self.core.now().as_millis();
+        let last = self.warn_at.load(Ordering::Relaxed);
+        (last == 0 || now >= last + 5000)
+            && self
+                .warn_at
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// The userspace data plane: worker threads and the listening sockets they serve.
+pub struct Dataplane {
+    ctx: Arc<Ctx>,
+    workers: Vec<Worker>,
+    bound: BTreeSet<Listen>,
+    /// services already warned about (forwarded by the proxy though -g/-i, or not servable)
+    warned: HashSet<(ServiceKey, &'static str)>,
+}
+
+impl Dataplane {
+    /// Start `opts.workers` worker threads serving nothing yet.
+    pub fn start(core: Arc<Core>, opts: Options) -> std::io::Result<Dataplane> {
+        let n = opts.workers.max(1);
+        let ctx = Arc::new(Ctx {
+            core,
+            opts,
+            sessions: AtomicUsize::new(0),
+            connect_failures: Mutex::new(HashMap::new()),
+            warn_at: AtomicU64::new(0),
+        });
+        let workers = (0..n)
+            .map(|i| Worker::spawn(i, ctx.clone()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Dataplane {
+            ctx,
+            workers,
+            bound: BTreeSet::new(),
+            warned: HashSet::new(),
+        })
+    }
+
+    /// Make the listening sockets match the core's services: close those of removed services,
+    /// bind those of new ones. Returns when every worker has done so. A socket that cannot be
+    /// bound is logged (the rule stays, as the kernel keeps a rule whatever the traffic); the
+    /// next sync tries again.
+    pub fn sync(&mut self) {
+        let wanted = self.wanted();
+        let gone: Vec<Listen> = self.bound.difference(&wanted).copied().collect();
+        for key in gone {
+            self.close(key);
+            self.bound.remove(&key);
+            tracing::info!(proto = ?key.transport, addr = %key.addr, "stopped listening");
+        }
+        let new: Vec<Listen> = wanted.difference(&self.bound).copied().collect();
+        for key in new {
+            match self.open(key) {
+                Ok(()) => {
+                    self.bound.insert(key);
+                    tracing::info!(proto = ?key.transport, addr = %key.addr, "listening");
+                }
+                Err(e) => {
+                    tracing::error!(proto = ?key.transport, addr = %key.addr, "cannot listen: {e}")
+                }
+            }
+        }
+    }
+
+    /// The sockets the services call for, warning once per service about what this data
+    /// plane forwards differently from the kernel or cannot serve.
+    fn wanted(&mut self) -> BTreeSet<Listen> {
+        let ipvs = self.ctx.core.lock();
+        let mut wanted = BTreeSet::new();
+        let mut warn = Vec::new();
+        for svc in ipvs.services() {
+            let key = svc.key;
+            let ServiceKey::Addr { proto, addr, port } = key else {
+                warn.push((key, "fwmark"));
+                continue;
+            };
+            let transport = match proto {
+                Protocol::Tcp => Transport::Tcp,
+                Protocol::Udp => Transport::Udp,
+                _ => {
+                    warn.push((key, "sctp"));
+                    continue;
+                }
+            };
+            if port == 0 {
+                warn.push((key, "port0"));
+                continue;
+            }
+            wanted.insert(Listen {
+                transport,
+                addr: SocketAddr::new(addr, port),
+            });
+            let proxied = ipvs
+                .service_dests(svc)
+                .any(|d| matches!(d.fwd, Forward::Route | Forward::Tunnel));
+            if proxied {
+                warn.push((key, "proxied"));
+            }
+            let v1_udp = transport == Transport::Udp
+                && ipvs
+                    .service_dests(svc)
+                    .any(|d| d.proxy_protocol == ProxyProtocol::V1);
+            if v1_udp {
+                warn.push((key, "udp-v1"));
+            }
+        }
+        drop(ipvs);
+        for (key, what) in warn {
+            if self.warned.insert((key, what)) {
+                warn_service(&key, what);
+            }
+        }
+        wanted
+    }
+
+    fn open(&self, key: Listen) -> std::io::Result<()> {
+        let socks = (0..self.workers.len())
+            .map(|_| match key.transport {
+                Transport::Tcp => listen::tcp(key.addr).map(Sock::Tcp),
+                Transport::Udp => listen::udp(key.addr).map(Sock::Udp),
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut acks = Vec::new();
+        for (w, sock) in self.workers.iter().zip(socks) {
+            let (tx, rx) = sync_channel(1);
+            if w.send(Cmd::Listen { key, sock, ack: tx }) {
+                acks.push(rx);
+            }
+        }
+        for rx in acks {
+            rx.recv().unwrap_or(Ok(()))?;
+        }
+        Ok(())
+    }
+
+    fn close(&self, key: Listen) {
+        self.each_worker(|ack| Cmd::Close { key, ack });
+    }
+
+    /// Send a command to every worker and wait for every answer.
+    fn each_worker(&self, cmd: impl Fn(std::sync::mpsc::SyncSender<()>) -> Cmd) {
+        let acks: Vec<_> = self
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let (tx, rx) = sync_channel(1);
+                w.send(cmd(tx)).then_some(rx)
+            })
+            .collect();
+        for rx in acks {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Close every listening socket (draining): open connections go on.
+    pub fn stop_accepting(&mut self) {
+        self.each_worker(|ack| Cmd::StopAccepting { ack });
+        self.bound.clear();
+    }
+
+    /// TCP connections being relayed now.
+    pub fn open_connections(&self) -> usize {
+        self.ctx.sessions.load(Ordering::SeqCst)
+    }
+
+    /// Failed connection attempts per real server since the start.
+    pub fn connect_failures(&self) -> HashMap<SocketAddr, u64> {
+        self.ctx
+            .connect_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The sockets served now.
+    pub fn listening(&self) -> impl Iterator<Item = &Listen> {
+        self.bound.iter()
+    }
+
+    /// Stop the workers; connections still open are closed.
+    pub fn shutdown(self) {
+        for w in self.workers {
+            w.join();
+        }
+    }
+}
+
+fn warn_service(key: &ServiceKey, what: &str) {
+    let why = match what {
+        "fwmark" => "firewall-mark services need the XDP data plane; no socket serves it",
+        "sctp" => "SCTP services need the XDP data plane; no socket serves it",
+        "port0" => "port-0 services need the XDP data plane; no socket serves it",
+        "udp-v1" => "PROXY protocol v1 has no form for UDP: datagrams go to its v1 real servers without a header (use v2)",
+        _ => "real servers with -g/-i are forwarded by the full proxy (as -m) until the XDP data plane takes them",
+    };
+    tracing::warn!(service = ?key, "{why}");
+}

@@ -1,22 +1,26 @@
 //! The director's state: one [`Ipvs`] with the sync-daemon settings, and the execution of
 //! parsed ipvsadm commands against it, answering what ipvsadm prints.
 
-use std::time::Instant;
+use std::sync::Arc;
 
-use rvs_config::ipvsadm::{kernel_error, Command, DaemonConf, Exit, SyncState};
+use rvs_config::ipvsadm::{edited_dest, kernel_error, Command, DaemonConf, Exit, SyncState};
 use rvs_config::render::{self, Daemon};
 use rvs_config::{ListOpts, Names};
+use rvs_core::dest::Dest;
 use rvs_core::error::IpvsError;
 use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::time::Tick;
+use rvs_proxy::core::Core;
+use rvs_proxy::Dataplane;
 
 /// The IPVS instance and what the control commands need besides it.
 pub struct Director {
-    ipvs: Ipvs,
+    /// the engine, shared with the data plane
+    core: Arc<Core>,
     /// `--start-daemon` settings (recorded and listed; no sync traffic is sent yet)
     daemons: Vec<Daemon>,
-    /// the engine's clock starts at 0 when the director starts
-    start: Instant,
+    /// the data plane serving the rules (none in control-only tests)
+    dataplane: Option<Dataplane>,
 }
 
 /// The result of one command.
@@ -50,37 +54,64 @@ impl Default for Director {
 }
 
 impl Director {
-    /// An empty director whose clock starts now.
+    /// An empty director whose clock starts now, with no data plane.
     pub fn new() -> Director {
         Director {
-            ipvs: Ipvs::new(Config::default()),
+            core: Arc::new(Core::new(Ipvs::new(Config::default()))),
             daemons: Vec::new(),
-            start: Instant::now(),
+            dataplane: None,
+        }
+    }
+
+    /// The engine (for the data plane).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Serve the rules with `dp` from now on (its listeners are made to match them now).
+    pub fn attach(&mut self, dp: Dataplane) {
+        self.dataplane = Some(dp);
+        self.sync_dataplane();
+    }
+
+    /// Take the data plane away (to drain and stop it).
+    pub fn detach(&mut self) -> Option<Dataplane> {
+        self.dataplane.take()
+    }
+
+    /// Make the data plane's listeners match the rules.
+    pub fn sync_dataplane(&mut self) {
+        if let Some(dp) = &mut self.dataplane {
+            dp.sync();
         }
     }
 
     /// The engine's clock: milliseconds since the director started.
     pub fn now(&self) -> Tick {
-        Tick(self.start.elapsed().as_millis() as u64)
+        self.core.now()
     }
 
     /// Run the engine's timers due now; returns when they are next due.
     pub fn advance(&mut self) -> Option<Tick> {
         let now = self.now();
-        self.ipvs.advance(now);
-        self.ipvs.next_wakeup()
+        let mut ipvs = self.core.lock();
+        ipvs.advance(now);
+        ipvs.next_wakeup()
     }
 
-    /// What `-S -n` prints, plus a `--set` line when the timeouts are not the defaults: the
-    /// state file's content (`-R` reads it back).
+    /// What `-S -n --extended` prints (the extension options included, so a restart keeps
+    /// them), plus a `--set` line when the timeouts are not the defaults: the state file's
+    /// content (`rvsadm -R` reads it back).
     pub fn saved_rules(&self) -> String {
         let opts = ListOpts {
             numeric: true,
+            extended: true,
             ..ListOpts::default()
         };
-        let saved = render::save(&self.ipvs, &rvs_config::NoNames, &opts);
+        let ipvs = self.core.lock();
+        let saved = render::save(&ipvs, &rvs_config::NoNames, &opts);
         let mut out = unsigned_fwmarks(&saved);
-        let (tcp, fin, udp) = self.ipvs.timeouts();
+        let (tcp, fin, udp) = ipvs.timeouts();
         if (tcp, fin, udp) != Ipvs::new(Config::default()).timeouts() {
             out.push_str(&format!("--set {tcp} {fin} {udp}\n"));
         }
@@ -97,13 +128,14 @@ impl Director {
                     changed: false,
                 }
             }
-            Command::Save { numeric } => {
+            Command::Save { numeric, extended } => {
                 let opts = ListOpts {
                     numeric: *numeric,
+                    extended: *extended,
                     ..ListOpts::default()
                 };
                 return Outcome {
-                    exit: text(render::save(&self.ipvs, names, &opts)),
+                    exit: text(render::save(&self.core.lock(), names, &opts)),
                     changed: false,
                 };
             }
@@ -116,10 +148,13 @@ impl Director {
             other => self.change(other, now),
         };
         match result {
-            Ok(()) => Outcome {
-                exit: ok(),
-                changed: !matches!(cmd, Command::Zero { .. }),
-            },
+            Ok(()) => {
+                self.sync_dataplane();
+                Outcome {
+                    exit: ok(),
+                    changed: !matches!(cmd, Command::Zero { .. }),
+                }
+            }
             Err(e) => Outcome {
                 exit: kernel_error(cmd, e),
                 changed: false,
@@ -135,14 +170,17 @@ impl Director {
         names: &dyn Names,
     ) -> Exit {
         let now = self.now();
-        match render::listing(&self.ipvs, now, names, opts, service, &self.daemons) {
+        let ipvs = self.core.lock();
+        match render::listing(&ipvs, now, names, opts, service, &self.daemons) {
             Some(out) => text(out),
             None => kernel_error(cmd, IpvsError::NoSuchService),
         }
     }
 
     fn change(&mut self, cmd: &Command, now: Tick) -> Result<(), IpvsError> {
-        let ipvs = &mut self.ipvs;
+        let core = self.core.clone();
+        let mut guard = core.lock();
+        let ipvs = &mut *guard;
         match cmd {
             Command::AddService { key, conf } => ipvs.add_service(*key, conf.clone()).map(drop),
             Command::EditService { key, conf } => ipvs.edit_service(key, conf.clone()),
@@ -151,13 +189,27 @@ impl Director {
                 ipvs.flush(now);
                 Ok(())
             }
-            Command::AddDest { key, dest } => ipvs.add_dest(key, *dest).map(drop),
-            Command::EditDest { key, dest } => ipvs.edit_dest(key, *dest),
+            Command::AddDest { key, dest, .. } => ipvs.add_dest(key, *dest).map(drop),
+            Command::EditDest {
+                key,
+                dest,
+                proxy_protocol,
+            } => {
+                // `-e` without `--proxy-protocol` keeps the server's setting
+                let current = ipvs.find_dest(key, &dest.addr, dest.port).map(Dest::conf);
+                ipvs.edit_dest(key, edited_dest(dest, *proxy_protocol, current.as_ref()))
+            }
             Command::DelDest { key, dest } => ipvs.del_dest(key, &dest.addr, dest.port, now),
             Command::SetTimeouts { tcp, tcpfin, udp } => ipvs.set_timeouts(*tcp, *tcpfin, *udp),
             Command::Zero { service } => ipvs.zero(service.as_ref()),
-            Command::StartDaemon(conf) => self.start_daemon(conf),
-            Command::StopDaemon(conf) => self.stop_daemon(conf),
+            Command::StartDaemon(conf) => {
+                drop(guard);
+                self.start_daemon(conf)
+            }
+            Command::StopDaemon(conf) => {
+                drop(guard);
+                self.stop_daemon(conf)
+            }
             Command::List { .. } | Command::Save { .. } | Command::Restore => Ok(()),
         }
     }

@@ -1,15 +1,20 @@
-//! # rvsd: the rvs director daemon (control plane)
+//! # rvsd: the rvs director daemon
 //!
-//! Holds one IPVS state (`rvs_core::ipvs::Ipvs`), runs its timers, and serves the control
-//! socket that `rvsadm` talks to (protocol: `rvs_api::proto`, `docs/control-api.md`).
-//! Foreground, logs to stderr. SIGTERM/SIGINT: stop accepting, finish the request in hand,
-//! remove the socket, exit 0. SIGHUP is logged (configuration reload arrives with `--config`).
+//! Holds one IPVS state (`rvs_core::ipvs::Ipvs`, shared through `rvs_proxy::core::Core`),
+//! runs its timers, serves its virtual services with the userspace data plane
+//! (`rvs_proxy::Dataplane`), and serves the control socket that `rvsadm` talks to (protocol:
+//! `rvs_api::proto`, `docs/control-api.md`). Foreground, logs to stderr. SIGTERM/SIGINT: stop
+//! accepting (control and data), let open connections finish up to `--drain-timeout`, remove
+//! the socket, exit 0. SIGHUP is logged (configuration reload arrives with `--config`).
+//! `--demo` starts three HTTP real servers on loopback and a service in front of them.
 //!
 //! ```text
-//! rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace|xdp]
+//! rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
+//!      [--drain-timeout SECS] [--demo]
 //! ```
 #![forbid(unsafe_code)]
 
+mod demo;
 mod director;
 mod server;
 mod statefile;
@@ -29,28 +34,39 @@ use director::Director;
 use server::Shared;
 
 const USAGE: &str = "\
-Usage: rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace|xdp]
-  --socket PATH     control socket (default: $RVS_SOCKET, else /run/rvs/rvsd.sock)
-  --state FILE      save the rules to FILE after every change, restore them at start
-  --workers N       data-plane worker threads (default: number of CPUs)
-  --dataplane KIND  userspace (default) or xdp
+Usage: rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
+            [--drain-timeout SECS] [--demo]
+  --socket PATH          control socket (default: $RVS_SOCKET, else /run/rvs/rvsd.sock;
+                         with --demo, a socket in a temporary directory)
+  --state FILE           save the rules to FILE after every change, restore them at start
+  --workers N            data-plane worker threads (default: number of CPUs)
+  --dataplane KIND       userspace (default); xdp arrives with the XDP data plane
+  --drain-timeout SECS   on SIGTERM, how long open connections may finish (default 30)
+  --demo                 three HTTP real servers on loopback behind 127.0.0.1:8080 (wlc 1/2/3)
 ";
 
 /// The command line.
 #[derive(Debug)]
 struct Args {
     socket: PathBuf,
+    /// `--socket` given explicitly (or by `RVS_SOCKET`)
+    socket_set: bool,
     state: Option<PathBuf>,
     workers: usize,
     dataplane: String,
+    drain: Duration,
+    demo: bool,
 }
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
     let mut args = Args {
         socket: rvs_api::proto::default_socket(),
+        socket_set: std::env::var_os("RVS_SOCKET").is_some(),
         state: None,
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         dataplane: "userspace".into(),
+        drain: Duration::from_secs(30),
+        demo: false,
     };
     while let Some(word) = argv.next() {
         let (flag, inline) = match word.split_once('=') {
@@ -60,12 +76,19 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
         if flag == "--help" || flag == "-h" {
             return Ok(None);
         }
+        if flag == "--demo" {
+            args.demo = true;
+            continue;
+        }
         let value = match inline.or_else(|| argv.next()) {
             Some(v) => v,
             None => bail!("{flag}: missing value"),
         };
         match flag.as_str() {
-            "--socket" => args.socket = value.into(),
+            "--socket" => {
+                args.socket = value.into();
+                args.socket_set = true;
+            }
             "--state" => args.state = Some(value.into()),
             "--workers" => {
                 args.workers = value
@@ -74,8 +97,17 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
                     .filter(|n| *n > 0)
                     .with_context(|| format!("--workers: not a positive number: {value}"))?;
             }
-            "--dataplane" if value == "userspace" || value == "xdp" => args.dataplane = value,
+            "--dataplane" if value == "userspace" => args.dataplane = value,
+            "--dataplane" if value == "xdp" => {
+                bail!("--dataplane xdp: this build has the userspace data plane only")
+            }
             "--dataplane" => bail!("--dataplane: expected userspace or xdp, got {value}"),
+            "--drain-timeout" => {
+                let secs: u64 = value.parse().with_context(|| {
+                    format!("--drain-timeout: not a number of seconds: {value}")
+                })?;
+                args.drain = Duration::from_secs(secs);
+            }
             _ => bail!("unknown option {flag}"),
         }
     }
@@ -111,26 +143,70 @@ fn run(args: &Args) -> Result<()> {
         let n = statefile::restore(path, &mut director)?;
         tracing::info!(state = %path.display(), lines = n, "restored");
     }
+    let opts = rvs_proxy::Options {
+        workers: args.workers,
+        ..rvs_proxy::Options::default()
+    };
+    let dp = rvs_proxy::Dataplane::start(director.core().clone(), opts)
+        .context("starting the data plane")?;
+    director.attach(dp);
     let shared = Arc::new(Shared {
         director: Mutex::new(director),
         state: args.state.clone(),
     });
-    let listener = server::bind(&args.socket)?;
+    let socket = match (&args.demo, args.socket_set) {
+        (true, false) => demo::socket_path(),
+        _ => args.socket.clone(),
+    };
+    let listener = server::bind(&socket)?;
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = spawn_ticker(shared.clone(), stop.clone());
-    spawn_signals(args.socket.clone(), stop.clone())?;
+    spawn_signals(socket.clone(), stop.clone())?;
     tracing::info!(
-        socket = %args.socket.display(),
+        socket = %socket.display(),
         dataplane = %args.dataplane,
         workers = args.workers,
-        "rvsd ready (control plane; no data plane runs in this build)"
+        "rvsd ready"
     );
+    let _demo = if args.demo {
+        Some(demo::start(&shared, &socket)?)
+    } else {
+        None
+    };
     server::serve(&listener, &shared, &stop);
     stop.store(true, Ordering::SeqCst);
-    let _ = std::fs::remove_file(&args.socket);
+    let _ = std::fs::remove_file(&socket);
+    drain(&shared, args.drain);
     let _ = ticker.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGTERM: close every listening socket, let open connections finish within `limit`, then
+/// stop the workers (closing what is left).
+fn drain(shared: &Shared, limit: Duration) {
+    let dp = shared
+        .director
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .detach();
+    let Some(mut dp) = dp else {
+        return;
+    };
+    dp.stop_accepting();
+    let deadline = std::time::Instant::now() + limit;
+    let open = dp.open_connections();
+    if open > 0 {
+        tracing::info!(open, limit = ?limit, "draining");
+    }
+    while dp.open_connections() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = dp.open_connections();
+    if left > 0 {
+        tracing::warn!(left, "drain timeout: closing the connections left");
+    }
+    dp.shutdown();
 }
 
 /// Drive the engine's timers (`advance` at `next_wakeup`, checked at least every 200 ms).
@@ -184,6 +260,11 @@ mod tests {
         assert!(args(&["--help"]).unwrap().is_none());
         assert!(args(&["--workers", "0"]).is_err());
         assert!(args(&["--dataplane", "dpdk"]).is_err());
+        assert!(args(&["--dataplane", "xdp"]).is_err());
+        let a = args(&["--demo", "--drain-timeout", "2"]).unwrap().unwrap();
+        assert!(a.demo);
+        assert_eq!(a.drain, Duration::from_secs(2));
+        assert!(args(&["--drain-timeout", "soon"]).is_err());
         assert!(args(&["--socket"]).is_err());
         assert!(args(&["--frob", "1"]).is_err());
     }

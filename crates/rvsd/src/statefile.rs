@@ -1,4 +1,5 @@
-//! `--state FILE`: the rules in the `-S -n` format, written atomically after every accepted
+//! `--state FILE`: the rules in the `-S -n --extended` format (ipvsadm's, plus rvs's extension
+//! options such as `--proxy-protocol`), written atomically after every accepted
 //! change (temporary file in the same directory, `fsync`, `rename`, `fsync` of the directory)
 //! and read back at start line by line through ipvsadm's `-R` parser.
 

@@ -456,6 +456,63 @@ fn fwmark_above_2_31_survives_a_restart() {
     assert_eq!(out.stdout, "-A -f -1 -s rr\n", "listed as ipvsadm lists it");
 }
 
+/// The `--proxy-protocol` extension: kept by an `-e` that does not name it (an unchanged
+/// ipvsadm script), absent from plain `-S` (ipvsadm's `-R` must read it), present in
+/// `-S --extended`, the state file and `--json`, and kept across a restart.
+#[test]
+fn proxy_protocol_survives_an_edit_and_a_restart() {
+    let dir = TempDir::new("rv-pp");
+    let sock = dir.path().join("rvsd.sock");
+    let state = dir.path().join("rules");
+    let st = state.to_str().unwrap();
+    let d = Daemon::start(&sock, &["--state", st]);
+    let rs = ["-t", "10.0.0.1:80", "-r", "10.0.1.1:8080", "-m"];
+    ok(&d.adm(&["-A", "-t", "10.0.0.1:80", "-s", "rr"]));
+    ok(&d.adm(&[&["-a"][..], &rs, &["--proxy-protocol", "v2"]].concat()));
+    ok(&d.adm(&[&["-e"][..], &rs, &["-w", "5"]].concat()));
+    err(
+        &d.adm(&[&["-e"][..], &rs, &["--proxy-protocol", "v3"]].concat()),
+        2,
+        "illegal PROXY protocol version specified
+",
+    );
+    err(
+        &d.adm(&["-S", "--proxy-protocol", "v2"]),
+        2,
+        "Illegal 'proxy-protocol' option with the 'save' command
+",
+    );
+    let plain = "-A -t 10.0.0.1:80 -s rr
+-a -t 10.0.0.1:80 -r 10.0.1.1:8080 -m -w 5
+";
+    let extended = "-A -t 10.0.0.1:80 -s rr
+-a -t 10.0.0.1:80 -r 10.0.1.1:8080 -m -w 5 --proxy-protocol v2
+";
+    assert_eq!(d.adm(&["-S", "-n"]).stdout, plain);
+    assert_eq!(d.adm(&["-S", "-n", "--extended"]).stdout, extended);
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), extended);
+    assert_eq!(d.stop().code(), Some(0));
+
+    let d = Daemon::start(&sock, &["--state", st]);
+    let after = d.adm(&["-S", "-n", "--extended"]);
+    ok(&after);
+    assert_eq!(after.stdout, extended);
+    assert!(d
+        .adm(&["-Ln", "--json"])
+        .stdout
+        .contains("\"proxy_protocol\":\"v2\""));
+    // rvsadm -R reads the extended rules back; an edit with `none` clears the setting
+    ok(&d.adm(&["-C"]));
+    ok(&rvsadm(&d.socket, &["-R"], Some(extended)));
+    assert_eq!(d.adm(&["-S", "-n", "--extended"]).stdout, extended);
+    ok(&d.adm(&[&["-e"][..], &rs, &["--proxy-protocol", "none"]].concat()));
+    assert_eq!(
+        d.adm(&["-S", "-n", "--extended"]).stdout,
+        plain.replace("-w 5", "-w 1")
+    );
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 /// The state file is written through a fresh private temporary file: a symlink planted where
 /// a temporary file could be is never followed, and the rules are not world-readable.
 #[test]

@@ -5,8 +5,10 @@
 
 use super::popt::Opt;
 
-/// Option names in table order (`optnames[]`); index 34 is the `--json` extension.
-pub const OPT_NAMES: [&str; 35] = [
+/// Option names in table order (`optnames[]`); from index 34 on, the extensions (`--json`,
+/// `--proxy-protocol`, `--extended`): checked after every ipvsadm option, so an invocation
+/// ipvsadm accepts or refuses meets the same first offence.
+pub const OPT_NAMES: [&str; 37] = [
     "numeric",
     "connection",
     "service-address",
@@ -42,6 +44,8 @@ pub const OPT_NAMES: [&str; 35] = [
     "tun-csum",
     "tun-remcsum",
     "json",
+    "proxy-protocol",
+    "extended",
 ];
 
 /// Index of an option name in [`OPT_NAMES`].
@@ -82,6 +86,8 @@ pub mod optc {
     pub const TUN_CSUM: usize = 32;
     pub const TUN_REMCSUM: usize = 33;
     pub const JSON: usize = 34;
+    pub const PROXY_PROTOCOL: usize = 35;
+    pub const EXTENDED: usize = 36;
 }
 
 /// The option index an option counts as, if ipvsadm tracks it (`set_option`).
@@ -123,6 +129,8 @@ pub fn optc_of(opt: Opt) -> Option<usize> {
         Opt::TunCsum => TUN_CSUM,
         Opt::TunRemcsum => TUN_REMCSUM,
         Opt::Json => JSON,
+        Opt::ProxyProtocol => PROXY_PROTOCOL,
+        Opt::Extended => EXTENDED,
         _ => return None,
     })
 }
@@ -177,22 +185,23 @@ const CMD_NAMES: [&str; 14] = [
     "zero",
 ];
 
-/// One row per command, one column per option (the last column is `--json`).
-const MATRIX: [&[u8; 35]; 14] = [
-    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx",
-    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx",
-    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b" 11xxxxxxxxx11       xxxxxxx xxxxx ",
-    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     x",
-    b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     x",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx",
-    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+/// One row per command, one column per option (the last three columns are the extensions
+/// `--json`, `--proxy-protocol` (with `-a`/`-e`) and `--extended` (with `-S`)).
+const MATRIX: [&[u8; 37]; 14] = [
+    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxxx",
+    b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxxxx",
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b" 11xxxxxxxxx11       xxxxxxx xxxxx xx",
+    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     x x",
+    b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xx+xxx+    xxxxxxxxxxxxxxxxxx     x x",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxx",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ",
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 ];
 
 /// `generic_opt_check`: the first offence against the command's row, as ipvsadm words it.
@@ -280,7 +289,7 @@ mod tests {
     #[test]
     fn rows_match_ipvsadm_widths() {
         for row in MATRIX {
-            assert_eq!(row.len(), 35);
+            assert_eq!(row.len(), OPT_NAMES.len());
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use rvs_core::model::{
-    svc_flags, tun_flags, DestConf, Family, Forward, Netmask, Protocol, ServiceConf, ServiceKey,
-    TunnelConf, TunnelType, MAX_PERSIST_TIMEOUT,
+    svc_flags, tun_flags, DestConf, Family, Forward, Netmask, Protocol, ProxyProtocol, ServiceConf,
+    ServiceKey, TunnelConf, TunnelType, MAX_PERSIST_TIMEOUT,
 };
 
 use super::check::{self, optc, Cmd};
@@ -42,6 +42,8 @@ pub(super) struct Entry<'n> {
     tun_type: usize,
     tun_port: u16,
     tun_flags: u16,
+    /// extension `--proxy-protocol` (`None`: not given)
+    proxy_protocol: Option<ProxyProtocol>,
     daemon: DaemonConf,
     list: ListOpts,
     timeouts: [u32; 3],
@@ -135,6 +137,17 @@ fn timeout(word: Option<&str>, min: i64) -> Result<u32, Exit> {
     }
 }
 
+/// The extension `--proxy-protocol none|v1|v2` (`1` and `2` too), refused as ipvsadm refuses
+/// its own bad values.
+fn proxy_protocol(word: &str) -> Result<ProxyProtocol, Exit> {
+    match word {
+        "none" => Ok(ProxyProtocol::None),
+        "v1" | "1" => Ok(ProxyProtocol::V1),
+        "v2" | "2" => Ok(ProxyProtocol::V2),
+        _ => fail("illegal PROXY protocol version specified"),
+    }
+}
+
 fn num(word: &str, min: i64, max: i64, what: &str) -> Result<i64, Exit> {
     values::number(word, min, max).ok_or_else(|| Exit::fail(&format!("illegal {what} specified")))
 }
@@ -166,6 +179,7 @@ impl<'n> Entry<'n> {
             tun_type: 0,
             tun_port: 0,
             tun_flags: 0,
+            proxy_protocol: None,
             daemon: DaemonConf {
                 state: SyncState::Master,
                 mcast_ifn: String::new(),
@@ -260,6 +274,7 @@ impl<'n> Entry<'n> {
             Opt::TunNocsum => self.tun_flags |= tun_flags::NOCSUM,
             Opt::TunCsum => self.tun_flags |= tun_flags::CSUM,
             Opt::TunRemcsum => self.tun_flags |= tun_flags::REMCSUM,
+            Opt::ProxyProtocol => self.proxy_protocol = Some(proxy_protocol(v)?),
             _ => return self.daemon_option(opt, v),
         }
         Ok(())
@@ -296,6 +311,7 @@ impl<'n> Entry<'n> {
             Opt::Exact => l.exact = true,
             Opt::TunInfo => l.tun_info = true,
             Opt::Json => l.json = true,
+            Opt::Extended => l.extended = true,
             _ => {} // --sort: a no-op kept for compatibility
         }
     }
@@ -506,6 +522,7 @@ impl<'n> Entry<'n> {
                 .fwd(self.fwd)
                 .weight(self.weight)
                 .thresholds(self.u_thresh, self.l_thresh)
+                .proxy_protocol(self.proxy_protocol.unwrap_or_default())
         }
     }
 
@@ -530,10 +547,12 @@ impl<'n> Entry<'n> {
             Cmd::AddDest => Command::AddDest {
                 key: svc(),
                 dest: self.dest(),
+                proxy_protocol: self.proxy_protocol,
             },
             Cmd::EditDest => Command::EditDest {
                 key: svc(),
                 dest: self.dest(),
+                proxy_protocol: self.proxy_protocol,
             },
             Cmd::DelDest => Command::DelDest {
                 key: svc(),
@@ -549,6 +568,7 @@ impl<'n> Entry<'n> {
             Cmd::Restore => Command::Restore,
             Cmd::Save => Command::Save {
                 numeric: self.list.numeric,
+                extended: self.list.extended,
             },
             Cmd::Zero => Command::Zero { service: key },
         }

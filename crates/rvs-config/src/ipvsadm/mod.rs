@@ -20,6 +20,10 @@
 //! conflicts. Kernel refusals are printed later by the caller: see [`kernel_error`].
 //! Input with names (`host:http`) goes through [`Resolve`]; numeric input needs no lookup.
 //! The `-R` reader is [`restore_lines`]; each line is parsed with [`parse_restore_line`].
+//!
+//! rvs extensions are long options only, checked after every ipvsadm option: `--json` (with
+//! `-L`), `--proxy-protocol none|v1|v2` (with `-a`/`-e`; see [`edited_dest`]) and `--extended`
+//! (with `-S`). `-h` does not list them.
 
 mod check;
 mod entry;
@@ -31,7 +35,7 @@ mod values;
 use std::net::IpAddr;
 
 use rvs_core::error::IpvsError;
-use rvs_core::model::{DestConf, ServiceConf, ServiceKey};
+use rvs_core::model::{DestConf, ProxyProtocol, ServiceConf, ServiceKey};
 
 use crate::ListOpts;
 
@@ -74,15 +78,22 @@ pub enum Command {
     AddDest {
         /// the service
         key: ServiceKey,
-        /// the real server (port already forced to the service port for DR/TUN)
+        /// the real server (port already forced to the service port for DR/TUN); its
+        /// `proxy_protocol` is the one given, else none: hand it to the engine as it is
         dest: DestConf,
+        /// extension `--proxy-protocol` as given (`None`: not given, which for `-a` means
+        /// no header)
+        proxy_protocol: Option<ProxyProtocol>,
     },
-    /// `-e`
+    /// `-e`: hand the engine [`edited_dest`]`(dest, proxy_protocol, current)`, not `dest`
+    /// alone, so that an `-e` without `--proxy-protocol` keeps the server's setting
     EditDest {
         /// the service
         key: ServiceKey,
-        /// the real server's new settings
+        /// the real server's new settings (`proxy_protocol` is none when not given)
         dest: DestConf,
+        /// extension `--proxy-protocol` as given (`None`: not given, keep the current one)
+        proxy_protocol: Option<ProxyProtocol>,
     },
     /// `-d`
     DelDest {
@@ -110,6 +121,8 @@ pub enum Command {
     Save {
         /// `-n`
         numeric: bool,
+        /// extension `--extended`: the `-a` lines also carry rvs's extension options
+        extended: bool,
     },
     /// `-Z`: zero one service's counters, or everything when `None`
     Zero {
@@ -189,6 +202,29 @@ impl Exit {
 /// line), `args` the words after it; `names` resolves host and service names.
 pub fn parse(argv0: &str, args: &[&str], names: &dyn Resolve) -> Result<Command, Exit> {
     entry::parse(argv0, args, names, false)
+}
+
+/// The configuration an `-e` gives a real server whose configuration is `current` (`None`:
+/// no such server; the engine then refuses the edit anyway): `dest`, with the PROXY protocol
+/// setting `given` by `--proxy-protocol`, else the server's current one, so that an operator's
+/// unchanged ipvsadm script (`-e … -w 0`) never drops the extension.
+///
+/// ```
+/// use rvs_config::ipvsadm::{edited_dest, parse, Command, NoResolve};
+/// use rvs_core::model::{DestConf, ProxyProtocol};
+/// let current = DestConf::new("10.0.1.1".parse().unwrap(), 80).proxy_protocol(ProxyProtocol::V2);
+/// let cmd = parse("ipvsadm", &["-e", "-t", "10.0.0.1:80", "-r", "10.0.1.1", "-w", "0"], &NoResolve);
+/// let Ok(Command::EditDest { dest, proxy_protocol, .. }) = cmd else { panic!() };
+/// let conf = edited_dest(&dest, proxy_protocol, Some(&current));
+/// assert_eq!((conf.weight, conf.proxy_protocol), (0, ProxyProtocol::V2));
+/// ```
+pub fn edited_dest(
+    dest: &DestConf,
+    given: Option<ProxyProtocol>,
+    current: Option<&DestConf>,
+) -> DestConf {
+    let kept = current.map_or(ProxyProtocol::None, |c| c.proxy_protocol);
+    dest.proxy_protocol(given.unwrap_or(kept))
 }
 
 /// Parse one line of `-R` input (the words of [`restore_lines`]); as in ipvsadm, a nested `-R`

@@ -4,7 +4,8 @@
 //! does not start with `-`), `--` ending the options, and positional words collected on the
 //! side while parsing goes on. `bad_option` is popt's `poptBadOption`: the last word consumed.
 
-/// What an option is (one per row of ipvsadm's `options_table`, plus the `--json` extension).
+/// What an option is (one per row of ipvsadm's `options_table`, plus the extensions `--json`,
+/// `--proxy-protocol` and `--extended`).
 #[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Opt {
@@ -66,6 +67,8 @@ pub enum Opt {
     TunCsum,
     TunRemcsum,
     Json,
+    ProxyProtocol,
+    Extended,
 }
 
 /// Whether an option takes a value.
@@ -139,6 +142,8 @@ const TABLE: &[(&str, Option<char>, Arg, Opt)] = &[
     ("tun-csum", None, N, Opt::TunCsum),
     ("tun-remcsum", None, N, Opt::TunRemcsum),
     ("json", None, N, Opt::Json),
+    ("proxy-protocol", None, R, Opt::ProxyProtocol),
+    ("extended", None, N, Opt::Extended),
 ];
 
 /// A popt error: `poptStrerror` text.

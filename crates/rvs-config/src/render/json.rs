@@ -11,7 +11,8 @@
 //!   `DEST = {"address":S,"port":N,"forward":"Masq"|"Local"|"Tunnel"|"Route"|"Bypass",
 //!   "weight":N,"u_threshold":N,"l_threshold":N,"active_conns":N,"inact_conns":N,
 //!   "persist_conns":N,"tunnel":null|{"type":"ipip"|"gue"|"gre","port":N,"csum":"none"|"csum"|
-//!   "remcsum"},"stats":STATS,"rates":RATES}`;
+//!   "remcsum"},"proxy_protocol":"none"|"v1"|"v2","stats":STATS,"rates":RATES}`
+//!   (`proxy_protocol`: the `--proxy-protocol` extension);
 //!   `STATS = {"conns","inpkts","outpkts","inbytes","outbytes"}`,
 //!   `RATES = {"cps","inpps","outpps","inbps","outbps"}` (numbers);
 //! - connections: `{"connections":[{"protocol":S,"expire":SECONDS,"state":S,
@@ -93,7 +94,7 @@ fn dest(d: &Dest) -> String {
     format!(
         "{{\"address\":{},\"port\":{},\"forward\":{},\"weight\":{},\"u_threshold\":{},\
          \"l_threshold\":{},\"active_conns\":{},\"inact_conns\":{},\"persist_conns\":{},\
-         \"tunnel\":{},\"stats\":{},\"rates\":{}}}",
+         \"tunnel\":{},\"proxy_protocol\":{},\"stats\":{},\"rates\":{}}}",
         s(&d.addr.to_string()),
         d.port,
         s(d.fwd.name()),
@@ -104,6 +105,7 @@ fn dest(d: &Dest) -> String {
         d.inactconns,
         d.persistconns,
         opt(tunnel(d)),
+        s(d.proxy_protocol.name()),
         stats(&d.stats.shown()),
         rates(&d.stats.rates())
     )

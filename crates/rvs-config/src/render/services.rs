@@ -3,7 +3,9 @@
 
 use rvs_core::dest::Dest;
 use rvs_core::ipvs::Ipvs;
-use rvs_core::model::{svc_flags, Family, Forward, Netmask, Protocol, ServiceKey, TunnelType};
+use rvs_core::model::{
+    svc_flags, Family, Forward, Netmask, Protocol, ProxyProtocol, ServiceKey, TunnelType,
+};
 use rvs_core::service::Service;
 use rvs_core::stats::{Counters, Rates};
 
@@ -102,6 +104,10 @@ pub fn list_service(
 }
 
 /// `ipvsadm -S [-n]`: the rules that rebuild the table (`-A …` then its `-a …` lines).
+///
+/// With `opts.extended` (the `--extended` extension) an `-a` line also carries the rvs options
+/// ipvsadm does not know (` --proxy-protocol v1|v2` for a server that sends a PROXY header);
+/// without it the text is exactly ipvsadm's, so `ipvsadm -R` still reads it.
 pub fn save(ipvs: &Ipvs, names: &dyn Names, opts: &ListOpts) -> String {
     save_from(ipvs, ipvs.services().collect(), names, opts)
 }
@@ -288,7 +294,11 @@ fn dest_line(ctx: &Ctx, svc_name: &str, key: &ServiceKey, d: &Dest) -> String {
     };
     let mut dname = addrport(&d.addr, d.port, proto, ctx.names, ctx.opts.numeric);
     if ctx.mode == Mode::Rule {
-        return rule_dest_line(svc_name, &dname, d);
+        let mut line = rule_dest_line(svc_name, &dname, d);
+        if ctx.opts.extended {
+            line.push_str(&rule_extensions(d));
+        }
+        return line;
     }
     if d.addr.is_ipv4() {
         dname = cut(dname, 28);
@@ -367,6 +377,15 @@ fn rule_dest_line(svc_name: &str, dname: &str, d: &Dest) -> String {
         TunnelType::Ipip => format!("{base} --tun-type ipip"),
         TunnelType::Gue => format!("{base} --tun-type gue --tun-port {} {c}", d.tun.port),
         TunnelType::Gre => format!("{base} --tun-type gre {c}"),
+    }
+}
+
+/// The extension options of an `-a` rule (`-S --extended`): only settings that differ from
+/// the default, so a table without extensions saves exactly as plain `-S`.
+fn rule_extensions(d: &Dest) -> String {
+    match d.proxy_protocol {
+        ProxyProtocol::None => String::new(),
+        pp => format!(" --proxy-protocol {}", pp.name()),
     }
 }
 

@@ -140,8 +140,16 @@ pub fn apply(ipvs: &mut Ipvs, cmd: &Command) -> Option<Result<(), IpvsError>> {
             Some(k) if ipvs.service(k).is_none() => Err(IpvsError::NoSuchService),
             _ => Ok(()),
         },
-        Command::AddDest { key, dest } => ipvs.add_dest(key, *dest).map(drop),
-        Command::EditDest { key, dest } => ipvs.edit_dest(key, *dest),
+        Command::AddDest { key, dest, .. } => ipvs.add_dest(key, *dest).map(drop),
+        Command::EditDest {
+            key,
+            dest,
+            proxy_protocol,
+        } => {
+            let current = ipvs.find_dest(key, &dest.addr, dest.port).map(|d| d.conf());
+            let conf = rvs_config::ipvsadm::edited_dest(dest, *proxy_protocol, current.as_ref());
+            ipvs.edit_dest(key, conf)
+        }
         Command::DelDest { key, dest } => ipvs.del_dest(key, &dest.addr, dest.port, now),
         Command::SetTimeouts { tcp, tcpfin, udp } => ipvs.set_timeouts(*tcp, *tcpfin, *udp),
         Command::StartDaemon(_) | Command::StopDaemon(_) => return None,

@@ -1,0 +1,291 @@
+//! TCP: accept, schedule through the core, connect to the real server, relay.
+//!
+//! The core sees the connection as the kernel would see its packets: the accepted connection
+//! is a SYN to the virtual service (scheduling, Conns and InPkts count it); a NAT real server's
+//! answer is its SYN+ACK (an output packet), then the client's ACK makes the entry ESTABLISHED.
+//! Afterwards the relay reports FINs and RSTs as state signals and traffic in batches
+//! (TCP_INFO segment counts, exact payload bytes plus the headers those segments carried).
+//! Real servers reached by direct routing or tunnelling never show their packets to the
+//! kernel, so only the client's side is reported for them (the kernel's input-only states).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvs_core::conn::{ConnId, Direction, PacketInfo};
+use rvs_core::datapath::{ConnKey, Forwarding, Liveness, Packet, TcpFlags, Verdict};
+use rvs_core::model::{Forward, Protocol, ProxyProtocol};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use crate::relay::{self, Counters, Event, Observer, Outcome, RelayOpts};
+use crate::{proxy_header, tcpinfo, Ctx, Listen};
+
+/// Accept connections until the task is cancelled. When the process is out of file
+/// descriptors (or the kernel out of memory) accept backs off, doubling from 10 ms to 1 s,
+/// instead of spinning on a backlog it cannot take.
+pub(crate) async fn accept_loop(l: TcpListener, key: Listen, ctx: Arc<Ctx>) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match l.accept().await {
+            Ok((client, peer)) => {
+                backoff = Duration::from_millis(10);
+                tokio::spawn(session(client, peer, ctx.clone()));
+            }
+            Err(e) => {
+                let scarce = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                if e.raw_os_error() == Some(libc::ECONNABORTED) {
+                    continue;
+                }
+                if ctx.may_warn() {
+                    tracing::warn!(addr = %key.addr, "accept: {e}; backing off {backoff:?}");
+                }
+                tokio::time::sleep(backoff).await;
+                if scarce {
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+/// Counts a relayed connection for the drain on SIGTERM.
+struct Open(Arc<Ctx>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Close with a reset (SO_LINGER 0) rather than a FIN.
+fn reset(s: TcpStream) {
+    if let Ok(std) = s.into_std() {
+        let sock = socket2::Socket::from(std);
+        let _ = sock.set_linger(Some(Duration::ZERO));
+    }
+}
+
+/// IP + TCP header bytes of a segment (timestamps on when negotiated).
+fn header_len(ip: &IpAddr, timestamps: bool) -> u64 {
+    let ip = if ip.is_ipv4() { 20 } else { 40 };
+    ip + 20 + if timestamps { 12 } else { 0 }
+}
+
+async fn session(client: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
+    ctx.sessions.fetch_add(1, Ordering::SeqCst);
+    let _open = Open(ctx.clone());
+    let Ok(local) = client.local_addr() else {
+        return;
+    };
+    let key = ConnKey {
+        proto: Protocol::Tcp,
+        client: (peer.ip(), peer.port()),
+        vip: (local.ip(), local.port()),
+    };
+    let syn_len = header_len(&local.ip(), true) as u32 + 8; // MSS, SACK, window scale
+    let syn = Packet::tcp(
+        peer.ip(),
+        peer.port(),
+        local.ip(),
+        local.port(),
+        TcpFlags::SYN,
+    )
+    .len(syn_len);
+    let (fw, pp) = {
+        let mut ipvs = ctx.core.lock();
+        match ipvs.packet_in(&syn, ctx.core.now()) {
+            Verdict::Forward(f) => {
+                let pp = ipvs
+                    .dest(f.dest)
+                    .map_or(ProxyProtocol::None, |d| d.proxy_protocol);
+                (f, pp)
+            }
+            // no real server available (the kernel answers ICMP port unreachable, which a
+            // client's connect reports as refused), or the table is full
+            _ => return reset(client),
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let target = SocketAddr::new(fw.daddr, fw.dport);
+    let server = match connect(target, ctx.opts.connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => return refused(&ctx, &fw, &key, target, e, client),
+    };
+    let Some(id) = fw.conn else {
+        return; // no entry to follow (cannot happen for TCP: one-packet scheduling is UDP's)
+    };
+    let nat = fw.fwd == Forward::Masq;
+    handshake(&ctx, &key, &fw, target, nat);
+    let mut server = server;
+    if let Some(v) = proxy_version(pp) {
+        let mut hdr = Vec::with_capacity(64);
+        proxy_header::encode(v, peer, local, &mut hdr);
+        if server.write_all(&hdr).await.is_err() {
+            return reset(client);
+        }
+    }
+    // counted from here on: the handshake went through packet_in/packet_out above
+    let ci = tcpinfo::info(client.as_raw_fd()).ok();
+    let si = tcpinfo::info(server.as_raw_fd()).ok();
+    let mut track = Track {
+        ctx: ctx.clone(),
+        id,
+        key,
+        nat,
+        hdr_client: header_len(&local.ip(), ci.is_none_or(|i| i.timestamps)),
+        hdr_server: header_len(&target.ip(), si.is_none_or(|i| i.timestamps)),
+        seen: Counters::default(),
+        client_first: None,
+    };
+    track.seen.client_segs_in = ci.map_or(0, |i| i.segs_in);
+    track.seen.server_segs_in = si.map_or(0, |i| i.segs_in);
+    let opts = RelayOpts {
+        report_every: ctx.opts.report_every,
+        idle: Duration::from_secs(60),
+    };
+    if let (Outcome::Error(e), _) = relay::run(client, server, &opts, &mut track).await {
+        tracing::debug!(client = %peer, "relay: {e}");
+    }
+}
+
+fn proxy_version(pp: ProxyProtocol) -> Option<proxy_header::Version> {
+    match pp {
+        ProxyProtocol::None => None,
+        ProxyProtocol::V1 => Some(proxy_header::Version::V1),
+        ProxyProtocol::V2 => Some(proxy_header::Version::V2),
+    }
+}
+
+/// Connect to a real server within `timeout`.
+async fn connect(target: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let sock = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    let s = tokio::time::timeout(timeout, sock.connect(target))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// The real server answered: its SYN+ACK (seen by the director with NAT only), then the
+/// client's ACK.
+fn handshake(ctx: &Ctx, key: &ConnKey, fw: &Forwarding, target: SocketAddr, nat: bool) {
+    let now = ctx.core.now();
+    let (c, v) = (key.client, key.vip);
+    let mut ipvs = ctx.core.lock();
+    if nat {
+        let len = header_len(&target.ip(), true) as u32 + 8;
+        let synack = Packet::tcp(fw.daddr, fw.dport, c.0, c.1, TcpFlags::SYN_ACK).len(len);
+        ipvs.packet_out(&synack, now);
+    }
+    let ack = Packet::tcp(c.0, c.1, v.0, v.1, TcpFlags::ACK).len(header_len(&v.0, true) as u32);
+    ipvs.packet_in(&ack, now);
+}
+
+/// The real server refused (or did not answer in time): count it, let the entry see the
+/// server's reset (NAT), and reset the client.
+fn refused(
+    ctx: &Ctx,
+    fw: &Forwarding,
+    key: &ConnKey,
+    target: SocketAddr,
+    e: io::Error,
+    client: TcpStream,
+) {
+    *ctx.connect_failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(target)
+        .or_insert(0) += 1;
+    if ctx.may_warn() {
+        tracing::warn!(real_server = %target, "connect: {e}; client reset");
+    }
+    if let (Some(id), Forward::Masq) = (fw.conn, fw.fwd) {
+        let now = ctx.core.now();
+        let rst = PacketInfo::Tcp(TcpFlags::RST);
+        ctx.core
+            .lock()
+            .conn_signal(id, key, Direction::Output, rst, now);
+    }
+    reset(client);
+}
+
+/// Follows a relayed connection in the core.
+struct Track {
+    ctx: Arc<Ctx>,
+    id: ConnId,
+    key: ConnKey,
+    /// the real server's packets pass the director (NAT)
+    nat: bool,
+    hdr_client: u64,
+    hdr_server: u64,
+    /// what was reported so far
+    seen: Counters,
+    /// which side closed first (decides who sends the last ACK)
+    client_first: Option<bool>,
+}
+
+impl Track {
+    /// Report the traffic since the last call and the segment `signal` (when the kernel would
+    /// see it), under one lock; whether the entry still forwards.
+    fn report(&mut self, c: &Counters, signal: Option<(Direction, TcpFlags)>) -> Liveness {
+        let now = self.ctx.core.now();
+        let in_pkts = c.client_segs_in.saturating_sub(self.seen.client_segs_in);
+        let in_bytes = c.c2s_bytes.saturating_sub(self.seen.c2s_bytes) + in_pkts * self.hdr_client;
+        let out_pkts = c.server_segs_in.saturating_sub(self.seen.server_segs_in);
+        let out_bytes =
+            c.s2c_bytes.saturating_sub(self.seen.s2c_bytes) + out_pkts * self.hdr_server;
+        self.seen = *c;
+        let (id, key) = (self.id, &self.key);
+        let mut ipvs = self.ctx.core.lock();
+        let live = ipvs.conn_traffic(id, key, Direction::Input, in_pkts, in_bytes, now);
+        if live != Liveness::Live {
+            return live;
+        }
+        if self.nat {
+            ipvs.conn_traffic(id, key, Direction::Output, out_pkts, out_bytes, now);
+        }
+        match signal {
+            // the kernel never sees a DR/TUN real server's segments
+            Some((Direction::Output, _)) if !self.nat => live,
+            Some((dir, flags)) => ipvs.conn_signal(id, key, dir, PacketInfo::Tcp(flags), now),
+            None => live,
+        }
+    }
+}
+
+impl Observer for Track {
+    fn event(&mut self, ev: Event, c: &Counters) -> bool {
+        let signal = match ev {
+            Event::Progress | Event::Idle => None,
+            Event::ClientEof => {
+                self.client_first.get_or_insert(true);
+                Some((Direction::Input, TcpFlags::FIN_ACK))
+            }
+            Event::ServerEof => {
+                self.client_first.get_or_insert(false);
+                Some((Direction::Output, TcpFlags::FIN_ACK))
+            }
+            Event::ClientReset => Some((Direction::Input, TcpFlags::RST)),
+            Event::ServerReset => Some((Direction::Output, TcpFlags::RST)),
+            // the side that closed first acknowledges the other's FIN last
+            Event::Done if self.client_first == Some(false) => {
+                Some((Direction::Output, TcpFlags::ACK))
+            }
+            Event::Done => Some((Direction::Input, TcpFlags::ACK)),
+        };
+        // the kernel drops the packets of a connection whose entry is gone or whose real
+        // server was removed: the relay resets both sides rather than relay what IPVS would not
+        self.report(c, signal) == Liveness::Live
+    }
+}

@@ -1,0 +1,121 @@
+//! Worker threads: each runs a single-threaded tokio runtime with its own listening sockets
+//! (SO_REUSEPORT) and the connections they accept, so a connection never moves between
+//! threads. The manager ([`crate::Dataplane`]) talks to a worker over a command channel and
+//! waits for its answer, which is how "the listener is bound when `rvsadm` returns" holds.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle as Task;
+
+use crate::{tcp, udp, Ctx, Listen};
+
+/// A bound socket handed to a worker.
+pub enum Sock {
+    /// a TCP listener
+    Tcp(std::net::TcpListener),
+    /// a UDP socket
+    Udp(std::net::UdpSocket),
+}
+
+/// What the manager asks of a worker.
+pub enum Cmd {
+    /// serve this socket
+    Listen {
+        key: Listen,
+        sock: Sock,
+        ack: SyncSender<io::Result<()>>,
+    },
+    /// close the socket of `key` (open connections go on)
+    Close { key: Listen, ack: SyncSender<()> },
+    /// close every socket (draining: open connections go on)
+    StopAccepting { ack: SyncSender<()> },
+}
+
+/// The manager's handle on one worker thread.
+pub struct Worker {
+    tx: UnboundedSender<Cmd>,
+    thread: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Start worker number `idx`.
+    pub fn spawn(idx: usize, ctx: Arc<Ctx>) -> io::Result<Worker> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (tx, rx) = unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("rvs-worker-{idx}"))
+            .spawn(move || rt.block_on(run(rx, ctx)))?;
+        Ok(Worker { tx, thread })
+    }
+
+    /// Send a command; false when the worker is gone (its thread ended).
+    pub fn send(&self, cmd: Cmd) -> bool {
+        self.tx.send(cmd).is_ok()
+    }
+
+    /// End the worker: its runtime stops and whatever it still holds is closed.
+    pub fn join(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
+
+async fn run(mut rx: UnboundedReceiver<Cmd>, ctx: Arc<Ctx>) {
+    let mut serving: HashMap<Listen, Task<()>> = HashMap::new();
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Cmd::Listen { key, sock, ack } => {
+                let res = match start(key, sock, &ctx) {
+                    Ok(task) => {
+                        if let Some(old) = serving.insert(key, task) {
+                            stop(old).await;
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = ack.send(res);
+            }
+            Cmd::Close { key, ack } => {
+                if let Some(task) = serving.remove(&key) {
+                    stop(task).await;
+                }
+                let _ = ack.send(());
+            }
+            Cmd::StopAccepting { ack } => {
+                for (_, task) in serving.drain() {
+                    stop(task).await;
+                }
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+/// Cancel a socket's loop and wait until its future (and so the socket) is dropped.
+async fn stop(task: Task<()>) {
+    task.abort();
+    let _ = task.await;
+}
+
+/// Register the socket with this runtime and spawn its loop (which owns the socket).
+fn start(key: Listen, sock: Sock, ctx: &Arc<Ctx>) -> io::Result<Task<()>> {
+    let ctx = ctx.clone();
+    Ok(match sock {
+        Sock::Tcp(l) => {
+            let l = tokio::net::TcpListener::from_std(l)?;
+            tokio::spawn(tcp::accept_loop(l, key, ctx))
+        }
+        Sock::Udp(s) => {
+            let s = tokio::net::UdpSocket::from_std(s)?;
+            tokio::spawn(udp::serve(s, key, ctx))
+        }
+    })
+}

@@ -27,6 +27,8 @@
 #![deny(unsafe_code)]
 
 pub mod core;
+#[allow(unsafe_code)] // getrlimit(2), setrlimit(2)
+pub mod limits;
 mod listen;
 #[allow(unsafe_code)] // splice(2), pipe2(2), fcntl(2)
 pub mod pipe;
@@ -59,6 +61,9 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// how often a busy connection's counters reach the core
     pub report_every: Duration,
+    /// connections (and UDP flows) relayed at once; `None`: as many as the descriptor limit
+    /// carries (see [`limits`]), after raising the soft limit to the hard one
+    pub max_conns: Option<usize>,
 }
 
 impl Default for Options {
@@ -67,6 +72,7 @@ impl Default for Options {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             connect_timeout: Duration::from_secs(5),
             report_every: Duration::from_millis(250),
+            max_conns: None,
         }
     }
 }
@@ -95,6 +101,10 @@ pub(crate) struct Ctx {
     pub(crate) opts: Options,
     /// TCP connections being relayed
     pub(crate) sessions: AtomicUsize,
+    /// admission: one permit per relayed connection or UDP flow
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// idle pipes each worker keeps
+    pub(crate) pipe_pool: usize,
     /// failed connection attempts per real server (refused, timed out, unreachable)
     pub(crate) connect_failures: Mutex<HashMap<SocketAddr, u64>>,
     /// rate limit of repetitive warnings
@@ -127,10 +137,17 @@ impl Dataplane {
     /// Start `opts.workers` worker threads serving nothing yet.
     pub fn start(core: Arc<Core>, opts: Options) -> std::io::Result<Dataplane> {
         let n = opts.workers.max(1);
+        let max = match opts.max_conns {
+            Some(m) => m.max(1),
+            None => limits::budget(limits::raise_nofile()?, n),
+        };
+        tracing::info!(workers = n, max_conns = max, "data plane");
         let ctx = Arc::new(Ctx {
             core,
             opts,
             sessions: AtomicUsize::new(0),
+            slots: Arc::new(tokio::sync::Semaphore::new(max)),
+            pipe_pool: limits::pipe_pool(max, n),
             connect_failures: Mutex::new(HashMap::new()),
             warn_at: AtomicU64::new(0),
         });

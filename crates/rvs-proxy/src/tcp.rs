@@ -24,16 +24,32 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use crate::relay::{self, Counters, Event, Observer, Outcome, RelayOpts};
 use crate::{proxy_header, tcpinfo, Ctx, Listen};
 
-/// Accept connections until the task is cancelled. When the process is out of file
-/// descriptors (or the kernel out of memory) accept backs off, doubling from 10 ms to 1 s,
-/// instead of spinning on a backlog it cannot take.
+/// Accept connections until the task is cancelled. A connection is accepted only with a
+/// permit of the descriptor budget (see [`crate::limits`]): at the budget, new connections
+/// wait in the listen backlog and nothing spins. Should the process still run out of file
+/// descriptors (or the kernel out of memory), accept backs off, doubling from 10 ms to 1 s.
 pub(crate) async fn accept_loop(l: TcpListener, key: Listen, ctx: Arc<Ctx>) {
     let mut backoff = Duration::from_millis(10);
     loop {
+        let permit = match ctx.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if ctx.may_warn() {
+                    tracing::warn!(
+                        addr = %key.addr,
+                        "connection limit reached: new connections wait in the backlog"
+                    );
+                }
+                match ctx.slots.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => return,
+                }
+            }
+        };
         match l.accept().await {
             Ok((client, peer)) => {
                 backoff = Duration::from_millis(10);
-                tokio::spawn(session(client, peer, ctx.clone()));
+                tokio::spawn(session(client, peer, ctx.clone(), permit));
             }
             Err(e) => {
                 let scarce = matches!(
@@ -78,7 +94,12 @@ fn header_len(ip: &IpAddr, timestamps: bool) -> u64 {
     ip + 20 + if timestamps { 12 } else { 0 }
 }
 
-async fn session(client: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
+async fn session(
+    client: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
     ctx.sessions.fetch_add(1, Ordering::SeqCst);
     let _open = Open(ctx.clone());
     let Ok(local) = client.local_addr() else {

@@ -23,6 +23,8 @@ const MAX_DATAGRAM: usize = 65535;
 /// One upstream socket: a client's flow to one real server.
 struct Flow {
     up: UdpSocket,
+    /// its share of the descriptor budget
+    _permit: tokio::sync::OwnedSemaphorePermit,
     /// engine time (ms) of the last datagram either way
     last: AtomicU64,
 }
@@ -125,6 +127,11 @@ fn flow_for(
     if let Some(f) = map.get(&(client, rs)) {
         return Ok((f.clone(), false));
     }
+    let permit = ctx
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| std::io::Error::other("connection limit reached"))?;
     let any: SocketAddr = if rs.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal")
     } else {
@@ -135,6 +142,7 @@ fn flow_for(
     std.connect(rs)?;
     let flow = Arc::new(Flow {
         up: UdpSocket::from_std(std)?,
+        _permit: permit,
         last: AtomicU64::new(ctx.core.now().as_millis()),
     });
     map.insert((client, rs), flow.clone());

@@ -68,6 +68,7 @@ impl Worker {
 }
 
 async fn run(mut rx: UnboundedReceiver<Cmd>, ctx: Arc<Ctx>) {
+    crate::pipe::set_pool_limit(ctx.pipe_pool);
     let mut serving: HashMap<Listen, Task<()>> = HashMap::new();
     while let Some(cmd) = rx.recv().await {
         match cmd {

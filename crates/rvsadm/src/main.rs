@@ -65,8 +65,24 @@ fn send(socket: &Path, argv0: &str, words: &[&str], restore_line: bool) -> i32 {
             emit(&stdout, &stderr);
             status
         }
-        Err(e) => finish(&cannot_initialize(init_errno(&e))),
+        // no daemon behind the socket: what ipvsadm says without IPVS
+        Err(e) if unreachable(&e) => finish(&cannot_initialize(init_errno(&e))),
+        // a daemon that accepted but did not answer: say so, the change may have applied
+        Err(e) => finish(&Exit::fail(&format!(
+            "{argv0}: no answer from rvsd on {}: {e}",
+            socket.display()
+        ))),
     }
+}
+
+/// Whether the control socket has no daemon at all (as opposed to one that failed to answer).
+fn unreachable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::PermissionDenied
+    )
 }
 
 fn restore(socket: &Path, argv0: &str, names: &SystemNames) -> i32 {

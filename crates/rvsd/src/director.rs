@@ -106,11 +106,12 @@ impl Director {
         let opts = ListOpts {
             numeric: true,
             extended: true,
+            nosort: true,
             ..ListOpts::default()
         };
         let ipvs = self.core.lock();
         let saved = render::save(&ipvs, &rvs_config::NoNames, &opts);
-        let mut out = unsigned_fwmarks(&saved);
+        let mut out = unsigned_fwmarks(&oldest_first(&saved));
         let (tcp, fin, udp) = ipvs.timeouts();
         if (tcp, fin, udp) != Ipvs::new(Config::default()).timeouts() {
             out.push_str(&format!("--set {tcp} {fin} {udp}\n"));
@@ -244,6 +245,31 @@ impl Director {
     }
 }
 
+/// `-S --nosort` lists each service's real servers in the kernel's order, newest first; a
+/// restore adds each at the front, so the state file lists them oldest first: after a restart
+/// the list order, and with it rr's rotation and mh's table, is what it was.
+fn oldest_first(saved: &str) -> String {
+    let mut out = String::with_capacity(saved.len());
+    let mut dests: Vec<&str> = Vec::new();
+    for line in saved.lines() {
+        if line.starts_with("-a ") {
+            dests.push(line);
+            continue;
+        }
+        for d in dests.drain(..).rev() {
+            out.push_str(d);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    for d in dests.drain(..).rev() {
+        out.push_str(d);
+        out.push('\n');
+    }
+    out
+}
+
 /// ipvsadm 1.31's `-S` prints fwmarks of 2^31 and above as negative numbers (`-f -1`), which
 /// its own `-R` then refuses; the state file writes them unsigned so a restart keeps them.
 fn unsigned_fwmarks(saved: &str) -> String {
@@ -265,7 +291,50 @@ fn unsigned_fwmarks(saved: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::unsigned_fwmarks;
+    use super::{oldest_first, unsigned_fwmarks, Director};
+    use rvs_config::NoNames;
+
+    #[test]
+    fn the_state_file_rebuilds_the_same_list_order() {
+        let mut d = Director::new();
+        for line in [
+            "-A -t 10.0.0.1:80 -s rr",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1:80 -m",
+            "-a -t 10.0.0.1:80 -r 10.0.1.3:80 -m",
+            "-a -t 10.0.0.1:80 -r 10.0.1.2:80 -m",
+        ] {
+            let words: Vec<&str> = line.split(' ').collect();
+            let cmd = rvs_config::ipvsadm::parse("rvsadm", &words, &rvs_config::ipvsadm::NoResolve)
+                .unwrap();
+            assert_eq!(d.run(&cmd, &NoNames).exit.status, 0);
+        }
+        let saved = d.saved_rules();
+        let mut again = Director::new();
+        for line in saved.lines() {
+            let words: Vec<&str> = line.split(' ').collect();
+            let cmd = rvs_config::ipvsadm::parse_restore_line(
+                "rvsadm",
+                &words,
+                &rvs_config::ipvsadm::NoResolve,
+            )
+            .unwrap();
+            assert_eq!(again.run(&cmd, &NoNames).exit.status, 0);
+        }
+        assert_eq!(again.saved_rules(), saved);
+        let order = |d: &Director| {
+            let ipvs = d.core.lock();
+            let svc = ipvs.services().next().unwrap();
+            ipvs.service_dests(svc)
+                .map(|x| x.addr.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&again), ["10.0.1.2", "10.0.1.3", "10.0.1.1"]);
+        assert_eq!(order(&again), order(&d));
+        assert_eq!(
+            oldest_first("-A x\n-a 1\n-a 2\n-A y\n-a 3\n"),
+            "-A x\n-a 2\n-a 1\n-A y\n-a 3\n"
+        );
+    }
 
     #[test]
     fn negative_fwmarks_are_written_unsigned() {

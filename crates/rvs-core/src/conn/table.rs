@@ -258,6 +258,8 @@ pub struct ConnTable {
     len: usize,
     capacity: usize,
     buckets: Box<[u32]>,
+    /// the bucket count the table grows to (doubling while it fills)
+    max_buckets: usize,
     seed: u64,
     wheel: Wheel,
     side: SideAddrs,
@@ -268,19 +270,24 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
-    /// A table holding at most `capacity` entries, with `seed` for the hash and as many buckets
-    /// as the power of two at or above twice the capacity (at least 256).
+    /// A table holding at most `capacity` entries, with `seed` for the hash. It starts with
+    /// 256 buckets and doubles them whenever it holds more entries than half its buckets, up
+    /// to the power of two at or above twice the capacity: a full table has the same short
+    /// chains as one allocated whole, and an idle director does not hold megabytes of empty
+    /// buckets.
     pub fn new(capacity: usize, seed: u64) -> ConnTable {
-        let buckets = capacity
+        let max = capacity
             .saturating_mul(2)
             .checked_next_power_of_two()
             .unwrap_or(1 << 31)
-            .max(MIN_BUCKETS);
-        ConnTable::with_buckets(capacity, buckets, seed)
+            .clamp(MIN_BUCKETS, 1 << 31);
+        let mut t = ConnTable::with_buckets(capacity, MIN_BUCKETS, seed);
+        t.max_buckets = max;
+        t
     }
 
-    /// A table with an explicit bucket count (rounded up to a power of two, at least 256).
-    /// The capacity is capped at 2^31 − 1 entries.
+    /// A table with an explicit, fixed bucket count (rounded up to a power of two, at least
+    /// 256). The capacity is capped at 2^31 − 1 entries.
     pub fn with_buckets(capacity: usize, buckets: usize, seed: u64) -> ConnTable {
         let buckets = buckets.clamp(MIN_BUCKETS, 1 << 31).next_power_of_two();
         ConnTable {
@@ -290,6 +297,7 @@ impl ConnTable {
             len: 0,
             capacity: capacity.min(MAX_ID as usize),
             buckets: vec![NIL; buckets].into_boxed_slice(),
+            max_buckets: buckets,
             seed,
             wheel: Wheel::new(),
             side: SideAddrs::default(),
@@ -418,8 +426,33 @@ impl ConnTable {
         self.bucket(s.proto, &s.addr(&self.side, 0), s.ports[0])
     }
 
+    /// Double the buckets and re-link every chain. Entries of one old bucket split over two
+    /// new ones keeping their relative order, so lookups that find the newest of two equal
+    /// keys first still do.
+    fn grow(&mut self) {
+        let old = std::mem::replace(&mut self.buckets, vec![NIL; 0].into_boxed_slice());
+        self.buckets = vec![NIL; old.len() * 2].into_boxed_slice();
+        let mut chain = Vec::new();
+        for &head in old.iter() {
+            chain.clear();
+            let mut id = head;
+            while id != NIL {
+                chain.push(id);
+                id = self.store.slot(id).hnext;
+            }
+            for &id in chain.iter().rev() {
+                let b = self.slot_bucket(id);
+                self.store.slot_mut(id).hnext = self.buckets[b];
+                self.buckets[b] = id;
+            }
+        }
+    }
+
     /// Link an entry at the head of its bucket and set `HASHED` (`ip_vs_conn_hash`).
     fn hash(&mut self, id: u32) {
+        if self.len * 2 > self.buckets.len() && self.buckets.len() < self.max_buckets {
+            self.grow();
+        }
         let b = self.slot_bucket(id);
         let head = self.buckets[b];
         let s = self.store.slot_mut(id);

@@ -421,3 +421,35 @@ fn same_operations_same_seed_same_everything() {
     assert_eq!(run(99), run(99));
     assert_eq!(run(99), run(100), "order never depends on the hash seed");
 }
+
+#[test]
+fn buckets_grow_with_the_entries_and_lookups_survive_the_rehash() {
+    use std::net::Ipv4Addr;
+    let mut t = ConnTable::new(1 << 16, 9);
+    assert_eq!(t.bucket_count(), 256);
+    let vip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    let rs = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1));
+    let mut ids = Vec::new();
+    for n in 0..5000u32 {
+        let c = IpAddr::V4(Ipv4Addr::from(0xc000_0000 + n));
+        let conn = Conn::new(Protocol::Tcp, (c, 1000), (vip, 80), (rs, 80), 0);
+        ids.push((c, t.insert(conn, Tick(0)).unwrap()));
+    }
+    // doubled while more than half full: 5000 entries need 16384 buckets
+    assert_eq!(t.bucket_count(), 16384);
+    for (c, id) in ids {
+        assert_eq!(t.find_in(Protocol::Tcp, c, 1000, vip, 80), Some(id));
+    }
+    // never beyond twice the capacity (rounded up to a power of two)
+    let mut small = ConnTable::new(300, 1);
+    for n in 0..300u32 {
+        let c = IpAddr::V4(Ipv4Addr::from(0xc100_0000 + n));
+        small
+            .insert(
+                Conn::new(Protocol::Tcp, (c, 1), (vip, 80), (rs, 80), 0),
+                Tick(0),
+            )
+            .unwrap();
+    }
+    assert_eq!(small.bucket_count(), 1024);
+}

@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn many_calls_of_one_client_spread_over_buckets() {
-        let t = ConnTable::new(1 << 16, 3);
+        let t = ConnTable::with_buckets(1 << 16, 1 << 17, 3);
         let mut seen = std::collections::HashSet::new();
         for n in 0..1000 {
             seen.insert(t.pe_bucket(format!("call-{n}@pbx.example").as_bytes()));

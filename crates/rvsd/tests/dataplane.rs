@@ -153,52 +153,77 @@ fn sh_and_mh_hash_the_client_address_as_the_kernel() {
     assert!(wrong.is_empty(), "decisions differ:\n{}", wrong.join("\n"));
 }
 
-/// UDP: datagrams go both ways, a session is keyed by the client's address and port (and
-/// listed by -Lnc); with -o every datagram is scheduled on its own, in rr order.
+/// Three UDP real servers `rs1`… and an rvsd with one rr service over them at `vip`
+/// (`flags` added to its -A), the same rules in a [`Model`].
+struct UdpSetup {
+    b: u8,
+    rs: Vec<UdpServer>,
+    d: Director,
+    model: Model,
+    vip: SocketAddr,
+}
+
+impl UdpSetup {
+    fn new(tag: &str, flags: &str) -> UdpSetup {
+        let b = net::subnet();
+        let rs: Vec<UdpServer> = (1..=3)
+            .map(|i| UdpServer::start(net::sa(b, 10, i, 0), &format!("rs{i}")))
+            .collect();
+        let (d, mut model) = (Director::start(tag, &[]), Model::new());
+        let vip = net::sa(b, 0, 100, 53);
+        let mut lines = vec![format!("-A -u {vip} -s rr {flags}")];
+        lines.extend(rs.iter().map(|s| format!("-a -u {vip} -r {} -m", s.addr)));
+        for l in &lines {
+            d.ok(l);
+            model.adm(l);
+        }
+        UdpSetup {
+            b,
+            rs,
+            d,
+            model,
+            vip,
+        }
+    }
+
+    /// The name of the server at `a`.
+    fn name(&self, a: SocketAddr) -> String {
+        format!(
+            "rs{}",
+            self.rs.iter().position(|s| s.addr == a).unwrap() + 1
+        )
+    }
+
+    /// The server the model sends one datagram from `client` to.
+    fn expect(&mut self, client: SocketAddr) -> String {
+        let rs = self.model.udp(client, self.vip).expect("a destination");
+        self.name(rs)
+    }
+}
+
+/// UDP: datagrams go both ways unchanged, a session is keyed by the client's address and
+/// port (every datagram of it to one server), and -Lnc lists each session.
 #[test]
-fn udp_sessions_and_one_packet_scheduling() {
-    let b = net::subnet();
-    let rs: Vec<UdpServer> = (1..=3)
-        .map(|i| UdpServer::start(net::sa(b, 10, i, 0), &format!("rs{i}")))
-        .collect();
-    let name = |a: SocketAddr| format!("rs{}", rs.iter().position(|s| s.addr == a).unwrap() + 1);
-    let d = Director::start("udp", &[]);
-    let mut model = Model::new();
-    let (vip, ops) = (net::sa(b, 0, 100, 53), net::sa(b, 0, 100, 54));
-    let mut lines = vec![
-        format!("-A -u {vip} -s rr"),
-        format!("-A -u {ops} -s rr -o"),
-    ];
-    for s in &rs {
-        lines.push(format!("-a -u {vip} -r {} -m", s.addr));
-        lines.push(format!("-a -u {ops} -r {} -m", s.addr));
-    }
-    for l in &lines {
-        d.ok(l);
-        model.adm(l);
-    }
-    // one client port, one session: every datagram to the same server
+fn udp_sessions_are_keyed_by_client_address_and_port() {
+    let mut u = UdpSetup::new("udp", "");
     let mut clients = Vec::new();
     for (host, port) in [(7, 5353), (7, 5354), (8, 5353), (9, 0)] {
-        let sock = net::udp_from(net::v4(b, 50, host), port);
+        let sock = net::udp_from(net::v4(u.b, 50, host), port);
         let local = sock.local_addr().unwrap();
-        let want = name(model.udp(local, vip).unwrap());
+        let want = u.expect(local);
         for k in 0..4 {
             let payload = format!("{local} datagram {k}");
-            assert_eq!(
-                udp_who(&sock, vip, payload.as_bytes()),
-                want,
-                "{local} #{k}"
-            );
-            model.udp(local, vip);
+            let got = udp_who(&sock, u.vip, payload.as_bytes());
+            assert_eq!(got, want, "{local} #{k}");
+            u.expect(local);
         }
-        clients.push((local, want));
+        clients.push((local.to_string(), want));
     }
-    for (i, s) in rs.iter().enumerate() {
+    for (i, s) in u.rs.iter().enumerate() {
         for (_, payload) in s.received() {
             let text = String::from_utf8(payload).unwrap();
             let (client, _) = text.split_once(" datagram").expect("relayed unchanged");
-            let owner = clients.iter().find(|c| c.0.to_string() == client).unwrap();
+            let owner = clients.iter().find(|c| c.0 == client).unwrap();
             assert_eq!(
                 owner.1,
                 format!("rs{}", i + 1),
@@ -207,31 +232,33 @@ fn udp_sessions_and_one_packet_scheduling() {
             );
         }
     }
-    let rows = listing::conns(&d.text("-Lnc"));
+    let rows = listing::conns(&u.d.text("-Lnc"));
     for (client, server) in &clients {
         let i: usize = server[2..].parse().unwrap();
-        let want = (vip.to_string(), rs[i - 1].addr.to_string());
         let row = rows
             .iter()
-            .find(|r| r.source == client.to_string())
+            .find(|r| &r.source == client)
             .unwrap_or_else(|| panic!("no -Lnc entry for {client}: {rows:?}"));
         assert_eq!((row.proto.as_str(), row.state.as_str()), ("UDP", "UDP"));
+        let want = (u.vip.to_string(), u.rs[i - 1].addr.to_string());
         assert_eq!((row.virt.clone(), row.dest.clone()), want);
     }
-    // -o: one socket, each datagram scheduled anew (rr over the three)
-    let sock = net::udp_from(net::v4(b, 50, 20), 0);
+}
+
+/// -o: every datagram of one client port is scheduled on its own, in rr order, and no
+/// entry is kept.
+#[test]
+fn one_packet_scheduling_spreads_one_clients_datagrams() {
+    let mut u = UdpSetup::new("udp-ops", "-o");
+    let sock = net::udp_from(net::v4(u.b, 50, 20), 0);
     let local = sock.local_addr().unwrap();
-    let got: Vec<String> = (0..6).map(|_| udp_who(&sock, ops, b"ops")).collect();
-    let want: Vec<String> = (0..6)
-        .map(|_| name(model.udp(local, ops).unwrap()))
-        .collect();
+    let got: Vec<String> = (0..6).map(|_| udp_who(&sock, u.vip, b"ops")).collect();
+    let want: Vec<String> = (0..6).map(|_| u.expect(local)).collect();
     assert_eq!(got, want, "one-packet scheduling order");
     assert_eq!(got.iter().collect::<BTreeSet<_>>().len(), 3);
-    let lnc = d.text("-Lnc");
+    let lnc = u.d.text("-Lnc");
     assert!(
-        !listing::conns(&lnc)
-            .iter()
-            .any(|r| r.virt == ops.to_string()),
+        listing::conns(&lnc).is_empty(),
         "-o keeps no entries:\n{lnc}"
     );
 }

@@ -554,48 +554,50 @@ fn a_removed_real_servers_connection_carries_nothing_more() {
     assert_ne!(got, Got::Line("after".into()), "relayed after -d returned");
 }
 
-/// `--state FILE`: rules restored at the next start serve the same VIP again.
+/// `--state FILE`: rules restored at the next start serve the same VIP again, with the
+/// same list order (servers added out of address order: rr after the restart starts where a
+/// fresh engine given the original commands starts) and the PROXY setting.
 #[test]
 fn state_file_restores_a_serving_vip() {
     let b = net::subnet();
-    let rs = tcp_servers(b, 2, Behavior::Greet);
+    let rs = tcp_servers(b, 3, Behavior::Greet);
     let dir = TempDir::new("dp-state");
     let state = dir.path().join("rules");
     let pp = TcpServer::start(net::sa(b, 10, 5, 0), "pp", Behavior::Proxy);
     let mut d = Director::start("state", &["--state", state.to_str().unwrap()]);
     let (vip, vip_pp) = (net::sa(b, 0, 100, 80), net::sa(b, 0, 100, 81));
-    d.ok(&format!("-A -t {vip} -s rr"));
-    for s in &rs {
-        d.ok(&format!("-a -t {vip} -r {} -m", s.addr));
-    }
-    d.ok(&format!("-A -t {vip_pp} -s rr"));
-    d.ok(&format!(
+    let mut lines = vec![format!("-A -t {vip} -s rr")];
+    lines.extend([1, 0, 2].map(|i| format!("-a -t {vip} -r {} -m", rs[i].addr)));
+    lines.push(format!("-A -t {vip_pp} -s rr"));
+    lines.push(format!(
         "-a -t {vip_pp} -r {} -m --proxy-protocol v2",
         pp.addr
     ));
+    lines.iter().for_each(|l| d.ok(l));
     let src = net::v4(b, 50, 2);
-    let before: Vec<String> = (0..2).map(|_| land(src, vip).0).collect();
-    assert_eq!(before, ["rs2", "rs1"], "rr, newest first");
-    let saved = d.text("-Sn");
-    let extended = d.text("-Sn --extended");
+    // rr over the list rs3, rs1, rs2 (newest first), from a fresh engine's start
+    let rotation = || -> (Vec<String>, Vec<String>) {
+        let mut model = Model::new();
+        lines.iter().for_each(|l| model.adm(l));
+        (0..3)
+            .map(|_| {
+                let (got, local) = land(src, vip);
+                (got, name_of(&rs, model.tcp(local, vip).unwrap()))
+            })
+            .unzip()
+    };
+    let (before, want) = rotation();
+    assert_eq!(before, want, "rr before the restart");
+    let saved = d.text("-Sn --extended");
     assert_eq!(d.stop().code(), Some(0));
     assert!(
         matches!(net::ask(src, vip), Got::Reset | Got::Error(_)),
         "nothing serves the VIP while rvsd is down"
     );
     d.restart();
-    assert_eq!(d.text("-Sn"), saved);
-    assert_eq!(d.text("-Sn --extended"), extended);
-    // a fresh engine with the restored rules decides as rvs-core given the saved lines
-    let mut model = Model::new();
-    saved.lines().for_each(|l| model.adm(l));
-    let (mut after, mut want) = (Vec::new(), Vec::new());
-    for _ in 0..4 {
-        let (got, local) = land(src, vip);
-        after.push(got);
-        want.push(name_of(&rs, model.tcp(local, vip).unwrap()));
-    }
-    assert_eq!(after, want, "served again after the restart");
+    assert_eq!(d.text("-Sn --extended"), saved);
+    let (after, want) = rotation();
+    assert_eq!(after, want, "the restored list order");
     // the real server's PROXY protocol setting came back with it
     let (got, local) = land(src, vip_pp);
     assert_eq!(got, "pp");

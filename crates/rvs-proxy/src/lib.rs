@@ -230,7 +230,10 @@ impl Dataplane {
                 warn.push((key, "udp-v1"));
             }
         }
+        let present: HashSet<ServiceKey> = ipvs.services().map(|s| s.key).collect();
         drop(ipvs);
+        // a service deleted and added again is warned about again
+        self.warned.retain(|(k, _)| present.contains(k));
         for (key, what) in warn {
             if self.warned.insert((key, what)) {
                 warn_service(&key, what);

@@ -6,9 +6,10 @@
 //!   (`getaddrinfo` via std's `ToSocketAddrs`, first IPv4 answer), as `gethostbyname` does;
 //!   a service name in the services file (name or alias, for the protocol);
 //! - listings (`Names`): an address's name is the canonical name of the first hosts-file line
-//!   with that address (`gethostbyaddr` with `files`); a port's name is the first services
-//!   entry with that port and protocol (`getservbyport`). Reverse DNS is not queried: rvs
-//!   adds no network dependency, and a host-file answer is what a director's own names are.
+//!   with that address, else what the system resolver answers for it (`getnameinfo`, which
+//!   follows the machine's name-service order, reverse DNS included, as ipvsadm's
+//!   `gethostbyaddr` does); an address without a name is printed as a number. A port's name
+//!   is the first services entry with that port and protocol (`getservbyport`).
 //!
 //! [`SystemNames::load`] reads both files once; build one per command so edits are seen.
 
@@ -130,10 +131,20 @@ impl Resolve for SystemNames {
 
 impl Names for SystemNames {
     fn host(&self, addr: &IpAddr) -> Option<String> {
-        self.hosts
+        let from_file = self
+            .hosts
             .iter()
             .find(|h| h.addr == *addr)
-            .map(|h| h.names[0].clone())
+            .map(|h| h.names[0].clone());
+        from_file.or_else(|| {
+            if !self.dns {
+                return None;
+            }
+            // getnameinfo answers the number itself when no name exists
+            dns_lookup::lookup_addr(addr)
+                .ok()
+                .filter(|name| name.parse::<IpAddr>().is_err())
+        })
     }
 
     fn service(&self, port: u16, proto: &str) -> Option<String> {

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v cc >/dev/null || need_pkgs+=(gcc)
+# the data-plane tests: a network namespace for the DR init script (ip), a descriptor limit (prlimit)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v prlimit >/dev/null || need_pkgs+=(util-linux)
 if ((${#need_pkgs[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
 fi

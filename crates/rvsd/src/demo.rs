@@ -62,6 +62,18 @@ pub fn start(shared: &Shared, socket: &Path) -> Result<Demo> {
             resp.stderr.trim_end()
         );
     }
+    let vip: std::net::SocketAddr = VIP.parse().expect("literal");
+    let serving = shared
+        .director
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .listening()
+        .iter()
+        .any(|l| l.addr == vip);
+    anyhow::ensure!(
+        serving,
+        "cannot listen on {VIP} (is another program using it?); the log above says why"
+    );
     let table = run(shared, vec!["-L".into(), "-n".into()]);
     print!("{}", intro(&table.stdout, socket, &servers));
     std::io::stdout().flush()?;

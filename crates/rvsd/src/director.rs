@@ -79,6 +79,13 @@ impl Director {
         self.dataplane.take()
     }
 
+    /// The sockets the data plane serves now.
+    pub fn listening(&self) -> Vec<rvs_proxy::Listen> {
+        self.dataplane
+            .as_ref()
+            .map_or_else(Vec::new, |dp| dp.listening().copied().collect())
+    }
+
     /// Make the data plane's listeners match the rules.
     pub fn sync_dataplane(&mut self) {
         if let Some(dp) = &mut self.dataplane {

@@ -47,6 +47,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rvs_core::dest::DestId;
 use rvs_core::model::{Forward, Protocol, ProxyProtocol, ServiceKey};
 
 use crate::core::Core;
@@ -109,6 +110,10 @@ pub(crate) struct Ctx {
     pub(crate) connect_failures: Mutex<HashMap<SocketAddr, u64>>,
     /// rate limit of repetitive warnings
     pub(crate) warn_at: AtomicU64,
+    /// relayed connections by real server, told when it is removed and when it comes back
+    pub(crate) by_dest: Mutex<HashMap<DestId, DestSessions>>,
+    /// session numbers for `by_dest`
+    pub(crate) next_session: AtomicU64,
 }
 
 impl Ctx {
@@ -122,6 +127,15 @@ impl Ctx {
                 .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
+}
+
+/// The relayed connections of one real server.
+#[derive(Default)]
+pub(crate) struct DestSessions {
+    /// the server was unavailable at the last sync (its connections were told to pause)
+    pub(crate) paused: bool,
+    /// session number → its wake-up
+    pub(crate) sessions: HashMap<u64, Arc<tokio::sync::Notify>>,
 }
 
 /// The userspace data plane: worker threads and the listening sockets they serve.
@@ -150,6 +164,8 @@ impl Dataplane {
             pipe_pool: limits::pipe_pool(max, n),
             connect_failures: Mutex::new(HashMap::new()),
             warn_at: AtomicU64::new(0),
+            by_dest: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(0),
         });
         let workers = (0..n)
             .map(|i| Worker::spawn(i, ctx.clone()))
@@ -167,6 +183,7 @@ impl Dataplane {
     /// bound is logged (the rule stays, as the kernel keeps a rule whatever the traffic); the
     /// next sync tries again.
     pub fn sync(&mut self) {
+        self.signal_dest_changes();
         let wanted = self.wanted();
         let gone: Vec<Listen> = self.bound.difference(&wanted).copied().collect();
         for key in gone {
@@ -183,6 +200,28 @@ impl Dataplane {
                 }
                 Err(e) => {
                     tracing::error!(proto = ?key.transport, addr = %key.addr, "cannot listen: {e}")
+                }
+            }
+        }
+    }
+
+    /// Tell the connections of real servers that became unavailable (deleted, their service
+    /// deleted, flushed) to stop moving bytes, and those of servers revived from the trash to
+    /// go on: the kernel drops a connection's packets only while its server is unavailable,
+    /// and TCP's retransmission carries them over once it is back. A paused connection whose
+    /// entry expires is reset.
+    fn signal_dest_changes(&self) {
+        let mut by_dest = self.ctx.by_dest.lock().unwrap_or_else(|e| e.into_inner());
+        if by_dest.is_empty() {
+            return;
+        }
+        let ipvs = self.ctx.core.lock();
+        for (did, d) in by_dest.iter_mut() {
+            let unavailable = !ipvs.dest(*did).is_some_and(|d| d.is_available());
+            if unavailable != d.paused {
+                d.paused = unavailable;
+                for n in d.sessions.values() {
+                    n.notify_one();
                 }
             }
         }

@@ -171,8 +171,88 @@ async fn session(
         report_every: ctx.opts.report_every,
         idle: Duration::from_secs(60),
     };
-    if let (Outcome::Error(e), _) = relay::run(client, server, &opts, &mut track).await {
-        tracing::debug!(client = %peer, "relay: {e}");
+    let fds = (client.as_raw_fd(), server.as_raw_fd());
+    let removal = Removal::register(&ctx, fw.dest);
+    let run = relay::run(client, server, &opts, &mut track);
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            (outcome, _) = &mut run => {
+                if let Outcome::Error(e) = outcome {
+                    tracing::debug!(client = %peer, "relay: {e}");
+                }
+                return;
+            }
+            () = removal.notify.notified() => {
+                // the real server was removed: the relay is not polled (no byte moves; the
+                // sockets' buffers and TCP flow control hold what arrives) until it is back
+                if !paused(&ctx, &removal, fw.conn, &key).await {
+                    // the entry ended while paused: both sockets (still owned by the pinned
+                    // relay) close with a reset when it is dropped
+                    for fd in [fds.0, fds.1] {
+                        let _ = tcpinfo::reset_on_close(fd);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Wait while the connection's real server is unavailable; true when it is back, false when
+/// the entry is gone (expired) meanwhile.
+async fn paused(ctx: &Ctx, removal: &Removal, id: Option<ConnId>, key: &ConnKey) -> bool {
+    let Some(id) = id else {
+        return false;
+    };
+    loop {
+        match ctx.core.lock().conn_liveness(id, key) {
+            Liveness::Live => return true,
+            Liveness::Gone => return false,
+            Liveness::DestUnavailable => {}
+        }
+        // woken when the server is revived; otherwise look again now and then for expiry
+        let _ = tokio::time::timeout(Duration::from_secs(1), removal.notify.notified()).await;
+    }
+}
+
+/// A session's entry in the by-real-server registry (removed when the session ends).
+struct Removal {
+    ctx: Arc<Ctx>,
+    dest: rvs_core::dest::DestId,
+    id: u64,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Removal {
+    fn register(ctx: &Arc<Ctx>, dest: rvs_core::dest::DestId) -> Removal {
+        let id = ctx.next_session.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(tokio::sync::Notify::new());
+        ctx.by_dest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(dest)
+            .or_default()
+            .sessions
+            .insert(id, notify.clone());
+        Removal {
+            ctx: ctx.clone(),
+            dest,
+            id,
+            notify,
+        }
+    }
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        let mut map = self.ctx.by_dest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = map.get_mut(&self.dest) {
+            d.sessions.remove(&self.id);
+            if d.sessions.is_empty() {
+                map.remove(&self.dest);
+            }
+        }
     }
 }
 

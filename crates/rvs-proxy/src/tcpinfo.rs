@@ -18,6 +18,32 @@ use std::os::fd::RawFd;
 /// Bytes of `struct tcp_info` the kernel must fill for the segment counters to be there.
 const NEEDED: usize = offset_of!(libc::tcp_info, tcpi_segs_in) + size_of::<u32>();
 
+/// Make the socket `fd` close with a reset instead of a FIN (`SO_LINGER` on, 0 s). `fd` must
+/// be an open socket that the caller's code still owns (it is only borrowed here).
+pub fn reset_on_close(fd: RawFd) -> io::Result<()> {
+    let lin = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let len = libc::socklen_t::try_from(size_of::<libc::linger>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: setsockopt only reads `len` bytes from the valid `lin`; an fd that is not a
+    // socket (or not open) makes it fail with an error, never touches memory.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(lin).cast::<libc::c_void>(),
+            len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// What a proxy wants from `TCP_INFO`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Info {

@@ -534,9 +534,9 @@ fn drain_timeout_closes_what_is_left_and_exits_zero() {
 }
 
 /// After `-d` returns, the removed server's open connection carries nothing more: the
-/// kernel drops its packets (expire_nodest_conn 0), rvs resets it.
+/// kernel drops its packets (expire_nodest_conn 0), rvs stops relaying them. Re-added from
+/// the trash, the server gets what waited (as TCP retransmits what the kernel dropped).
 #[test]
-#[ignore = "data plane: bytes are still relayed until the next progress report after -d"]
 fn a_removed_real_servers_connection_carries_nothing_more() {
     let b = net::subnet();
     let rs = tcp_servers(b, 1, Behavior::Echo);
@@ -552,6 +552,8 @@ fn a_removed_real_servers_connection_carries_nothing_more() {
     let _ = s.write_all(b"after\n");
     let got = net::read_line(&mut s);
     assert_ne!(got, Got::Line("after".into()), "relayed after -d returned");
+    d.ok(&format!("-a -t {vip} -r {} -m", rs[0].addr));
+    assert_eq!(net::read_line(&mut s), Got::Line("after".into()));
 }
 
 /// `--state FILE`: rules restored at the next start serve the same VIP again, with the

@@ -1,8 +1,9 @@
-//! The splice relay end to end on loopback: a client app ⇄ relay ⇄ server app, with the
-//! relay's own sockets accepted/connected like the proxy's would be.
+//! The relay end to end on loopback: a client app ⇄ relay ⇄ server app, with the relay's own
+//! sockets accepted/connected like the proxy's would be.
 //!
 //! Every test runs on a current-thread runtime, so the relay task shares the test's thread
-//! and its pipe pool counters (`pipe::stats`) can be read from the test.
+//! and its counters (`pipe::stats` for splice mode, `relay::stats` for copy mode) can be read
+//! from the test.
 
 use std::io::ErrorKind;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use rvs_proxy::pipe;
 use rvs_proxy::relay::{self, Counters, Event, Observer, Outcome, RelayOpts};
+use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -56,8 +58,24 @@ async fn connected(host: &str) -> (TcpStream, TcpStream) {
 }
 
 async fn start(opts: RelayOpts, abort_on: Option<(Event, usize)>) -> Setup {
+    start_narrow(None, opts, abort_on).await
+}
+
+/// Like [`start`]; with `Some(side)`, the path relay → that side's app has small fixed
+/// buffers (the app's receive buffer, the relay's send buffer), so the relay holds bytes as
+/// soon as that app stops reading.
+async fn start_narrow(
+    narrow: Option<Side>,
+    opts: RelayOpts,
+    abort_on: Option<(Event, usize)>,
+) -> Setup {
     let (client, relay_client) = connected("127.0.0.1").await;
     let (server, relay_server) = connected("127.0.0.1").await;
+    match narrow {
+        Some(Side::Client) => shrink(&client, &relay_client),
+        Some(Side::Server) => shrink(&server, &relay_server),
+        None => {}
+    }
     let log = Log::default();
     let mut rec = Rec {
         log: log.clone(),
@@ -71,6 +89,21 @@ async fn start(opts: RelayOpts, abort_on: Option<(Event, usize)>) -> Setup {
         log,
         relay,
     }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// Small buffers from the relay's socket to the app (no autotuning once set). Not smaller:
+/// with loopback's 64 KiB MSS, a window much below it leaves TCP waiting on its timers.
+fn shrink(app: &TcpStream, relay_end: &TcpStream) {
+    SockRef::from(app).set_recv_buffer_size(32 * 1024).unwrap();
+    SockRef::from(relay_end)
+        .set_send_buffer_size(32 * 1024)
+        .unwrap();
 }
 
 fn opts_ms(report_every: u64, idle: u64) -> RelayOpts {
@@ -133,6 +166,7 @@ async fn read_until_end(s: &mut TcpStream) -> Option<ErrorKind> {
 async fn five_mib_each_way_arrive_intact_and_are_counted() {
     const LEN: usize = 5 << 20;
     let before = pipe::stats();
+    let copy_before = relay::stats();
     let s = start(RelayOpts::default(), None).await;
     let (to_server, to_client) = (random_bytes(LEN, 1), random_bytes(LEN, 2));
     let (at_server, at_client) = timeout(LIMIT, async {
@@ -158,12 +192,22 @@ async fn five_mib_each_way_arrive_intact_and_are_counted() {
     assert!(
         log.iter().any(|e| e.0 == Event::ClientEof) && log.iter().any(|e| e.0 == Event::ServerEof)
     );
-    // The bytes went through pipes (splice), and every pipe came back empty.
+    // Both directions switched to splice: the bulk went through pipes, and every pipe came
+    // back empty.
     let after = pipe::stats();
+    let copy = relay::stats();
+    assert!(copy.to_splice - copy_before.to_splice >= 2, "{copy:?}");
     assert!(after.created + after.reused > before.created + before.reused);
     assert!(after.splices - before.splices >= 4, "{before:?} {after:?}");
     assert_eq!(after.outstanding(), before.outstanding());
     assert_eq!(after.discarded, before.discarded);
+    // Copied: the first scratch buffer of each direction, and whatever small bursts went back
+    // to copy mode; far fewer receives than copying it all would take (640 of 16 KiB).
+    let recvs = copy.recvs - copy_before.recvs;
+    assert!(
+        recvs < (2 * LEN / relay::SCRATCH) as u64 / 2,
+        "{recvs} receives"
+    );
 }
 
 #[tokio::test]
@@ -410,61 +454,173 @@ async fn progress_is_paced_and_reports_the_last_bytes() {
 }
 
 #[tokio::test]
-async fn idle_connections_hold_no_pipe() {
-    let before = pipe::stats();
+async fn small_exchanges_use_no_pipe() {
+    let (before, copy) = (pipe::stats(), relay::stats());
     let s = start(RelayOpts::default(), None).await;
     let (mut client, mut server) = (s.client, s.server);
-    tokio::task::yield_now().await;
-    // Nothing to read yet: no pipe is held (tokio takes accepted sockets as readable, so
-    // the relay may have tried one splice and given the pipe straight back).
-    assert_eq!(pipe::stats().outstanding(), before.outstanding());
     timeout(LIMIT, exchange(&mut client, &mut server))
         .await
         .unwrap();
-    // Bytes moved through pipes, which went back to the pool as soon as the relay waited.
-    let now = pipe::stats();
-    assert!(now.created + now.reused > before.created + before.reused);
-    assert_eq!(now.outstanding(), before.outstanding());
     client.shutdown().await.unwrap();
     server.shutdown().await.unwrap();
-    let (outcome, _) = finish(s.relay).await;
+    let (outcome, c) = finish(s.relay).await;
     assert!(matches!(outcome, Outcome::Closed), "{outcome:?}");
-    assert_eq!(pipe::stats().outstanding(), before.outstanding());
+    assert_eq!((c.c2s_bytes, c.s2c_bytes), (4, 4));
+    // Copied both ways, FINs included: no pipe taken, no splice made.
+    let after = pipe::stats();
+    assert_eq!(after, before);
+    let now = relay::stats();
+    assert_eq!(now.to_splice, copy.to_splice);
+    assert!(now.recvs > copy.recvs && now.sends > copy.sends, "{now:?}");
 }
 
 #[tokio::test]
-async fn small_messages_cost_two_splices_per_direction() {
+async fn small_messages_cost_one_receive_and_one_send() {
     const ROUNDS: u64 = 200;
     const MSG: usize = 64;
-    let probe = pipe::take().unwrap();
-    let slots = probe.slots();
-    pipe::give(probe);
-    if slots <= MSG {
-        eprintln!("pipes have {slots} buffers here (user pipe limits): nothing to measure");
-        return;
-    }
     let s = start(RelayOpts::default(), None).await;
     let (mut client, mut server) = (s.client, s.server);
-    let before = pipe::stats().splices;
+    let (pipes, copy) = (pipe::stats(), relay::stats());
     timeout(LIMIT, async {
         let mut buf = [0u8; MSG];
-        for _ in 0..ROUNDS {
-            client.write_all(&[b'q'; MSG]).await.unwrap();
+        for i in 0..ROUNDS {
+            let q = [i as u8; MSG];
+            client.write_all(&q).await.unwrap();
             server.read_exact(&mut buf).await.unwrap();
-            server.write_all(&[b'r'; MSG]).await.unwrap();
+            assert_eq!(buf, q);
+            server.write_all(&[!(i as u8); MSG]).await.unwrap();
             client.read_exact(&mut buf).await.unwrap();
+            assert_eq!(buf, [!(i as u8); MSG]);
         }
     })
     .await
     .unwrap();
-    let used = pipe::stats().splices - before;
-    // One splice in and one out per message: no extra splice to learn the socket is empty.
+    let now = relay::stats();
+    let (recvs, sends) = (now.recvs - copy.recvs, now.sends - copy.sends);
+    // One receive and one send per message: no extra receive to learn the socket is empty.
     assert!(
-        used <= 4 * ROUNDS + 4,
-        "{used} splices for {ROUNDS} round trips"
+        recvs <= 2 * ROUNDS + 4,
+        "{recvs} receives for {ROUNDS} round trips"
     );
+    assert_eq!(sends, 2 * ROUNDS, "{now:?}");
+    assert_eq!((now.held, now.to_splice), (copy.held, copy.to_splice));
+    assert_eq!(pipe::stats(), pipes);
     drop((client, server));
     let _ = finish(s.relay).await;
+}
+
+/// Waits (bounded) until `cond` holds, letting the relay task run meanwhile.
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn held_bytes_then_bulk_keep_their_order() {
+    const SMALL: usize = 1000;
+    let s = start_narrow(Some(Side::Client), opts_ms(0, 60_000), None).await;
+    let (mut client, mut server) = (s.client, s.server);
+    let (pipes, copy) = (pipe::stats(), relay::stats());
+    // Small messages, one at a time, while the client does not read: copy mode until the
+    // client's path is full and a send leaves bytes over.
+    let mut sent = Vec::new();
+    timeout(LIMIT, async {
+        for i in 0..2000u64 {
+            if relay::stats().held > copy.held {
+                break;
+            }
+            let msg = random_bytes(SMALL, 100 + i);
+            let recvs = relay::stats().recvs;
+            server.write_all(&msg).await.unwrap();
+            sent.extend_from_slice(&msg);
+            wait_for("the relay to receive", || relay::stats().recvs > recvs).await;
+        }
+    })
+    .await
+    .expect("the client's path fills up");
+    let held = relay::stats();
+    assert!(held.held > copy.held, "the client's path never filled up");
+    assert_eq!(held.to_splice, copy.to_splice, "switched before any bulk");
+    // Now bulk behind the held bytes: the direction switches to splice and everything still
+    // arrives in order.
+    let bulk = random_bytes(3 << 20, 99);
+    sent.extend_from_slice(&bulk);
+    let (_, got) = timeout(LIMIT, async {
+        tokio::join!(
+            async {
+                server.write_all(&bulk).await.unwrap();
+                server.shutdown().await.unwrap();
+            },
+            async {
+                let mut got = Vec::new();
+                client.read_to_end(&mut got).await.unwrap();
+                got
+            }
+        )
+    })
+    .await
+    .expect("transfer ends");
+    assert!(got == sent, "bytes differ or are out of order");
+    let now = relay::stats();
+    assert!(now.to_splice > held.to_splice, "{now:?}");
+    assert!(pipe::stats().splices > pipes.splices);
+    client.shutdown().await.unwrap();
+    let (outcome, c) = finish(s.relay).await;
+    assert!(matches!(outcome, Outcome::Closed), "{outcome:?}");
+    assert_eq!((c.c2s_bytes, c.s2c_bytes), (0, sent.len() as u64));
+    assert_eq!(pipe::stats().outstanding(), pipes.outstanding());
+}
+
+/// Bulk from `from` to `to` until the relay holds a pipe full of it (`to` reads only
+/// `peek` bytes), then `from` resets: `to` must see the reset.
+async fn reset_in_splice_mode(narrow: Side) -> (Outcome, Counters, Vec<Event>) {
+    let s = start_narrow(Some(narrow), RelayOpts::default(), None).await;
+    let (mut from, mut to) = match narrow {
+        Side::Client => (s.server, s.client),
+        Side::Server => (s.client, s.server),
+    };
+    let pipes = pipe::stats();
+    let bulk = random_bytes(4 << 20, 7);
+    let mut head = vec![0u8; 64 * 1024];
+    tokio::select! {
+        r = from.write_all(&bulk) => panic!("4 MiB fit in a narrow path: {r:?}"),
+        r = timeout(LIMIT, async {
+            to.read_exact(&mut head).await.unwrap();
+            // `to` stops reading: the relay ends up holding a pipe with bytes in it.
+            wait_for("a held pipe", || pipe::stats().outstanding() > pipes.outstanding()).await;
+        }) => r.expect("bulk moves"),
+    }
+    assert!(head == bulk[..head.len()], "head differs");
+    assert!(relay::stats().to_splice >= 1);
+    from.set_zero_linger().unwrap();
+    drop(from);
+    assert_eq!(
+        read_until_end(&mut to).await,
+        Some(ErrorKind::ConnectionReset)
+    );
+    let (outcome, c) = finish(s.relay).await;
+    // The pipe that still held bytes was closed, not pooled.
+    assert_eq!(pipe::stats().outstanding(), pipes.outstanding());
+    (outcome, c, events(&s.log))
+}
+
+#[tokio::test]
+async fn server_reset_in_splice_mode_reaches_the_client() {
+    let (outcome, c, ev) = reset_in_splice_mode(Side::Client).await;
+    assert!(matches!(outcome, Outcome::ServerReset), "{outcome:?}");
+    assert!(c.s2c_bytes >= 64 * 1024 && c.c2s_bytes == 0, "{c:?}");
+    assert_eq!(ev.last(), Some(&Event::ServerReset));
+}
+
+#[tokio::test]
+async fn client_reset_in_splice_mode_reaches_the_server() {
+    let (outcome, c, ev) = reset_in_splice_mode(Side::Server).await;
+    assert!(matches!(outcome, Outcome::ClientReset), "{outcome:?}");
+    assert!(c.c2s_bytes >= 64 * 1024 && c.s2c_bytes == 0, "{c:?}");
+    assert_eq!(ev.last(), Some(&Event::ClientReset));
 }
 
 #[tokio::test]

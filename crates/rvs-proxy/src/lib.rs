@@ -144,7 +144,7 @@ pub struct Dataplane {
     workers: Vec<Worker>,
     bound: BTreeSet<Listen>,
     /// services already warned about (forwarded by the proxy though -g/-i, or not servable)
-    warned: HashSet<(ServiceKey, &'static str)>,
+    warned: HashSet<(ServiceKey, Warning)>,
 }
 
 impl Dataplane {
@@ -236,19 +236,19 @@ impl Dataplane {
         for svc in ipvs.services() {
             let key = svc.key;
             let ServiceKey::Addr { proto, addr, port } = key else {
-                warn.push((key, "fwmark"));
+                warn.push((key, Warning::Fwmark));
                 continue;
             };
             let transport = match proto {
                 Protocol::Tcp => Transport::Tcp,
                 Protocol::Udp => Transport::Udp,
                 _ => {
-                    warn.push((key, "sctp"));
+                    warn.push((key, Warning::Sctp));
                     continue;
                 }
             };
             if port == 0 {
-                warn.push((key, "port0"));
+                warn.push((key, Warning::Port0));
                 continue;
             }
             wanted.insert(Listen {
@@ -259,14 +259,14 @@ impl Dataplane {
                 .service_dests(svc)
                 .any(|d| matches!(d.fwd, Forward::Route | Forward::Tunnel));
             if proxied {
-                warn.push((key, "proxied"));
+                warn.push((key, Warning::Proxied));
             }
             let v1_udp = transport == Transport::Udp
                 && ipvs
                     .service_dests(svc)
                     .any(|d| d.proxy_protocol == ProxyProtocol::V1);
             if v1_udp {
-                warn.push((key, "udp-v1"));
+                warn.push((key, Warning::UdpV1));
             }
         }
         let present: HashSet<ServiceKey> = ipvs.services().map(|s| s.key).collect();
@@ -353,13 +353,28 @@ impl Dataplane {
     }
 }
 
-fn warn_service(key: &ServiceKey, what: &str) {
+/// What the userspace data plane tells the operator once per service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Warning {
+    /// a firewall-mark service: no socket receives its traffic
+    Fwmark,
+    /// an SCTP service: no socket receives its traffic
+    Sctp,
+    /// a port-0 (all ports) service: no socket receives its traffic
+    Port0,
+    /// real servers with -g/-i, forwarded by the full proxy
+    Proxied,
+    /// a UDP service with PROXY v1 real servers (v1 has no UDP form)
+    UdpV1,
+}
+
+fn warn_service(key: &ServiceKey, what: Warning) {
     let why = match what {
-        "fwmark" => "firewall-mark services need the XDP data plane; no socket serves it",
-        "sctp" => "SCTP services need the XDP data plane; no socket serves it",
-        "port0" => "port-0 services need the XDP data plane; no socket serves it",
-        "udp-v1" => "PROXY protocol v1 has no form for UDP: datagrams go to its v1 real servers without a header (use v2)",
-        _ => "real servers with -g/-i are forwarded by the full proxy (as -m) until the XDP data plane takes them",
+        Warning::Fwmark => "firewall-mark services need the XDP data plane; no socket serves it",
+        Warning::Sctp => "SCTP services need the XDP data plane; no socket serves it",
+        Warning::Port0 => "port-0 services need the XDP data plane; no socket serves it",
+        Warning::UdpV1 => "PROXY protocol v1 has no form for UDP: datagrams go to its v1 real servers without a header (use v2)",
+        Warning::Proxied => "real servers with -g/-i are forwarded by the full proxy (as -m) until the XDP data plane takes them",
     };
     tracing::warn!(service = ?key, "{why}");
 }

@@ -32,6 +32,8 @@ fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
 /// A TCP listener on `addr` for one worker.
 pub fn tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let s = socket(addr, Type::STREAM, Protocol::TCP)?;
+    // accepted connections inherit TCP_NODELAY: one setsockopt less per connection
+    s.set_nodelay(true)?;
     s.listen(BACKLOG)?;
     Ok(s.into())
 }
@@ -57,6 +59,15 @@ mod tests {
             foreign.local_addr().unwrap().ip().to_string(),
             "203.0.113.7"
         );
+        // accepted connections come with TCP_NODELAY (the relay relies on it)
+        let _c = std::net::TcpStream::connect(addr).unwrap();
+        let (conn, _) = loop {
+            match a.accept().or_else(|_| b.accept()) {
+                Ok(c) => break c,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        };
+        assert!(conn.nodelay().unwrap());
         let u1 = udp("127.0.0.1:0".parse().unwrap()).unwrap();
         let u2 = udp(u1.local_addr().unwrap()).unwrap();
         assert_eq!(u1.local_addr().unwrap(), u2.local_addr().unwrap());

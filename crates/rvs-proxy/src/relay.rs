@@ -33,8 +33,10 @@
 //! - **Reports**: the observer hears [`Event::Progress`] at most every
 //!   [`RelayOpts::report_every`] while bytes move, and at the latest `report_every` after the
 //!   last byte moved; [`Event::Idle`] after [`RelayOpts::idle`] without a byte. Every event
-//!   carries cumulative [`Counters`] with `TCP_INFO` read just before the call (and only
-//!   then).
+//!   carries cumulative [`Counters`]: exact byte counts, and segment counts from `TCP_INFO`
+//!   read just before the call (and only then), except for the FIN events
+//!   ([`Event::ClientEof`], [`Event::ServerEof`]), which repeat the last reading: the event
+//!   after them (at the latest [`Event::Done`] or a reset) reads it again, once for both.
 //!
 //! Requirements and limits:
 //! - the runtime has IO and time enabled (`enable_all`);
@@ -109,6 +111,11 @@ pub struct Counters {
     pub server_segs_in: u64,
     /// `tcpi_segs_out` of the server socket.
     pub server_segs_out: u64,
+    /// TCP timestamps were negotiated on the client connection (12 more header bytes on
+    /// each of its segments).
+    pub client_timestamps: bool,
+    /// TCP timestamps were negotiated on the server connection.
+    pub server_timestamps: bool,
 }
 
 /// What the relay tells its [`Observer`].
@@ -133,8 +140,8 @@ pub enum Event {
 
 /// Receives the relay's events.
 pub trait Observer {
-    /// Told about every event with up-to-date counters (TCP_INFO read just before the call).
-    /// Return false to abort: both sides are then reset (SO_LINGER 0 close) and run() returns.
+    /// Told about every event with up-to-date counters (TCP_INFO read just before the call,
+    /// except for the FIN events, see the module docs). Return false to abort: both sides are then reset (SO_LINGER 0 close) and run() returns.
     fn event(&mut self, ev: Event, c: &Counters) -> bool;
 }
 
@@ -338,12 +345,14 @@ impl Half {
         self.held_sent < self.held.len() || self.pipe.as_ref().is_some_and(|p| !p.is_empty())
     }
 
-    /// Moves what can move without blocking from `src` (the `from` side) to `dst`.
+    /// Moves what can move without blocking from `src` (the `from` side) to `dst`. `last`:
+    /// the other direction is over, so when this one ends both sockets close at once.
     fn pump(
         &mut self,
         src: &TcpStream,
         dst: &TcpStream,
         from: Side,
+        last: bool,
         cx: &mut Context<'_>,
     ) -> Result<Pump, Stop> {
         for _ in 0..ROUNDS {
@@ -357,7 +366,7 @@ impl Half {
             match self.flow {
                 Flow::Open => {}
                 Flow::Eof => {
-                    self.finish(dst, from.peer())?;
+                    self.finish(dst, from.peer(), last)?;
                     return Ok(Pump::Ended);
                 }
                 Flow::Shut => return Ok(Pump::Blocked),
@@ -451,10 +460,15 @@ impl Half {
         Ok(())
     }
 
-    /// The source ended and nothing is left to deliver: FIN to the destination.
-    fn finish(&mut self, dst: &TcpStream, dst_side: Side) -> Result<(), Stop> {
+    /// The source ended and nothing is left to deliver: FIN to the destination. When this
+    /// is the `last` direction, the close that follows at once sends that FIN (the socket's
+    /// receive side has ended too, so nothing unread could turn it into a RST).
+    fn finish(&mut self, dst: &TcpStream, dst_side: Side, last: bool) -> Result<(), Stop> {
         self.flow = Flow::Shut;
         self.release();
+        if last {
+            return Ok(());
+        }
         socket2::SockRef::from(dst)
             .shutdown(Shutdown::Write)
             .map_err(|e| classify(e, dst_side))
@@ -555,11 +569,23 @@ impl<'a, O: Observer> Relay<'a, O> {
     ) -> Result<bool, Stop> {
         let (client, server) = (self.client, self.server);
         self.fresh = false;
-        let a = self.c2s.pump(client, server, Side::Client, cx)?;
+        let a = self.c2s.pump(
+            client,
+            server,
+            Side::Client,
+            self.s2c.flow == Flow::Shut,
+            cx,
+        )?;
         if a == Pump::Ended {
             self.emit_or_abort(Event::ClientEof)?;
         }
-        let b = self.s2c.pump(server, client, Side::Server, cx)?;
+        let b = self.s2c.pump(
+            server,
+            client,
+            Side::Server,
+            self.c2s.flow == Flow::Shut,
+            cx,
+        )?;
         if b == Pump::Ended {
             self.fresh = false;
             self.emit_or_abort(Event::ServerEof)?;
@@ -656,18 +682,25 @@ impl<'a, O: Observer> Relay<'a, O> {
         let c = &mut self.counters;
         c.c2s_bytes = self.c2s.bytes;
         c.s2c_bytes = self.s2c.bytes;
-        if let Ok((i, o)) = tcpinfo::segs(self.client.as_raw_fd()) {
-            (c.client_segs_in, c.client_segs_out) = (i, o);
+        if let Ok(i) = tcpinfo::info(self.client.as_raw_fd()) {
+            (c.client_segs_in, c.client_segs_out) = (i.segs_in, i.segs_out);
+            c.client_timestamps = i.timestamps;
         }
-        if let Ok((i, o)) = tcpinfo::segs(self.server.as_raw_fd()) {
-            (c.server_segs_in, c.server_segs_out) = (i, o);
+        if let Ok(i) = tcpinfo::info(self.server.as_raw_fd()) {
+            (c.server_segs_in, c.server_segs_out) = (i.segs_in, i.segs_out);
+            c.server_timestamps = i.timestamps;
         }
         self.fresh = true;
     }
 
-    /// Tells the observer; returns its answer.
+    /// Tells the observer; returns its answer. A FIN event carries up-to-date byte counters
+    /// and the segment counters of the last reading: the other side's FIN (or the end) is
+    /// usually moments away, and the event after it reads TCP_INFO once for both.
     fn emit(&mut self, ev: Event) -> bool {
-        if !self.fresh {
+        if matches!(ev, Event::ClientEof | Event::ServerEof) {
+            self.counters.c2s_bytes = self.c2s.bytes;
+            self.counters.s2c_bytes = self.s2c.bytes;
+        } else if !self.fresh {
             self.refresh();
         }
         self.reported = self.total();

@@ -19,7 +19,8 @@ use rvs_core::conn::{ConnId, Direction, PacketInfo};
 use rvs_core::datapath::{ConnKey, Forwarding, Liveness, Packet, TcpFlags, Verdict};
 use rvs_core::model::{Forward, Protocol, ProxyProtocol};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::relay::{self, Counters, Event, Observer, Outcome, RelayOpts};
 use crate::{proxy_header, tcpinfo, Ctx, Listen};
@@ -49,7 +50,7 @@ pub(crate) async fn accept_loop(l: TcpListener, key: Listen, ctx: Arc<Ctx>) {
         match l.accept().await {
             Ok((client, peer)) => {
                 backoff = Duration::from_millis(10);
-                tokio::spawn(session(client, peer, ctx.clone(), permit));
+                tokio::spawn(session(client, peer, key.addr, ctx.clone(), permit));
             }
             Err(e) => {
                 let scarce = matches!(
@@ -88,6 +89,11 @@ fn reset(s: TcpStream) {
     }
 }
 
+/// `tcpi_segs_in` of an accepted socket right after the handshake (SYN, ACK).
+const HANDSHAKE_SEGS_ACCEPTED: u64 = 2;
+/// `tcpi_segs_in` of a connected socket right after the handshake (SYN+ACK).
+const HANDSHAKE_SEGS_CONNECTED: u64 = 1;
+
 /// IP + TCP header bytes of a segment (timestamps on when negotiated).
 fn header_len(ip: &IpAddr, timestamps: bool) -> u64 {
     let ip = if ip.is_ipv4() { 20 } else { 40 };
@@ -97,13 +103,21 @@ fn header_len(ip: &IpAddr, timestamps: bool) -> u64 {
 async fn session(
     client: TcpStream,
     peer: SocketAddr,
+    vip: SocketAddr,
     ctx: Arc<Ctx>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     ctx.sessions.fetch_add(1, Ordering::SeqCst);
     let _open = Open(ctx.clone());
-    let Ok(local) = client.local_addr() else {
-        return;
+    // The listener is bound to the virtual address itself, so that is the local address
+    // (no getsockname per connection); only a wildcard or port 0 would need to ask.
+    let local = if vip.ip().is_unspecified() || vip.port() == 0 {
+        match client.local_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        }
+    } else {
+        vip
     };
     let key = ConnKey {
         proto: Protocol::Tcp,
@@ -133,7 +147,7 @@ async fn session(
             _ => return reset(client),
         }
     };
-    let _ = client.set_nodelay(true);
+    // TCP_NODELAY: the accepted socket inherits it from the listener
     let target = SocketAddr::new(fw.daddr, fw.dport);
     let server = match connect(target, ctx.opts.connect_timeout).await {
         Ok(s) => s,
@@ -152,21 +166,24 @@ async fn session(
             return reset(client);
         }
     }
-    // counted from here on: the handshake went through packet_in/packet_out above
-    let ci = tcpinfo::info(client.as_raw_fd()).ok();
-    let si = tcpinfo::info(server.as_raw_fd()).ok();
+    // Counted from here on: the handshake went through packet_in/packet_out above. Its
+    // segments are also in the sockets' TCP_INFO counters, so they start from what a
+    // handshake leaves there: the accepted socket has received the SYN and the ACK, the
+    // connected one the SYN+ACK. (Reading TCP_INFO here instead would cost two syscalls per
+    // connection and miss a request that arrived in the meantime.)
     let mut track = Track {
         ctx: ctx.clone(),
         id,
         key,
         nat,
-        hdr_client: header_len(&local.ip(), ci.is_none_or(|i| i.timestamps)),
-        hdr_server: header_len(&target.ip(), si.is_none_or(|i| i.timestamps)),
-        seen: Counters::default(),
+        rs: target.ip(),
+        seen: Counters {
+            client_segs_in: HANDSHAKE_SEGS_ACCEPTED,
+            server_segs_in: HANDSHAKE_SEGS_CONNECTED,
+            ..Counters::default()
+        },
         client_first: None,
     };
-    track.seen.client_segs_in = ci.map_or(0, |i| i.segs_in);
-    track.seen.server_segs_in = si.map_or(0, |i| i.segs_in);
     let opts = RelayOpts {
         report_every: ctx.opts.report_every,
         idle: Duration::from_secs(60),
@@ -264,17 +281,35 @@ fn proxy_version(pp: ProxyProtocol) -> Option<proxy_header::Version> {
     }
 }
 
-/// Connect to a real server within `timeout`.
+/// Connect to a real server within `timeout` (TCP_NODELAY set).
+///
+/// The outcome is read from the readiness of the connecting socket: writable without an
+/// error is connected, an error (refused, unreachable) comes with `EPOLLERR` and is fetched
+/// then only, so a successful connect costs no `SO_ERROR` query.
 async fn connect(target: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let sock = if target.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    let s = tokio::time::timeout(timeout, sock.connect(target))
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_nodelay(true)?;
+    match sock.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let s = TcpStream::from_std(sock.into())?;
+    let ready = tokio::time::timeout(timeout, s.ready(Interest::WRITABLE))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    let _ = s.set_nodelay(true);
+    if ready.is_error() || ready.is_write_closed() {
+        return Err(s.take_error()?.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "connection closed while connecting",
+            )
+        }));
+    }
     Ok(s)
 }
 
@@ -328,8 +363,8 @@ struct Track {
     key: ConnKey,
     /// the real server's packets pass the director (NAT)
     nat: bool,
-    hdr_client: u64,
-    hdr_server: u64,
+    /// the real server's address (its family sizes the headers of its segments)
+    rs: IpAddr,
     /// what was reported so far
     seen: Counters,
     /// which side closed first (decides who sends the last ACK)
@@ -341,12 +376,18 @@ impl Track {
     /// see it), under one lock; whether the entry still forwards.
     fn report(&mut self, c: &Counters, signal: Option<(Direction, TcpFlags)>) -> Liveness {
         let now = self.ctx.core.now();
-        let in_pkts = c.client_segs_in.saturating_sub(self.seen.client_segs_in);
-        let in_bytes = c.c2s_bytes.saturating_sub(self.seen.c2s_bytes) + in_pkts * self.hdr_client;
-        let out_pkts = c.server_segs_in.saturating_sub(self.seen.server_segs_in);
-        let out_bytes =
-            c.s2c_bytes.saturating_sub(self.seen.s2c_bytes) + out_pkts * self.hdr_server;
-        self.seen = *c;
+        // segment counts move only when the relay read TCP_INFO (FIN events repeat the last
+        // reading), and then the timestamp flags of that reading are known too
+        let s = &mut self.seen;
+        let in_pkts = c.client_segs_in.saturating_sub(s.client_segs_in);
+        let hdr_in = header_len(&self.key.vip.0, c.client_timestamps);
+        let in_bytes = c.c2s_bytes.saturating_sub(s.c2s_bytes) + in_pkts * hdr_in;
+        let out_pkts = c.server_segs_in.saturating_sub(s.server_segs_in);
+        let hdr_out = header_len(&self.rs, c.server_timestamps);
+        let out_bytes = c.s2c_bytes.saturating_sub(s.s2c_bytes) + out_pkts * hdr_out;
+        s.client_segs_in = s.client_segs_in.max(c.client_segs_in);
+        s.server_segs_in = s.server_segs_in.max(c.server_segs_in);
+        (s.c2s_bytes, s.s2c_bytes) = (c.c2s_bytes, c.s2c_bytes);
         let (id, key) = (self.id, &self.key);
         let mut ipvs = self.ctx.core.lock();
         let live = ipvs.conn_traffic(id, key, Direction::Input, in_pkts, in_bytes, now);

@@ -21,7 +21,7 @@ async fn connected() -> (TcpStream, TcpStream) {
 
 /// Pumps server → client until the direction ends (FIN sent) or stops; at most 20 s.
 async fn drive(half: &mut Half, src: &TcpStream, dst: &TcpStream) -> Result<(), Stop> {
-    let pump = poll_fn(|cx| match half.pump(src, dst, Side::Server, cx) {
+    let pump = poll_fn(|cx| match half.pump(src, dst, Side::Server, false, cx) {
         Ok(Pump::Ended) => Poll::Ready(Ok(())),
         Ok(Pump::Busy) => {
             cx.waker().wake_by_ref();

@@ -4,7 +4,8 @@
 # notes on stderr). See bench/README.md for what each row means and the fairness rules.
 #
 # Environment (all optional):
-#   BENCH_SECONDS=10      length of each measured wrk run
+#   BENCH_SECONDS=5       length of each measured wrk run
+#   BENCH_ROUNDS=3        rounds; every cell is the median of its rounds (balancer order rotates)
 #   BENCH_WARMUP=1        seconds of keep-alive traffic before measuring each balancer (0: none)
 #   BENCH_WRK_THREADS=2   wrk -t
 #   BENCH_CONNS=64        wrk -c for the `/` runs (keep-alive and new-connection)
@@ -19,7 +20,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 
-RUN_SECONDS=${BENCH_SECONDS:-10}
+RUN_SECONDS=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=${BENCH_WARMUP:-1}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 CONNS=${BENCH_CONNS:-64}
@@ -54,7 +56,7 @@ note() { NOTES+=("$*"); log "note: $*"; }
 
 check_args() {
     local name value
-    for name in RUN_SECONDS WRK_THREADS CONNS BULK_CONNS; do
+    for name in RUN_SECONDS ROUNDS WRK_THREADS CONNS BULK_CONNS; do
         value=${!name}
         [[ $value =~ ^[1-9][0-9]*$ ]] || die "$name must be a positive integer, got '$value'"
     done
@@ -477,6 +479,8 @@ print_report() {
     echo "- rvs: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown);" \
         "$(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f1-3);" \
         "$(nginx -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+    echo "- every cell: the median of $ROUNDS rounds; each round measures every balancer once," \
+        "the order rotating from round to round"
     echo "- wrk -t$WRK_THREADS -d${RUN_SECONDS}s: -c$CONNS on \`/\` ($BODY_BYTES-byte body)," \
         "-c$BULK_CONNS on \`/1m\` (1 MiB); warm-up ${WARMUP}s per balancer;" \
         "two nginx real servers (1 worker each), round robin, all on loopback"
@@ -485,9 +489,9 @@ print_report() {
     echo
     echo "rvs/best peer compares rvs with the better of haproxy and nginx on that row;" \
         ">1.0 always means rvs is better (rates: rvs/peer; latency, RSS, CPU: peer/rvs)." \
-        "rvs/direct is rvs's 1 MiB throughput over the direct run's. direct is measured once" \
+        "rvs/direct is rvs's 1 MiB throughput over the direct run's. direct is measured once per round" \
         "(one real server, no balancer) and repeated on every threads row. n/a: the balancer" \
-        "did not start or serve, or more than $((MAX_ERROR_PERMILLE / 10))% of its requests failed."
+        "did not start or serve, or more than $((MAX_ERROR_PERMILLE / 10))% of its requests failed in most rounds."
     if ((${#NOTES[@]})); then
         echo
         echo "Notes:"
@@ -514,12 +518,18 @@ main() {
     [[ " $BALANCERS " != *" rvs "* ]] || build_rvs
     local nthreads nbal
     nthreads=$(wc -w <<<"$THREAD_COUNTS"); nbal=$(wc -w <<<"$BALANCERS")
-    log "plan: $(((nthreads * nbal + 1) * (3 * RUN_SECONDS + WARMUP))) s of traffic at most"
+    log "plan: $((ROUNDS * (nthreads * nbal + 1) * (3 * RUN_SECONDS + WARMUP))) s of traffic at most"
     start_real_servers
-    measure direct - "$RS1_PID"
-    local threads name
-    for threads in $THREAD_COUNTS; do
-        for name in $BALANCERS; do bench_balancer "$name" "$threads"; done
+    local round threads name order
+    read -ra order <<<"$BALANCERS"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        log "round $round of $ROUNDS: ${order[*]}"
+        measure direct - "$RS1_PID"
+        for threads in $THREAD_COUNTS; do
+            for name in "${order[@]}"; do bench_balancer "$name" "$threads"; done
+        done
+        # the next round starts with the next balancer: none is always first (or last)
+        order=("${order[@]:1}" "${order[0]}")
     done
     print_report
     log "done"

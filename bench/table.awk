@@ -1,8 +1,10 @@
 #!/usr/bin/awk -f
 # Render bench/run.sh's results as one markdown table.
 # Input lines (tab-separated): metric  threads  balancer  value
-#   threads is "-" for the direct runs (measured once, shown on every threads row);
+#   threads is "-" for the direct runs (one per round, shown on every threads row);
 #   value is a plain number or "n/a".
+# A metric measured in several rounds shows the median of its numeric values (n/a when more
+# than half of its rounds were n/a).
 BEGIN {
     FS = "\t"
     n = split("ka_rps close_rps bulk_mibs p99_ms rss_mib cpu_pct cpu_us_req", order, " ")
@@ -16,10 +18,22 @@ BEGIN {
     nb = split("rvs haproxy nginx direct", bal, " ")
 }
 {
-    v[$1, $2, $3] = $4
+    k = $1 SUBSEP $2 SUBSEP $3
+    rounds[k]++
+    if (num($4)) { cnt[k]++; val[k, cnt[k]] = $4 + 0 }
     if ($2 != "-" && !($2 in seen)) { seen[$2] = 1; nt++; threads[nt] = $2 }
 }
 function num(x) { return x != "" && x != "n/a" && x ~ /^[0-9.eE+-]+$/ }
+# median of the numeric values recorded under key k ("" when none was recorded)
+function median(k,    c, i, j, t, a) {
+    if (!(k in rounds)) return ""
+    c = cnt[k] + 0
+    if (c == 0 || 2 * c < rounds[k]) return "n/a"
+    for (i = 1; i <= c; i++) a[i] = val[k, i]
+    for (i = 2; i <= c; i++)
+        for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
+}
 function cell(m, x) { return num(x) ? sprintf(fmt[m], x) : (x == "" ? "—" : x) }
 function ratio(a, b) { return (num(a) && num(b) && b + 0 > 0) ? sprintf("%.2f", a / b) : "n/a" }
 END {
@@ -34,7 +48,8 @@ END {
         m = order[k]
         for (i = 1; i <= nt; i++) {
             t = threads[i]
-            r = v[m, t, "rvs"]; h = v[m, t, "haproxy"]; g = v[m, t, "nginx"]; d = v[m, "-", "direct"]
+            r = median(m SUBSEP t SUBSEP "rvs"); h = median(m SUBSEP t SUBSEP "haproxy")
+            g = median(m SUBSEP t SUBSEP "nginx"); d = median(m SUBSEP "-" SUBSEP "direct")
             best = ""
             if (num(h)) best = h
             if (num(g) && (best == "" || (better[m] == "hi" ? g + 0 > best + 0 : g + 0 < best + 0))) best = g

@@ -4,6 +4,8 @@
 //!   error texts and exit statuses, `-h`/`-v`, and the `-R` line reader.
 //! - [`render`]: what ipvsadm prints for a state: `-L` in all its modes, `-S`, `-Lc`,
 //!   `--timeout`, `--daemon`, and the `--json` extension.
+//! - [`spec`]: the declarative configuration (services, real servers, checks, sorry server,
+//!   quorum) that the rvs TOML format, keepalived.conf and ldirectord.cf are read into.
 //!
 //! No I/O: name resolution (`-L` without `-n`) goes through the [`Names`] trait, which the
 //! binaries implement with `/etc/services` and reverse DNS.
@@ -14,6 +16,7 @@ use std::net::IpAddr;
 
 pub mod ipvsadm;
 pub mod render;
+pub mod spec;
 
 /// The listing options of `-L` (and of `-S`'s `-n` and `--extended`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

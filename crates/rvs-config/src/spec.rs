@@ -378,3 +378,140 @@ pub struct MiscCheck {
     /// `misc_dynamic`: exit 2–255 means up with weight exit − 2
     pub dynamic: bool,
 }
+
+/// How a reader gets at files (`include` in keepalived.conf, the file itself): rvs-config
+/// does no I/O, so the binaries hand it the file system and tests hand it a map.
+pub trait Files {
+    /// The text of `path` (an error names the problem, e.g. "No such file or directory").
+    fn read(&self, path: &str) -> Result<String, String>;
+    /// The paths matching a glob pattern (`*`, `?`, `[…]`), sorted; none is not an error.
+    fn glob(&self, pattern: &str) -> Vec<String>;
+}
+
+/// Files held in memory, for tests and for text already read.
+#[derive(Clone, Debug, Default)]
+pub struct MemFiles(pub std::collections::BTreeMap<String, String>);
+
+impl MemFiles {
+    /// One file.
+    pub fn one(path: &str, text: &str) -> MemFiles {
+        let mut m = MemFiles::default();
+        m.0.insert(path.to_string(), text.to_string());
+        m
+    }
+}
+
+impl Files for MemFiles {
+    fn read(&self, path: &str) -> Result<String, String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| "No such file or directory".to_string())
+    }
+
+    fn glob(&self, pattern: &str) -> Vec<String> {
+        self.0
+            .keys()
+            .filter(|k| glob_match(pattern.as_bytes(), k.as_bytes()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Shell-style matching of `*`, `?` and `[…]` (with `!` or `^` negation and ranges); `*`
+/// and `?` do not match `/`.
+pub fn glob_match(pat: &[u8], name: &[u8]) -> bool {
+    match pat.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len())
+            .take_while(|&i| i == 0 || name[i - 1] != b'/')
+            .any(|i| glob_match(rest, &name[i..])),
+        Some((b'?', rest)) => {
+            matches!(name.split_first(), Some((c, tail)) if *c != b'/' && glob_match(rest, tail))
+        }
+        Some((b'[', rest)) => match (class_match(rest, name.first()), name.split_first()) {
+            (Some((true, after)), Some((_, tail))) => glob_match(after, tail),
+            (Some((false, _)), _) | (_, None) => false,
+            // no closing bracket: a literal '['
+            (None, Some((c, tail))) => *c == b'[' && glob_match(rest, tail),
+        },
+        Some((c, rest)) => {
+            matches!(name.split_first(), Some((n, tail)) if n == c && glob_match(rest, tail))
+        }
+    }
+}
+
+/// A `[…]` class (the part after `[`) against `c`: whether it matches and what follows the
+/// class; `None` when the class is not closed.
+fn class_match<'p>(pat: &'p [u8], c: Option<&u8>) -> Option<(bool, &'p [u8])> {
+    let (negate, body) = match pat.first() {
+        Some(b'!' | b'^') => (true, &pat[1..]),
+        _ => (false, pat),
+    };
+    let end = body.iter().skip(1).position(|&b| b == b']')? + 1;
+    let (set, after) = (&body[..end], &body[end + 1..]);
+    let Some(&c) = c else {
+        return Some((false, after));
+    };
+    let mut hit = false;
+    let mut i = 0;
+    while i < set.len() {
+        if i + 2 < set.len() && set[i + 1] == b'-' {
+            hit |= set[i] <= c && c <= set[i + 2];
+            i += 3;
+        } else {
+            hit |= set[i] == c;
+            i += 1;
+        }
+    }
+    Some((hit != negate && c != b'/', after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_as_the_shell_does() {
+        let yes = [
+            (
+                "/etc/keepalived/conf.d/*.conf",
+                "/etc/keepalived/conf.d/web.conf",
+            ),
+            ("a?c", "abc"),
+            ("[ab]x", "bx"),
+            ("[!ab]x", "cx"),
+            ("[a-c]*", "b-file"),
+            ("*", ""),
+        ];
+        for (p, n) in yes {
+            assert!(
+                glob_match(p.as_bytes(), n.as_bytes()),
+                "{p} should match {n}"
+            );
+        }
+        let no = [
+            ("/etc/*.conf", "/etc/sub/x.conf"),
+            ("a?c", "a/c"),
+            ("[ab]x", "cx"),
+            ("[!ab]x", "ax"),
+            ("*.conf", "x.cfg"),
+        ];
+        for (p, n) in no {
+            assert!(
+                !glob_match(p.as_bytes(), n.as_bytes()),
+                "{p} should not match {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn mem_files_read_and_glob() {
+        let mut f = MemFiles::one("/k/a.conf", "x");
+        f.0.insert("/k/b.conf".into(), "y".into());
+        f.0.insert("/k/c.txt".into(), "z".into());
+        assert_eq!(f.glob("/k/*.conf"), vec!["/k/a.conf", "/k/b.conf"]);
+        assert_eq!(f.read("/k/c.txt").unwrap(), "z");
+        assert!(f.read("/k/none").is_err());
+    }
+}

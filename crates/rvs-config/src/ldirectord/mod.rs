@@ -30,7 +30,8 @@
 //! whose [`DestConf`](rvs_core::model::DestConf) is what ldirectord's `ipvsadm -a` would
 //! give: the configured weight, forwarding method, thresholds, and the port as given (0 when
 //! omitted; direct routing and tunnelling take the virtual port, as ipvsadm forces it).
-//! `quiescent` (default yes) becomes `inhibit_on_failure`. Servers start down and are added
+//! `quiescent` becomes `inhibit_on_failure`; its default is yes, as ldirectord's manual
+//! says (some ldirectord releases' code defaults to no: write it out to be sure). Servers start down and are added
 //! after their first check, which runs at once (`alpha`, zero warmup): ldirectord's start
 //! quiesces or removes every server that is not already in the table, then checks them all.
 //!
@@ -95,14 +96,14 @@ pub fn read(path: &str, files: &dyn spec::Files) -> Result<Config, ConfigError> 
                 v.key(&ctx, body, &mut st.notices)?;
                 continue;
             }
-            st.finish(virt.take())?;
+            st.virts.extend(virt.take());
         }
         if ctx.is_blank() || ctx.is_comment() {
             continue;
         }
         virt = st.top_level(&ctx)?;
     }
-    st.finish(virt.take())?;
+    st.virts.extend(virt);
     st.assemble()
 }
 
@@ -233,14 +234,7 @@ impl State {
         });
     }
 
-    /// A section has ended: keep it, refusing a second section for the same service.
-    fn finish(&mut self, v: Option<Virt>) -> Result<(), ConfigError> {
-        if let Some(v) = v {
-            self.virts.push(v);
-        }
-        Ok(())
-    }
-
+    /// The services in file order, refusing a second section for the same service.
     fn assemble(mut self) -> Result<Config, ConfigError> {
         let mut services: Vec<spec::VirtualService> = Vec::new();
         for v in std::mem::take(&mut self.virts) {

@@ -401,8 +401,9 @@ fn defaults_follow_ldirectord() {
     let s = &cfg.services[0];
     assert_eq!(s.conf, ServiceConf::new(rvs_core::model::Family::V4, "wrr"));
     let r = &s.reals[0];
-    // quiescent defaults to yes; the server keeps its weight in the rule
-    assert!(r.inhibit_on_failure);
+    // quiescent defaults to no (ldirectord's program, not its manual); the server keeps its
+    // weight in the rule
+    assert!(!r.inhibit_on_failure);
     assert_eq!(r.dest.weight, 1);
     // negotiate with service none (port 8080): always up; timers 10 s, 30 s
     assert_eq!(r.checks[0].kind, CheckKind::On);

@@ -30,8 +30,10 @@
 //! whose [`DestConf`](rvs_core::model::DestConf) is what ldirectord's `ipvsadm -a` would
 //! give: the configured weight, forwarding method, thresholds, and the port as given (0 when
 //! omitted; direct routing and tunnelling take the virtual port, as ipvsadm forces it).
-//! `quiescent` becomes `inhibit_on_failure`; its default is yes, as ldirectord's manual
-//! says (some ldirectord releases' code defaults to no: write it out to be sure). Servers start down and are added
+//! `quiescent` becomes `inhibit_on_failure`; its default is no, as in ldirectord's program
+//! (`set_defaults` has said `$QUIESCENT = "no"` since ldirectord was imported into
+//! resource-agents, while its manual says yes): a file that does not say is read as the
+//! running ldirectord reads it. Servers start down and are added
 //! after their first check, which runs at once (`alpha`, zero warmup): ldirectord's start
 //! quiesces or removes every server that is not already in the table, then checks them all.
 //!

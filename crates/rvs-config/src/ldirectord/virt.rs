@@ -309,7 +309,7 @@ impl Virt {
             }),
             _ => {}
         }
-        let inhibit = self.quiescent.or(g.quiescent).unwrap_or(true);
+        let inhibit = self.quiescent.or(g.quiescent).unwrap_or(false);
         let plan = check::Plan::new(&self, g, notices);
         let mut reals: Vec<RealServer> = Vec::new();
         for r in &self.reals {

@@ -257,10 +257,7 @@ fn virtual_server(
 ) -> Result<VirtualService, ConfigError> {
     let head = head(s, groups)?;
     let body = s.block.as_deref().unwrap_or(&[]);
-    let mut o = VsOpts::new(format!(
-        "virtual_server {}",
-        s.head()["virtual_server ".len()..].trim()
-    ));
+    let mut o = VsOpts::new(s.head());
     let mut reals = Vec::new();
     for st in body {
         if st.name() == "real_server" {

@@ -4,6 +4,8 @@
 //!   error texts and exit statuses, `-h`/`-v`, and the `-R` line reader.
 //! - [`render`]: what ipvsadm prints for a state: `-L` in all its modes, `-S`, `-Lc`,
 //!   `--timeout`, `--daemon`, and the `--json` extension.
+//! - [`keepalived`]: keepalived.conf read as it is (virtual servers, groups, real servers,
+//!   checkers, includes) into a [`spec::Config`].
 //! - [`ldirectord`]: ldirectord.cf read as it is, into a [`spec::Config`].
 //! - [`spec`]: the declarative configuration (services, real servers, checks, sorry server,
 //!   quorum) that the rvs TOML format, keepalived.conf and ldirectord.cf are read into.
@@ -16,6 +18,7 @@
 use std::net::IpAddr;
 
 pub mod ipvsadm;
+pub mod keepalived;
 pub mod ldirectord;
 pub mod render;
 pub mod spec;

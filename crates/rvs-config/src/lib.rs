@@ -6,6 +6,7 @@
 //!   `--timeout`, `--daemon`, and the `--json` extension.
 //! - [`spec`]: the declarative configuration (services, real servers, checks, sorry server,
 //!   quorum) that the rvs TOML format, keepalived.conf and ldirectord.cf are read into.
+//! - [`rvsconf`]: the rvs configuration file (TOML), read and validated into a [`spec::Config`].
 //!
 //! No I/O: name resolution (`-L` without `-n`) goes through the [`Names`] trait, which the
 //! binaries implement with `/etc/services` and reverse DNS.
@@ -16,6 +17,7 @@ use std::net::IpAddr;
 
 pub mod ipvsadm;
 pub mod render;
+pub mod rvsconf;
 pub mod spec;
 
 /// The listing options of `-L` (and of `-S`'s `-n` and `--extended`).

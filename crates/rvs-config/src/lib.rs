@@ -9,6 +9,7 @@
 //! - [`ldirectord`]: ldirectord.cf read as it is, into a [`spec::Config`].
 //! - [`spec`]: the declarative configuration (services, real servers, checks, sorry server,
 //!   quorum) that the rvs TOML format, keepalived.conf and ldirectord.cf are read into.
+//! - [`rvsconf`]: the rvs configuration file (TOML), read and validated into a [`spec::Config`].
 //!
 //! No I/O: name resolution (`-L` without `-n`) goes through the [`Names`] trait, which the
 //! binaries implement with `/etc/services` and reverse DNS.
@@ -21,6 +22,7 @@ pub mod ipvsadm;
 pub mod keepalived;
 pub mod ldirectord;
 pub mod render;
+pub mod rvsconf;
 pub mod spec;
 
 /// The listing options of `-L` (and of `-S`'s `-n` and `--extended`).

@@ -7,15 +7,20 @@
 //! accepting (control and data), let open connections finish up to `--drain-timeout`, remove
 //! the socket, exit 0. SIGHUP is logged (configuration reload arrives with `--config`).
 //! `--demo` starts three HTTP real servers on loopback and a service in front of them.
+//! `--check-config FILE` validates an rvs TOML configuration file and exits (status 0 and
+//! `FILE: ok (…)` on stdout, or status 1 and `file:line:column: message` on stderr) without
+//! starting anything.
 //!
 //! ```text
 //! rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
 //!      [--drain-timeout SECS] [--demo]
+//! rvsd --check-config FILE
 //! ```
 #![forbid(unsafe_code)]
 
 mod demo;
 mod director;
+mod files;
 mod server;
 mod statefile;
 
@@ -36,6 +41,7 @@ use server::Shared;
 const USAGE: &str = "\
 Usage: rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
             [--drain-timeout SECS] [--demo]
+       rvsd --check-config FILE
   --socket PATH          control socket (default: $RVS_SOCKET, else /run/rvs/rvsd.sock;
                          with --demo, a socket in a temporary directory)
   --state FILE           save the rules to FILE after every change, restore them at start
@@ -43,6 +49,7 @@ Usage: rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
   --dataplane KIND       userspace (default); xdp arrives with the XDP data plane
   --drain-timeout SECS   on SIGTERM, how long open connections may finish (default 30)
   --demo                 three HTTP real servers on loopback behind 127.0.0.1:8080 (wlc 1/2/3)
+  --check-config FILE    validate an rvs configuration file (TOML) and exit; starts nothing
 ";
 
 /// The command line.
@@ -56,6 +63,8 @@ struct Args {
     dataplane: String,
     drain: Duration,
     demo: bool,
+    /// `--check-config FILE`: validate and exit
+    check_config: Option<PathBuf>,
 }
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
@@ -67,6 +76,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
         dataplane: "userspace".into(),
         drain: Duration::from_secs(30),
         demo: false,
+        check_config: None,
     };
     while let Some(word) = argv.next() {
         let (flag, inline) = match word.split_once('=') {
@@ -90,6 +100,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
                 args.socket_set = true;
             }
             "--state" => args.state = Some(value.into()),
+            "--check-config" => args.check_config = Some(value.into()),
             "--workers" => {
                 args.workers = value
                     .parse()
@@ -131,9 +142,36 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(path) = &args.check_config {
+        std::process::exit(check_config(&path.to_string_lossy()));
+    }
     if let Err(e) = run(&args) {
         tracing::error!("{e:#}");
         std::process::exit(1);
+    }
+}
+
+/// `--check-config`: read and validate `path`, report, and give the exit status.
+fn check_config(path: &str) -> i32 {
+    match rvs_config::rvsconf::read(path, &files::FsFiles) {
+        Ok(cfg) => {
+            let reals: usize = cfg.services.iter().map(|s| s.reals.len()).sum();
+            let checks: usize = cfg
+                .services
+                .iter()
+                .flat_map(|s| &s.reals)
+                .map(|r| r.checks.len())
+                .sum();
+            println!(
+                "{path}: ok ({} services, {reals} real servers, {checks} checks)",
+                cfg.services.len()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
     }
 }
 
@@ -267,5 +305,10 @@ mod tests {
         assert!(args(&["--drain-timeout", "soon"]).is_err());
         assert!(args(&["--socket"]).is_err());
         assert!(args(&["--frob", "1"]).is_err());
+        let a = args(&["--check-config", "/etc/rvs/rvs.toml"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.check_config, Some(PathBuf::from("/etc/rvs/rvs.toml")));
+        assert!(args(&["--check-config"]).is_err());
     }
 }

@@ -163,10 +163,7 @@ async fn a_server_that_never_answers_times_out() {
     });
     let mut c = check(http(vec![url("/", vec![], None)], false));
     c.timing.connect_timeout = Duration::from_millis(300);
-    assert_eq!(
-        probe(&c, addr).await,
-        Outcome::Timeout
-    );
+    assert_eq!(probe(&c, addr).await, Outcome::Timeout);
 }
 
 #[tokio::test]
@@ -236,10 +233,7 @@ async fn smtp_needs_220_then_250() {
     let (busy, _r) = http_server(b"").await; // answers nothing after the request: no banner
     let mut c2 = c.clone();
     c2.timing.connect_timeout = Duration::from_millis(300);
-    assert_eq!(
-        probe(&c2, busy).await,
-        Outcome::Timeout
-    );
+    assert_eq!(probe(&c2, busy).await, Outcome::Timeout);
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@
 //! let vs = &cfg.services[0];
 //! assert_eq!(vs.conf.scheduler, "wrr");
 //! let real = &vs.reals[0];
-//! assert_eq!((real.dest.weight, real.inhibit_on_failure), (3, true));
+//! assert_eq!((real.dest.weight, real.inhibit_on_failure), (3, false)); // quiescent = no by default
 //! let CheckKind::Http(http) = &real.checks[0].kind else { panic!() };
 //! assert_eq!(http.urls[0].path, "/health");
 //! ```

@@ -130,8 +130,26 @@ pub fn send(s: &mut TcpStream, data: &[u8]) {
 }
 
 /// A UDP socket bound to `src:sport` (0: any port) with [`IO_TIMEOUT`] reads.
+///
+/// A fixed port the previous socket of the same test just released can still be taken for
+/// a moment: a process that another test thread is starting (rvsd, rvsadm) holds copies of
+/// this process's descriptors between its fork and its exec. So `EADDRINUSE` is retried
+/// for up to a second.
 pub fn udp_from(src: IpAddr, sport: u16) -> UdpSocket {
-    let sock = UdpSocket::bind(SocketAddr::new(src, sport)).expect("bind udp client");
+    let addr = SocketAddr::new(src, sport);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let sock = loop {
+        match UdpSocket::bind(addr) {
+            Ok(s) => break s,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("bind udp client {addr}: {e}"),
+        }
+    };
     sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     sock
 }

@@ -21,6 +21,7 @@
 mod demo;
 mod director;
 mod files;
+mod health;
 mod server;
 mod statefile;
 
@@ -41,7 +42,8 @@ use server::Shared;
 const USAGE: &str = "\
 Usage: rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
             [--drain-timeout SECS] [--demo]
-       rvsd --check-config FILE
+            [--config FILE] [--keepalived FILE] [--ldirectord FILE]
+       rvsd --check-config [FILE] [--config FILE] [--keepalived FILE] [--ldirectord FILE]
   --socket PATH          control socket (default: $RVS_SOCKET, else /run/rvs/rvsd.sock;
                          with --demo, a socket in a temporary directory)
   --state FILE           save the rules to FILE after every change, restore them at start
@@ -49,7 +51,11 @@ Usage: rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
   --dataplane KIND       userspace (default); xdp arrives with the XDP data plane
   --drain-timeout SECS   on SIGTERM, how long open connections may finish (default 30)
   --demo                 three HTTP real servers on loopback behind 127.0.0.1:8080 (wlc 1/2/3)
-  --check-config FILE    validate an rvs configuration file (TOML) and exit; starts nothing
+  --config FILE          rvs configuration file (TOML): services, real servers, checks
+  --keepalived FILE      keepalived.conf: its virtual servers and checkers (VRRP ignored)
+  --ldirectord FILE      ldirectord.cf: its virtual services and checks
+  --check-config [FILE]  validate FILE (TOML) and the files given with --config,
+                         --keepalived, --ldirectord, and exit; starts nothing
 ";
 
 /// The command line.
@@ -63,11 +69,20 @@ struct Args {
     dataplane: String,
     drain: Duration,
     demo: bool,
-    /// `--check-config FILE`: validate and exit
-    check_config: Option<PathBuf>,
+    /// `--workers` / `--drain-timeout` given (a configuration file's settings yield to them)
+    workers_set: bool,
+    drain_set: bool,
+    /// `--check-config`: validate and exit
+    check: bool,
+    /// `--config FILE` (also the value of `--check-config FILE`)
+    config: Option<PathBuf>,
+    /// `--keepalived FILE`
+    keepalived: Option<PathBuf>,
+    /// `--ldirectord FILE`
+    ldirectord: Option<PathBuf>,
 }
 
-fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
+fn parse_args(argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
     let mut args = Args {
         socket: rvs_api::proto::default_socket(),
         socket_set: std::env::var_os("RVS_SOCKET").is_some(),
@@ -76,8 +91,14 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
         dataplane: "userspace".into(),
         drain: Duration::from_secs(30),
         demo: false,
-        check_config: None,
+        workers_set: false,
+        drain_set: false,
+        check: false,
+        config: None,
+        keepalived: None,
+        ldirectord: None,
     };
+    let mut argv = argv.peekable();
     while let Some(word) = argv.next() {
         let (flag, inline) = match word.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -90,6 +111,15 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
             args.demo = true;
             continue;
         }
+        if flag == "--check-config" {
+            args.check = true;
+            // its value is optional: the files may come with --config/--keepalived/…
+            let value = inline.or_else(|| argv.next_if(|w| !w.starts_with("--")));
+            if let Some(v) = value {
+                set_once(&mut args.config, "--config", v)?;
+            }
+            continue;
+        }
         let value = match inline.or_else(|| argv.next()) {
             Some(v) => v,
             None => bail!("{flag}: missing value"),
@@ -100,8 +130,11 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
                 args.socket_set = true;
             }
             "--state" => args.state = Some(value.into()),
-            "--check-config" => args.check_config = Some(value.into()),
+            "--config" => set_once(&mut args.config, "--config", value)?,
+            "--keepalived" => set_once(&mut args.keepalived, "--keepalived", value)?,
+            "--ldirectord" => set_once(&mut args.ldirectord, "--ldirectord", value)?,
             "--workers" => {
+                args.workers_set = true;
                 args.workers = value
                     .parse()
                     .ok()
@@ -118,6 +151,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
                     format!("--drain-timeout: not a number of seconds: {value}")
                 })?;
                 args.drain = Duration::from_secs(secs);
+                args.drain_set = true;
             }
             _ => bail!("unknown option {flag}"),
         }
@@ -142,8 +176,8 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Some(path) = &args.check_config {
-        std::process::exit(check_config(&path.to_string_lossy()));
+    if args.check {
+        std::process::exit(check_config(&args));
     }
     if let Err(e) = run(&args) {
         tracing::error!("{e:#}");
@@ -151,10 +185,60 @@ fn main() {
     }
 }
 
-/// `--check-config`: read and validate `path`, report, and give the exit status.
-fn check_config(path: &str) -> i32 {
-    match rvs_config::rvsconf::read(path, &files::FsFiles) {
-        Ok(cfg) => {
+fn set_once(slot: &mut Option<PathBuf>, flag: &str, value: String) -> Result<()> {
+    if slot.is_some() {
+        bail!("{flag} given twice");
+    }
+    *slot = Some(value.into());
+    Ok(())
+}
+
+/// The configuration files of the command line, read and merged (a service declared by two
+/// of them is refused); `None` when there are none.
+fn load_config(args: &Args) -> Result<Option<rvs_config::spec::Config>, String> {
+    type Reader = fn(&str, &dyn rvs_config::spec::Files) -> Result<Config, ConfigError>;
+    use rvs_config::spec::{Config, ConfigError};
+    let readers: [(&Option<PathBuf>, Reader); 3] = [
+        (&args.config, rvs_config::rvsconf::read),
+        (&args.keepalived, rvs_config::keepalived::read),
+        (&args.ldirectord, rvs_config::ldirectord::read),
+    ];
+    let mut merged: Option<Config> = None;
+    for (path, read) in readers {
+        let Some(path) = path else { continue };
+        let cfg = read(&path.to_string_lossy(), &files::FsFiles).map_err(|e| e.to_string())?;
+        let into = merged.get_or_insert_with(Config::default);
+        for svc in &cfg.services {
+            for key in &svc.keys {
+                if let Some(first) = into.services.iter().find(|s| s.keys.contains(key)) {
+                    return Err(format!(
+                        "{}: service {key} is also declared at {}",
+                        svc.loc, first.loc
+                    ));
+                }
+            }
+        }
+        into.services.extend(cfg.services);
+        into.notices.extend(cfg.notices);
+        let s = &mut into.settings;
+        let t = cfg.settings;
+        s.workers = s.workers.or(t.workers);
+        s.drain_timeout = s.drain_timeout.or(t.drain_timeout);
+        s.connect_timeout = s.connect_timeout.or(t.connect_timeout);
+        s.timeouts = s.timeouts.or(t.timeouts);
+        s.drain_grace = s.drain_grace.or(t.drain_grace);
+    }
+    Ok(merged)
+}
+
+/// `--check-config`: read and validate the files, report, and give the exit status.
+fn check_config(args: &Args) -> i32 {
+    match load_config(args) {
+        Ok(None) => {
+            eprintln!("rvsd: --check-config: no file to check (give FILE, --config, --keepalived or --ldirectord)");
+            2
+        }
+        Ok(Some(cfg)) => {
             let reals: usize = cfg.services.iter().map(|s| s.reals.len()).sum();
             let checks: usize = cfg
                 .services
@@ -162,8 +246,17 @@ fn check_config(path: &str) -> i32 {
                 .flat_map(|s| &s.reals)
                 .map(|r| r.checks.len())
                 .sum();
+            let names: Vec<String> = [&args.config, &args.keepalived, &args.ldirectord]
+                .into_iter()
+                .flatten()
+                .map(|p| p.display().to_string())
+                .collect();
+            for n in &cfg.notices {
+                eprintln!("{}: {}", n.loc, n.msg);
+            }
             println!(
-                "{path}: ok ({} services, {reals} real servers, {checks} checks)",
+                "{}: ok ({} services, {reals} real servers, {checks} checks)",
+                names.join(", "),
                 cfg.services.len()
             );
             0
@@ -176,15 +269,43 @@ fn check_config(path: &str) -> i32 {
 }
 
 fn run(args: &Args) -> Result<()> {
+    let config = load_config(args).map_err(anyhow::Error::msg)?;
+    if let Some(cfg) = &config {
+        for n in &cfg.notices {
+            tracing::warn!("{}: {}", n.loc, n.msg);
+        }
+    }
+    let settings = config
+        .as_ref()
+        .map(|c| c.settings.clone())
+        .unwrap_or_default();
     let mut director = Director::new();
     if let Some(path) = &args.state {
         let n = statefile::restore(path, &mut director)?;
         tracing::info!(state = %path.display(), lines = n, "restored");
     }
-    let opts = rvs_proxy::Options {
-        workers: args.workers,
+    if let Some((tcp, tcpfin, udp)) = settings.timeouts {
+        let set = rvs_config::ipvsadm::Command::SetTimeouts { tcp, tcpfin, udp };
+        let out = director.run(&set, &rvs_config::NoNames);
+        if out.exit.status != 0 {
+            bail!("timeouts: {}", out.exit.stderr.trim_end());
+        }
+    }
+    let workers = match (args.workers_set, settings.workers) {
+        (false, Some(n)) => n,
+        _ => args.workers,
+    };
+    let drain_limit = match (args.drain_set, settings.drain_timeout) {
+        (false, Some(d)) => d,
+        _ => args.drain,
+    };
+    let mut opts = rvs_proxy::Options {
+        workers,
         ..rvs_proxy::Options::default()
     };
+    if let Some(t) = settings.connect_timeout {
+        opts.connect_timeout = t;
+    }
     let dp = rvs_proxy::Dataplane::start(director.core().clone(), opts)
         .context("starting the data plane")?;
     director.attach(dp);
@@ -200,10 +321,14 @@ fn run(args: &Args) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = spawn_ticker(shared.clone(), stop.clone());
     spawn_signals(socket.clone(), stop.clone())?;
+    let checker = match config {
+        Some(cfg) => Some(health::Checker::start(cfg, shared.clone())?),
+        None => None,
+    };
     tracing::info!(
         socket = %socket.display(),
         dataplane = %args.dataplane,
-        workers = args.workers,
+        workers,
         "rvsd ready"
     );
     let _demo = if args.demo {
@@ -214,7 +339,10 @@ fn run(args: &Args) -> Result<()> {
     server::serve(&listener, &shared, &stop);
     stop.store(true, Ordering::SeqCst);
     let _ = std::fs::remove_file(&socket);
-    drain(&shared, args.drain);
+    if let Some(c) = checker {
+        c.stop();
+    }
+    drain(&shared, drain_limit);
     let _ = ticker.join();
     tracing::info!("stopped");
     Ok(())
@@ -308,7 +436,14 @@ mod tests {
         let a = args(&["--check-config", "/etc/rvs/rvs.toml"])
             .unwrap()
             .unwrap();
-        assert_eq!(a.check_config, Some(PathBuf::from("/etc/rvs/rvs.toml")));
-        assert!(args(&["--check-config"]).is_err());
+        assert!(a.check);
+        assert_eq!(a.config, Some(PathBuf::from("/etc/rvs/rvs.toml")));
+        let a = args(&["--check-config", "--keepalived", "/etc/k.conf"])
+            .unwrap()
+            .unwrap();
+        assert!(a.check && a.config.is_none());
+        assert_eq!(a.keepalived, Some(PathBuf::from("/etc/k.conf")));
+        assert!(args(&["--config", "a", "--config", "b"]).is_err());
+        assert!(args(&["--keepalived"]).is_err());
     }
 }

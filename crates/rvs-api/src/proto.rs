@@ -44,6 +44,11 @@ pub struct Request {
     /// `true`: one line of `-R` input (parsed as ipvsadm parses restore lines)
     #[serde(default)]
     pub restore_line: bool,
+    /// an rvs control action instead of an ipvsadm invocation (`args` then empty):
+    /// `"reload"` re-reads the configuration files (as SIGHUP does) and answers a summary
+    /// on stdout, or the located error on stderr with status 1
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
 }
 
 impl Request {
@@ -54,6 +59,15 @@ impl Request {
             argv0: argv0.to_string(),
             args: args.iter().map(|s| s.to_string()).collect(),
             restore_line: false,
+            control: None,
+        }
+    }
+
+    /// A version-1 control action (`"reload"`).
+    pub fn control(argv0: &str, action: &str) -> Request {
+        Request {
+            control: Some(action.to_string()),
+            ..Request::ipvsadm(argv0, &[])
         }
     }
 }

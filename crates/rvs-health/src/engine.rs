@@ -13,6 +13,9 @@ use crate::passive::{cap, PassiveState, Verdict};
 use crate::pool::{self, dest_label, service_label, Table};
 use crate::{fmt_ms, kind_name, ms, Action, Outcome, PassiveEvent, ProbeRequest, Prober, RealId};
 
+mod reload;
+pub use reload::Reloaded;
+
 /// Slow-start steps are at most this often.
 const STEP_MS: u64 = 1000;
 
@@ -162,6 +165,28 @@ impl Svc {
             }
         }
         t
+    }
+
+    /// The service and its starting table (see [`Health::initial_actions`]).
+    fn install(&mut self, out: &mut Vec<Action>) {
+        for key in &self.cfg.keys {
+            out.push(Action::AddService {
+                key: *key,
+                conf: self.cfg.conf.clone(),
+            });
+        }
+        if !self.quorum_up && self.cfg.sorry.is_some() {
+            let (q, h) = (self.cfg.quorum, self.cfg.hysteresis);
+            let line = format!(
+                "{} starting with quorum down: weight {} < {q}+{h}",
+                self.label,
+                self.weight_sum()
+            );
+            self.enter_sorry(line, out);
+            push_cmd(&self.cfg.quorum_down, out);
+        } else {
+            self.reconcile(out);
+        }
     }
 
     fn reconcile(&mut self, out: &mut Vec<Action>) {
@@ -449,24 +474,7 @@ impl Health {
     pub fn initial_actions(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
         for s in &mut self.svcs {
-            for key in &s.cfg.keys {
-                out.push(Action::AddService {
-                    key: *key,
-                    conf: s.cfg.conf.clone(),
-                });
-            }
-            if !s.quorum_up && s.cfg.sorry.is_some() {
-                let (q, h) = (s.cfg.quorum, s.cfg.hysteresis);
-                let line = format!(
-                    "{} starting with quorum down: weight {} < {q}+{h}",
-                    s.label,
-                    s.weight_sum()
-                );
-                s.enter_sorry(line, &mut out);
-                push_cmd(&s.cfg.quorum_down, &mut out);
-            } else {
-                s.reconcile(&mut out);
-            }
+            s.install(&mut out);
         }
         out
     }

@@ -58,7 +58,7 @@ mod engine;
 mod passive;
 mod pool;
 
-pub use engine::{Health, RealStatus};
+pub use engine::{Health, RealStatus, Reloaded};
 
 /// A real server: index of its service in the configuration, and its index there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,6 +134,18 @@ pub enum Action {
         /// its settings
         conf: ServiceConf,
     },
+    /// `ipvsadm -E`: a reload changed the service's settings
+    EditService {
+        /// the service
+        key: ServiceKey,
+        /// its new settings
+        conf: ServiceConf,
+    },
+    /// `ipvsadm -D`: a reload dropped the service
+    DelService {
+        /// the service
+        key: ServiceKey,
+    },
     /// `ipvsadm -a`: add a real server with this weight
     AddDest {
         /// the service
@@ -169,6 +181,10 @@ impl fmt::Display for Action {
         use rvs_core::model::SockAddr;
         match self {
             Action::AddService { key, conf } => write!(f, "add service {key} {}", conf.scheduler),
+            Action::EditService { key, conf } => {
+                write!(f, "edit service {key} {}", conf.scheduler)
+            }
+            Action::DelService { key } => write!(f, "delete service {key}"),
             Action::AddDest { service, dest } => write!(
                 f,
                 "add {} to {service} weight {}",

@@ -183,6 +183,10 @@ impl World {
                         self.fail(&format!("bad add: {a}"));
                     }
                 }
+                // the simulation never reloads
+                Action::EditService { .. } | Action::DelService { .. } => {
+                    self.fail(&format!("service change without a reload: {a}"))
+                }
                 Action::EditDest { service, dest } => {
                     match self.ipvs.get_mut(&(*service, dest.addr, dest.port)) {
                         Some(w) => *w = dest.weight,

@@ -7,6 +7,9 @@
 //! sends it line by line: a line the parser refuses ends the restore with its message and
 //! status; a line the state refuses prints its error and the restore goes on.
 //!
+//! Extension: `rvsadm --reload` (alone) asks rvsd to re-read its configuration files, as
+//! SIGHUP does, and prints what changed (or the file's located error, status 1).
+//!
 //! Like ipvsadm, which opens the kernel's IPVS control channel before reading its options,
 //! rvsadm first checks that the control socket is there, and otherwise prints
 //! `Can't initialize ipvs: …` and exits 2.
@@ -55,7 +58,12 @@ fn finish(exit: &Exit) -> ! {
 fn send(socket: &Path, argv0: &str, words: &[&str], restore_line: bool) -> i32 {
     let mut req = Request::ipvsadm(argv0, words);
     req.restore_line = restore_line;
-    match call(socket, &req) {
+    ask(socket, argv0, &req)
+}
+
+/// Send a request and print the answer; the exit status it carries.
+fn ask(socket: &Path, argv0: &str, req: &Request) -> i32 {
+    match call(socket, req) {
         Ok(Response {
             stdout,
             stderr,
@@ -115,6 +123,10 @@ fn main() {
     let socket = default_socket();
     if let Err(e) = std::fs::metadata(&socket) {
         finish(&cannot_initialize(init_errno(&e)));
+    }
+    // extension: `--reload` alone asks rvsd to re-read its configuration files
+    if args == ["--reload"] {
+        std::process::exit(ask(&socket, argv0, &Request::control(argv0, "reload")));
     }
     let names = SystemNames::load();
     let status = match parse(argv0, &args, &names) {

@@ -18,10 +18,10 @@ use anyhow::{Context, Result};
 use rvs_config::ipvsadm::Command;
 use rvs_config::spec::{self, Config};
 use rvs_config::NoNames;
-use rvs_core::model::DestConf;
+use rvs_core::model::{DestConf, ServiceKey};
 use rvs_core::time::Tick;
 use rvs_health::{Action, Health, Outcome, ProbeRequest};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::server::Shared;
 use crate::statefile;
@@ -31,6 +31,21 @@ pub struct Checker {
     stop: Arc<tokio::sync::Notify>,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    reloads: UnboundedSender<Reload>,
+}
+
+/// A reload request: the new configuration and where to send the summary.
+struct Reload {
+    cfg: Config,
+    done: std::sync::mpsc::Sender<String>,
+}
+
+/// Real servers no longer declared, draining: weight 0 until their connections are gone or
+/// the grace period is over, then removed.
+struct Draining {
+    key: ServiceKey,
+    dest: DestConf,
+    until: Tick,
 }
 
 impl Checker {
@@ -43,15 +58,28 @@ impl Checker {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopping = Arc::new(AtomicBool::new(false));
         let (s, flag) = (stop.clone(), stopping.clone());
+        let (reloads, rx) = unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("rvs-health".into())
-            .spawn(move || rt.block_on(run(cfg, shared, s, flag)))
+            .spawn(move || rt.block_on(run(cfg, shared, s, flag, rx)))
             .context("starting the checker")?;
         Ok(Checker {
             stop,
             stopping,
             thread: Some(thread),
+            reloads,
         })
+    }
+
+    /// Hand the checker a new configuration; returns the summary of what changed once it is
+    /// applied.
+    pub fn reload(&self, cfg: Config) -> Result<String> {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.reloads
+            .send(Reload { cfg, done })
+            .map_err(|_| anyhow::anyhow!("the checker has stopped"))?;
+        wait.recv_timeout(Duration::from_secs(30))
+            .context("the checker did not answer the reload")
     }
 
     /// Stop checking (the `omega` notifiers run) and wait for the thread.
@@ -64,6 +92,32 @@ impl Checker {
     }
 }
 
+/// SIGHUP and `rvsadm --reload`: read the files again and hand them to the checker. A file
+/// that does not read leaves everything as it was (the error says where and what).
+pub fn reload_files(shared: &Shared) -> Result<String, String> {
+    let guard = shared.checker.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((sources, checker)) = guard.as_ref() else {
+        return Err(
+            "rvsd: no configuration file to reload (started without --config, --keepalived or --ldirectord)"
+                .into(),
+        );
+    };
+    let cfg = match sources.load() {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => return Err("rvsd: no configuration file to reload".into()),
+        Err(e) => {
+            tracing::error!("reload refused, nothing changed: {e}");
+            return Err(format!("{e}\nrvsd: reload refused, nothing changed"));
+        }
+    };
+    for n in &cfg.notices {
+        tracing::warn!("{}: {}", n.loc, n.msg);
+    }
+    checker
+        .reload(cfg)
+        .map_err(|e| format!("rvsd: reload: {e:#}"))
+}
+
 fn now(shared: &Shared) -> Tick {
     shared
         .director
@@ -72,21 +126,28 @@ fn now(shared: &Shared) -> Tick {
         .now()
 }
 
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
+
 async fn run(
     cfg: Config,
     shared: Arc<Shared>,
     stop: Arc<tokio::sync::Notify>,
     stopping: Arc<AtomicBool>,
+    mut reloads: UnboundedReceiver<Reload>,
 ) {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    let mut health = Health::new(&cfg, seed, now(&shared));
+    let mut grace = cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
+    let mut health = Health::new(&cfg, seed(), now(&shared));
     apply(&shared, health.initial_actions());
     let (tx, mut rx) = unbounded_channel::<(u64, Outcome)>();
+    let mut draining: Vec<Draining> = Vec::new();
     while !stopping.load(Ordering::SeqCst) {
         let t = now(&shared);
         apply(&shared, health.advance(t));
+        drain_step(&shared, &mut draining, t);
         for req in health.due_probes(t) {
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -107,11 +168,111 @@ async fn run(
                     drain_results(&shared, &mut health, &mut rx);
                 }
             }
+            got = reloads.recv() => {
+                if let Some(req) = got {
+                    grace = req.cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
+                    let summary = reload(&shared, &mut health, &req.cfg, &mut draining, grace);
+                    let _ = req.done.send(summary);
+                }
+            }
             () = tokio::time::sleep(Duration::from_millis(wait)) => {}
             () = stop.notified() => {}
         }
     }
+    let _ = grace;
     apply(&shared, health.stop_actions());
+}
+
+/// How long a real server dropped by a reload may keep its connections, unless the
+/// configuration says (`drain_grace`).
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// Apply a reload: the engine's differences, then the dropped servers set to weight 0 to
+/// drain.
+fn reload(
+    shared: &Shared,
+    health: &mut Health,
+    cfg: &Config,
+    draining: &mut Vec<Draining>,
+    grace: Duration,
+) -> String {
+    let t = now(shared);
+    let r = health.reload(cfg, seed(), t);
+    apply(shared, r.actions);
+    let until = Tick(t.as_millis() + grace.as_millis() as u64);
+    let quiesce: Vec<Action> = r
+        .drain
+        .iter()
+        .filter(|(_, d)| d.weight != 0)
+        .map(|(key, d)| Action::EditDest {
+            service: *key,
+            dest: d.weight(0),
+        })
+        .collect();
+    apply(shared, quiesce);
+    for (key, dest) in r.drain {
+        tracing::info!(
+            "real server {} of {key} draining: no longer declared (removed once its connections end, at most {}s)",
+            rvs_core::model::SockAddr(dest.addr, dest.port),
+            grace.as_secs()
+        );
+        draining
+            .retain(|d| !(d.key == key && (d.dest.addr, d.dest.port) == (dest.addr, dest.port)));
+        draining.push(Draining { key, dest, until });
+    }
+    let [same, changed, added, removed] = r.services;
+    let [kept, new, drained] = r.reals;
+    let line = format!(
+        "reloaded: services {same} unchanged, {changed} changed, {added} added, {removed} removed; real servers {kept} kept, {new} added, {drained} draining"
+    );
+    tracing::info!("{line}");
+    line
+}
+
+/// Remove the draining servers whose connections have ended or whose grace is over (a
+/// server declared again meanwhile is the checker's again: it is left alone).
+fn drain_step(shared: &Shared, draining: &mut Vec<Draining>, t: Tick) {
+    if draining.is_empty() {
+        return;
+    }
+    let mut done = Vec::new();
+    {
+        let d = shared.director.lock().unwrap_or_else(|e| e.into_inner());
+        let ipvs = d.core().lock();
+        draining.retain(|x| {
+            let open = ipvs
+                .find_dest(&x.key, &x.dest.addr, x.dest.port)
+                .map(|d| (d.weight, d.activeconns + d.inactconns));
+            match open {
+                None => false,
+                // declared again and put back in service by the checker
+                Some((w, _)) if w > 0 => false,
+                Some((_, 0)) => {
+                    done.push((x.key, x.dest, "its connections ended"));
+                    false
+                }
+                Some(_) if t >= x.until => {
+                    done.push((x.key, x.dest, "grace period over"));
+                    false
+                }
+                Some(_) => true,
+            }
+        });
+    }
+    for (key, dest, why) in done {
+        tracing::info!(
+            "real server {} of {key} removed: {why}",
+            rvs_core::model::SockAddr(dest.addr, dest.port)
+        );
+        apply(
+            shared,
+            vec![Action::DelDest {
+                service: key,
+                addr: dest.addr,
+                port: dest.port,
+            }],
+        );
+    }
 }
 
 /// Results that arrived together are applied before the next round of probes.
@@ -133,6 +294,11 @@ fn command(a: &Action) -> Option<Command> {
             key: *key,
             conf: conf.clone(),
         },
+        Action::EditService { key, conf } => Command::EditService {
+            key: *key,
+            conf: conf.clone(),
+        },
+        Action::DelService { key } => Command::DelService { key: *key },
         Action::AddDest { service, dest } => Command::AddDest {
             key: *service,
             dest: *dest,

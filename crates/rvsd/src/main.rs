@@ -5,7 +5,8 @@
 //! (`rvs_proxy::Dataplane`), and serves the control socket that `rvsadm` talks to (protocol:
 //! `rvs_api::proto`, `docs/control-api.md`). Foreground, logs to stderr. SIGTERM/SIGINT: stop
 //! accepting (control and data), let open connections finish up to `--drain-timeout`, remove
-//! the socket, exit 0. SIGHUP is logged (configuration reload arrives with `--config`).
+//! the socket, exit 0. SIGHUP re-reads the configuration files (`--config`, `--keepalived`,
+//! `--ldirectord`) and applies only what changed (also `rvsadm --reload`).
 //! `--demo` starts three HTTP real servers on loopback and a service in front of them.
 //! `--check-config FILE` validates an rvs TOML configuration file and exits (status 0 and
 //! `FILE: ok (…)` on stdout, or status 1 and `file:line:column: message` on stderr) without
@@ -18,6 +19,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod config;
 mod demo;
 mod director;
 mod files;
@@ -74,12 +76,8 @@ struct Args {
     drain_set: bool,
     /// `--check-config`: validate and exit
     check: bool,
-    /// `--config FILE` (also the value of `--check-config FILE`)
-    config: Option<PathBuf>,
-    /// `--keepalived FILE`
-    keepalived: Option<PathBuf>,
-    /// `--ldirectord FILE`
-    ldirectord: Option<PathBuf>,
+    /// `--config`, `--keepalived`, `--ldirectord` (and the value of `--check-config FILE`)
+    sources: config::Sources,
 }
 
 fn parse_args(argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
@@ -94,9 +92,7 @@ fn parse_args(argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
         workers_set: false,
         drain_set: false,
         check: false,
-        config: None,
-        keepalived: None,
-        ldirectord: None,
+        sources: config::Sources::default(),
     };
     let mut argv = argv.peekable();
     while let Some(word) = argv.next() {
@@ -116,7 +112,7 @@ fn parse_args(argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
             // its value is optional: the files may come with --config/--keepalived/…
             let value = inline.or_else(|| argv.next_if(|w| !w.starts_with("--")));
             if let Some(v) = value {
-                set_once(&mut args.config, "--config", v)?;
+                set_once(&mut args.sources.config, "--config", v)?;
             }
             continue;
         }
@@ -130,9 +126,9 @@ fn parse_args(argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
                 args.socket_set = true;
             }
             "--state" => args.state = Some(value.into()),
-            "--config" => set_once(&mut args.config, "--config", value)?,
-            "--keepalived" => set_once(&mut args.keepalived, "--keepalived", value)?,
-            "--ldirectord" => set_once(&mut args.ldirectord, "--ldirectord", value)?,
+            "--config" => set_once(&mut args.sources.config, "--config", value)?,
+            "--keepalived" => set_once(&mut args.sources.keepalived, "--keepalived", value)?,
+            "--ldirectord" => set_once(&mut args.sources.ldirectord, "--ldirectord", value)?,
             "--workers" => {
                 args.workers_set = true;
                 args.workers = value
@@ -193,47 +189,9 @@ fn set_once(slot: &mut Option<PathBuf>, flag: &str, value: String) -> Result<()>
     Ok(())
 }
 
-/// The configuration files of the command line, read and merged (a service declared by two
-/// of them is refused); `None` when there are none.
-fn load_config(args: &Args) -> Result<Option<rvs_config::spec::Config>, String> {
-    type Reader = fn(&str, &dyn rvs_config::spec::Files) -> Result<Config, ConfigError>;
-    use rvs_config::spec::{Config, ConfigError};
-    let readers: [(&Option<PathBuf>, Reader); 3] = [
-        (&args.config, rvs_config::rvsconf::read),
-        (&args.keepalived, rvs_config::keepalived::read),
-        (&args.ldirectord, rvs_config::ldirectord::read),
-    ];
-    let mut merged: Option<Config> = None;
-    for (path, read) in readers {
-        let Some(path) = path else { continue };
-        let cfg = read(&path.to_string_lossy(), &files::FsFiles).map_err(|e| e.to_string())?;
-        let into = merged.get_or_insert_with(Config::default);
-        for svc in &cfg.services {
-            for key in &svc.keys {
-                if let Some(first) = into.services.iter().find(|s| s.keys.contains(key)) {
-                    return Err(format!(
-                        "{}: service {key} is also declared at {}",
-                        svc.loc, first.loc
-                    ));
-                }
-            }
-        }
-        into.services.extend(cfg.services);
-        into.notices.extend(cfg.notices);
-        let s = &mut into.settings;
-        let t = cfg.settings;
-        s.workers = s.workers.or(t.workers);
-        s.drain_timeout = s.drain_timeout.or(t.drain_timeout);
-        s.connect_timeout = s.connect_timeout.or(t.connect_timeout);
-        s.timeouts = s.timeouts.or(t.timeouts);
-        s.drain_grace = s.drain_grace.or(t.drain_grace);
-    }
-    Ok(merged)
-}
-
 /// `--check-config`: read and validate the files, report, and give the exit status.
 fn check_config(args: &Args) -> i32 {
-    match load_config(args) {
+    match args.sources.load() {
         Ok(None) => {
             eprintln!("rvsd: --check-config: no file to check (give FILE, --config, --keepalived or --ldirectord)");
             2
@@ -246,11 +204,7 @@ fn check_config(args: &Args) -> i32 {
                 .flat_map(|s| &s.reals)
                 .map(|r| r.checks.len())
                 .sum();
-            let names: Vec<String> = [&args.config, &args.keepalived, &args.ldirectord]
-                .into_iter()
-                .flatten()
-                .map(|p| p.display().to_string())
-                .collect();
+            let names = args.sources.names();
             for n in &cfg.notices {
                 eprintln!("{}: {}", n.loc, n.msg);
             }
@@ -269,7 +223,7 @@ fn check_config(args: &Args) -> i32 {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let config = load_config(args).map_err(anyhow::Error::msg)?;
+    let config = args.sources.load().map_err(anyhow::Error::msg)?;
     if let Some(cfg) = &config {
         for n in &cfg.notices {
             tracing::warn!("{}: {}", n.loc, n.msg);
@@ -312,6 +266,7 @@ fn run(args: &Args) -> Result<()> {
     let shared = Arc::new(Shared {
         director: Mutex::new(director),
         state: args.state.clone(),
+        checker: Mutex::new(None),
     });
     let socket = match (&args.demo, args.socket_set) {
         (true, false) => demo::socket_path(),
@@ -320,11 +275,12 @@ fn run(args: &Args) -> Result<()> {
     let listener = server::bind(&socket)?;
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = spawn_ticker(shared.clone(), stop.clone());
-    spawn_signals(socket.clone(), stop.clone())?;
-    let checker = match config {
-        Some(cfg) => Some(health::Checker::start(cfg, shared.clone())?),
-        None => None,
-    };
+    spawn_signals(socket.clone(), stop.clone(), shared.clone())?;
+    if let Some(cfg) = config {
+        let checker = health::Checker::start(cfg, shared.clone())?;
+        *shared.checker.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((args.sources.clone(), checker));
+    }
     tracing::info!(
         socket = %socket.display(),
         dataplane = %args.dataplane,
@@ -339,7 +295,12 @@ fn run(args: &Args) -> Result<()> {
     server::serve(&listener, &shared, &stop);
     stop.store(true, Ordering::SeqCst);
     let _ = std::fs::remove_file(&socket);
-    if let Some(c) = checker {
+    let checker = shared
+        .checker
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some((_, c)) = checker {
         c.stop();
     }
     drain(&shared, drain_limit);
@@ -389,13 +350,16 @@ fn spawn_ticker(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::thread::Join
     })
 }
 
-/// SIGTERM/SIGINT raise `stop` and wake the accept loop; SIGHUP is logged.
-fn spawn_signals(socket: PathBuf, stop: Arc<AtomicBool>) -> Result<()> {
+/// SIGTERM/SIGINT raise `stop` and wake the accept loop; SIGHUP reloads the configuration
+/// files.
+fn spawn_signals(socket: PathBuf, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("signal handlers")?;
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if sig == SIGHUP {
-                tracing::info!("SIGHUP: no configuration file to reload");
+                if let Err(e) = health::reload_files(&shared) {
+                    tracing::error!("SIGHUP: {e}");
+                }
                 continue;
             }
             tracing::info!(signal = sig, "stopping");
@@ -437,12 +401,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(a.check);
-        assert_eq!(a.config, Some(PathBuf::from("/etc/rvs/rvs.toml")));
+        assert_eq!(a.sources.config, Some(PathBuf::from("/etc/rvs/rvs.toml")));
         let a = args(&["--check-config", "--keepalived", "/etc/k.conf"])
             .unwrap()
             .unwrap();
-        assert!(a.check && a.config.is_none());
-        assert_eq!(a.keepalived, Some(PathBuf::from("/etc/k.conf")));
+        assert!(a.check && a.sources.config.is_none());
+        assert_eq!(a.sources.keepalived, Some(PathBuf::from("/etc/k.conf")));
         assert!(args(&["--config", "a", "--config", "b"]).is_err());
         assert!(args(&["--keepalived"]).is_err());
     }

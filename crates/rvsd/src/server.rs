@@ -25,6 +25,8 @@ pub struct Shared {
     pub director: Mutex<Director>,
     /// `--state FILE`
     pub state: Option<PathBuf>,
+    /// the configuration files and the checker running them, if any
+    pub checker: Mutex<Option<(crate::config::Sources, crate::health::Checker)>>,
 }
 
 /// Bind `path`: create its directory, refuse if another rvsd answers there, remove a stale
@@ -136,6 +138,21 @@ fn read_request(stream: &mut UnixStream) -> io::Result<Request> {
     read_message::<Request>(&mut buf.as_slice())
 }
 
+/// An rvs control action.
+fn control(shared: &Shared, action: &str) -> Response {
+    match action {
+        "reload" => match crate::health::reload_files(shared) {
+            Ok(summary) => Response::new(format!("{summary}\n"), String::new(), 0),
+            Err(e) => Response::new(String::new(), format!("{e}\n"), 1),
+        },
+        other => Response::new(
+            String::new(),
+            format!("rvsd: unknown control action {other:?}\n"),
+            2,
+        ),
+    }
+}
+
 fn from_exit(exit: Exit) -> Response {
     Response::new(exit.stdout, exit.stderr, exit.status)
 }
@@ -148,6 +165,9 @@ pub fn execute(shared: &Shared, req: &Request) -> Response {
             req.version
         );
         return Response::new(String::new(), msg, 2);
+    }
+    if let Some(action) = &req.control {
+        return control(shared, action);
     }
     let names = SystemNames::load();
     let args: Vec<&str> = req.args.iter().map(String::as_str).collect();

@@ -653,4 +653,24 @@ impl Health {
     pub fn services(&self) -> usize {
         self.svcs.len()
     }
+
+    /// The real server `addr`:`port` of the service `key` (as the data plane names it: the
+    /// port IPVS holds, which for DR/TUN is the service's), if the configuration has it.
+    pub fn find_real(
+        &self,
+        key: &rvs_core::model::ServiceKey,
+        addr: std::net::IpAddr,
+        port: u16,
+    ) -> Option<RealId> {
+        self.svcs.iter().enumerate().find_map(|(si, s)| {
+            if !s.cfg.keys.contains(key) {
+                return None;
+            }
+            let ri = s.reals.iter().position(|r| {
+                let d = r.cfg.dest.port_for(key);
+                d.addr == addr && d.port == port
+            })?;
+            Some(RealId { svc: si, real: ri })
+        })
+    }
 }

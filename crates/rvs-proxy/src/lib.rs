@@ -65,6 +65,58 @@ pub struct Options {
     /// connections (and UDP flows) relayed at once; `None`: as many as the descriptor limit
     /// carries (see [`limits`]), after raising the soft limit to the hard one
     pub max_conns: Option<usize>,
+    /// told how each TCP connection to a real server went (passive health checking)
+    pub events: Option<EventSink>,
+}
+
+/// How a TCP connection to a real server went, for passive health checking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestEvent {
+    /// the virtual service (TCP, the listener's address and port)
+    pub service: rvs_core::model::ServiceKey,
+    /// the real server's address and port
+    pub dest: SocketAddr,
+    /// what happened
+    pub kind: DestEventKind,
+}
+
+/// What happened on a connection to a real server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestEventKind {
+    /// the connection could not be established (refused, unreachable, timed out)
+    ConnectFailure,
+    /// the real server reset the connection
+    Reset,
+    /// the connection was established and ended without a reset from the server
+    Success,
+}
+
+/// Receives [`DestEvent`]s; called on the worker threads, so it must not block.
+#[derive(Clone)]
+pub struct EventSink(pub Arc<dyn Fn(DestEvent) + Send + Sync>);
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
+impl Options {
+    /// Tell `events` about connections to real servers.
+    pub(crate) fn event(&self, service: SocketAddr, dest: SocketAddr, kind: DestEventKind) {
+        if let Some(sink) = &self.events {
+            let service = rvs_core::model::ServiceKey::Addr {
+                proto: rvs_core::model::Protocol::Tcp,
+                addr: service.ip(),
+                port: service.port(),
+            };
+            (sink.0)(DestEvent {
+                service,
+                dest,
+                kind,
+            });
+        }
+    }
 }
 
 impl Default for Options {
@@ -74,6 +126,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(5),
             report_every: Duration::from_millis(250),
             max_conns: None,
+            events: None,
         }
     }
 }

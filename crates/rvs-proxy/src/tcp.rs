@@ -23,7 +23,7 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::relay::{self, Counters, Event, Observer, Outcome, RelayOpts};
-use crate::{proxy_header, tcpinfo, Ctx, Listen};
+use crate::{proxy_header, tcpinfo, Ctx, DestEventKind, Listen};
 
 /// Accept connections until the task is cancelled. A connection is accepted only with a
 /// permit of the descriptor budget (see [`crate::limits`]): at the budget, new connections
@@ -151,7 +151,10 @@ async fn session(
     let target = SocketAddr::new(fw.daddr, fw.dport);
     let server = match connect(target, ctx.opts.connect_timeout).await {
         Ok(s) => s,
-        Err(e) => return refused(&ctx, &fw, &key, target, e, client),
+        Err(e) => {
+            ctx.opts.event(local, target, DestEventKind::ConnectFailure);
+            return refused(&ctx, &fw, &key, target, e, client);
+        }
     };
     let Some(id) = fw.conn else {
         return; // no entry to follow (cannot happen for TCP: one-packet scheduling is UDP's)
@@ -195,6 +198,11 @@ async fn session(
     loop {
         tokio::select! {
             (outcome, _) = &mut run => {
+                let kind = match outcome {
+                    Outcome::ServerReset => DestEventKind::Reset,
+                    _ => DestEventKind::Success,
+                };
+                ctx.opts.event(local, target, kind);
                 if let Outcome::Error(e) = outcome {
                     tracing::debug!(client = %peer, "relay: {e}");
                 }

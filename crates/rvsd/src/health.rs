@@ -20,7 +20,8 @@ use rvs_config::spec::{self, Config};
 use rvs_config::NoNames;
 use rvs_core::model::{DestConf, ServiceKey};
 use rvs_core::time::Tick;
-use rvs_health::{Action, Health, Outcome, ProbeRequest};
+use rvs_health::{Action, Health, Outcome, PassiveEvent, ProbeRequest};
+use rvs_proxy::{DestEvent, DestEventKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::server::Shared;
@@ -49,8 +50,13 @@ struct Draining {
 }
 
 impl Checker {
-    /// Install the configuration's services and start checking their real servers.
-    pub fn start(cfg: Config, shared: Arc<Shared>) -> Result<Checker> {
+    /// Install the configuration's services and start checking their real servers;
+    /// `passive` brings the data plane's connection reports (passive health).
+    pub fn start(
+        cfg: Config,
+        shared: Arc<Shared>,
+        passive: UnboundedReceiver<DestEvent>,
+    ) -> Result<Checker> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -61,7 +67,7 @@ impl Checker {
         let (reloads, rx) = unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("rvs-health".into())
-            .spawn(move || rt.block_on(run(cfg, shared, s, flag, rx)))
+            .spawn(move || rt.block_on(run(cfg, shared, s, flag, rx, passive)))
             .context("starting the checker")?;
         Ok(Checker {
             stop,
@@ -138,6 +144,7 @@ async fn run(
     stop: Arc<tokio::sync::Notify>,
     stopping: Arc<AtomicBool>,
     mut reloads: UnboundedReceiver<Reload>,
+    mut passive: UnboundedReceiver<DestEvent>,
 ) {
     let mut grace = cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
     let mut health = Health::new(&cfg, seed(), now(&shared));
@@ -168,6 +175,16 @@ async fn run(
                     drain_results(&shared, &mut health, &mut rx);
                 }
             }
+            Some(ev) = passive.recv() => {
+                let t = now(&shared);
+                let mut evs = vec![ev];
+                while let Ok(more) = passive.try_recv() {
+                    evs.push(more);
+                }
+                for ev in evs {
+                    on_passive(&shared, &mut health, ev, t);
+                }
+            }
             got = reloads.recv() => {
                 if let Some(req) = got {
                     grace = req.cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
@@ -181,6 +198,28 @@ async fn run(
     }
     let _ = grace;
     apply(&shared, health.stop_actions());
+}
+
+/// A connection report from the data plane, for the server's passive health.
+fn on_passive(shared: &Shared, health: &mut Health, ev: DestEvent, t: Tick) {
+    let Some(real) = health.find_real(&ev.service, ev.dest.ip(), ev.dest.port()) else {
+        return;
+    };
+    let kind = match ev.kind {
+        DestEventKind::ConnectFailure => PassiveEvent::ConnectFailure,
+        DestEventKind::Reset => PassiveEvent::Reset,
+        DestEventKind::Success => PassiveEvent::Success,
+    };
+    apply(shared, health.passive(real, kind, t));
+}
+
+/// The data plane's side of passive health: a sink that hands each report to the checker.
+pub fn passive_channel() -> (rvs_proxy::EventSink, UnboundedReceiver<DestEvent>) {
+    let (tx, rx) = unbounded_channel();
+    let sink = rvs_proxy::EventSink(Arc::new(move |ev| {
+        let _ = tx.send(ev);
+    }));
+    (sink, rx)
 }
 
 /// How long a real server dropped by a reload may keep its connections, unless the

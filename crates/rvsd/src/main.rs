@@ -260,6 +260,12 @@ fn run(args: &Args) -> Result<()> {
     if let Some(t) = settings.connect_timeout {
         opts.connect_timeout = t;
     }
+    // passive health: the data plane reports each connection to a real server to the checker
+    let passive = config.as_ref().map(|_| {
+        let (sink, rx) = health::passive_channel();
+        opts.events = Some(sink);
+        rx
+    });
     let dp = rvs_proxy::Dataplane::start(director.core().clone(), opts)
         .context("starting the data plane")?;
     director.attach(dp);
@@ -276,8 +282,8 @@ fn run(args: &Args) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = spawn_ticker(shared.clone(), stop.clone());
     spawn_signals(socket.clone(), stop.clone(), shared.clone())?;
-    if let Some(cfg) = config {
-        let checker = health::Checker::start(cfg, shared.clone())?;
+    if let (Some(cfg), Some(passive)) = (config, passive) {
+        let checker = health::Checker::start(cfg, shared.clone(), passive)?;
         *shared.checker.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((args.sources.clone(), checker));
     }

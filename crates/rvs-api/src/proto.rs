@@ -46,7 +46,8 @@ pub struct Request {
     pub restore_line: bool,
     /// an rvs control action instead of an ipvsadm invocation (`args` then empty):
     /// `"reload"` re-reads the configuration files (as SIGHUP does) and answers a summary
-    /// on stdout, or the located error on stderr with status 1
+    /// on stdout, or the located error on stderr with status 1; `"health"` /
+    /// `"health-json"` answer the health checker's state as a table / as JSON
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<String>,
 }

@@ -7,8 +7,10 @@
 //! sends it line by line: a line the parser refuses ends the restore with its message and
 //! status; a line the state refuses prints its error and the restore goes on.
 //!
-//! Extension: `rvsadm --reload` (alone) asks rvsd to re-read its configuration files, as
-//! SIGHUP does, and prints what changed (or the file's located error, status 1).
+//! Extensions: `rvsadm --reload` (alone) asks rvsd to re-read its configuration files, as
+//! SIGHUP does, and prints what changed (or the file's located error, status 1);
+//! `rvsadm --health [--json]` prints the health checker's view of every service and real
+//! server (checks, weights, quorum, sorry server, ejections).
 //!
 //! Like ipvsadm, which opens the kernel's IPVS control channel before reading its options,
 //! rvsadm first checks that the control socket is there, and otherwise prints
@@ -124,9 +126,15 @@ fn main() {
     if let Err(e) = std::fs::metadata(&socket) {
         finish(&cannot_initialize(init_errno(&e)));
     }
-    // extension: `--reload` alone asks rvsd to re-read its configuration files
-    if args == ["--reload"] {
-        std::process::exit(ask(&socket, argv0, &Request::control(argv0, "reload")));
+    // extensions: `--reload` and `--health [--json]` are control actions, not ipvsadm commands
+    let control = match args.as_slice() {
+        ["--reload"] => Some("reload"),
+        ["--health"] => Some("health"),
+        ["--health", "--json"] | ["--json", "--health"] => Some("health-json"),
+        _ => None,
+    };
+    if let Some(action) = control {
+        std::process::exit(ask(&socket, argv0, &Request::control(argv0, action)));
     }
     let names = SystemNames::load();
     let status = match parse(argv0, &args, &names) {

@@ -32,13 +32,21 @@ pub struct Checker {
     stop: Arc<tokio::sync::Notify>,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    reloads: UnboundedSender<Reload>,
+    asks: UnboundedSender<Ask>,
 }
 
-/// A reload request: the new configuration and where to send the summary.
-struct Reload {
-    cfg: Config,
-    done: std::sync::mpsc::Sender<String>,
+/// A request to the checker's thread.
+enum Ask {
+    /// take this configuration; answer the summary
+    Reload {
+        cfg: Config,
+        done: std::sync::mpsc::Sender<String>,
+    },
+    /// answer the state of every service and real server (`json`: as JSON)
+    Status {
+        json: bool,
+        done: std::sync::mpsc::Sender<String>,
+    },
 }
 
 /// Real servers no longer declared, draining: weight 0 until their connections are gone or
@@ -64,7 +72,7 @@ impl Checker {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopping = Arc::new(AtomicBool::new(false));
         let (s, flag) = (stop.clone(), stopping.clone());
-        let (reloads, rx) = unbounded_channel();
+        let (asks, rx) = unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("rvs-health".into())
             .spawn(move || rt.block_on(run(cfg, shared, s, flag, rx, passive)))
@@ -73,7 +81,7 @@ impl Checker {
             stop,
             stopping,
             thread: Some(thread),
-            reloads,
+            asks,
         })
     }
 
@@ -81,11 +89,21 @@ impl Checker {
     /// applied.
     pub fn reload(&self, cfg: Config) -> Result<String> {
         let (done, wait) = std::sync::mpsc::channel();
-        self.reloads
-            .send(Reload { cfg, done })
+        self.asks
+            .send(Ask::Reload { cfg, done })
             .map_err(|_| anyhow::anyhow!("the checker has stopped"))?;
         wait.recv_timeout(Duration::from_secs(30))
             .context("the checker did not answer the reload")
+    }
+
+    /// The checker's view of every service and real server, as text or JSON.
+    pub fn status(&self, json: bool) -> Result<String> {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.asks
+            .send(Ask::Status { json, done })
+            .map_err(|_| anyhow::anyhow!("the checker has stopped"))?;
+        wait.recv_timeout(Duration::from_secs(5))
+            .context("the checker did not answer")
     }
 
     /// Stop checking (the `omega` notifiers run) and wait for the thread.
@@ -143,11 +161,12 @@ async fn run(
     shared: Arc<Shared>,
     stop: Arc<tokio::sync::Notify>,
     stopping: Arc<AtomicBool>,
-    mut reloads: UnboundedReceiver<Reload>,
+    mut asks: UnboundedReceiver<Ask>,
     mut passive: UnboundedReceiver<DestEvent>,
 ) {
     let mut grace = cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
     let mut health = Health::new(&cfg, seed(), now(&shared));
+    let mut current = cfg;
     apply(&shared, health.initial_actions());
     let (tx, mut rx) = unbounded_channel::<(u64, Outcome)>();
     let mut draining: Vec<Draining> = Vec::new();
@@ -185,13 +204,19 @@ async fn run(
                     on_passive(&shared, &mut health, ev, t);
                 }
             }
-            got = reloads.recv() => {
-                if let Some(req) = got {
-                    grace = req.cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
-                    let summary = reload(&shared, &mut health, &req.cfg, &mut draining, grace);
-                    let _ = req.done.send(summary);
+            got = asks.recv() => match got {
+                Some(Ask::Reload { cfg, done }) => {
+                    grace = cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
+                    let summary = reload(&shared, &mut health, &cfg, &mut draining, grace);
+                    current = cfg;
+                    let _ = done.send(summary);
                 }
-            }
+                Some(Ask::Status { json, done }) => {
+                    let st = crate::status::collect(&health, &current, now(&shared));
+                    let _ = done.send(if json { crate::status::json(&st) } else { crate::status::text(&st) });
+                }
+                None => {}
+            },
             () = tokio::time::sleep(Duration::from_millis(wait)) => {}
             () = stop.notified() => {}
         }

@@ -26,6 +26,7 @@ mod files;
 mod health;
 mod server;
 mod statefile;
+mod status;
 
 use std::io::IsTerminal;
 use std::os::unix::net::UnixStream;

@@ -145,6 +145,20 @@ fn control(shared: &Shared, action: &str) -> Response {
             Ok(summary) => Response::new(format!("{summary}\n"), String::new(), 0),
             Err(e) => Response::new(String::new(), format!("{e}\n"), 1),
         },
+        "health" | "health-json" => {
+            let guard = shared.checker.lock().unwrap_or_else(|e| e.into_inner());
+            match guard.as_ref() {
+                Some((_, checker)) => match checker.status(action == "health-json") {
+                    Ok(text) => Response::new(text, String::new(), 0),
+                    Err(e) => Response::new(String::new(), format!("rvsd: {e:#}\n"), 1),
+                },
+                None => Response::new(
+                    String::new(),
+                    "rvsd: no health checker (started without --config, --keepalived or --ldirectord)\n".into(),
+                    1,
+                ),
+            }
+        }
         other => Response::new(
             String::new(),
             format!("rvsd: unknown control action {other:?}\n"),

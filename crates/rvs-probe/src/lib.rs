@@ -21,6 +21,7 @@ pub mod http;
 pub mod misc;
 pub mod net;
 pub mod simple;
+pub mod users;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

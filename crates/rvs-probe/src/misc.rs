@@ -24,6 +24,9 @@ pub async fn run(m: &MiscCheck) -> Outcome {
         x.args(&c.argv[1..]);
         x
     };
+    if let Err(e) = crate::users::run_as(cmd.as_std_mut(), c.user.as_deref(), c.group.as_deref()) {
+        return Outcome::Fail(e);
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

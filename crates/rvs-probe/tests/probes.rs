@@ -340,3 +340,36 @@ async fn ping_loopback() {
     let c = check(CheckKind::Ping);
     assert_eq!(probe(&c, "127.0.0.1:0".parse().unwrap()).await, Outcome::Ok);
 }
+
+#[tokio::test]
+async fn misc_check_runs_as_its_user() {
+    let me = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&me.stdout).trim() != "0" {
+        eprintln!("not root: running a check as another user needs root; skipped");
+        return;
+    }
+    let c = check(CheckKind::Misc(spec::MiscCheck {
+        command: spec::Command {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "test \"$(id -u)\" = 65534".into(),
+            ],
+            shell: false,
+            user: Some("nobody".into()),
+            group: None,
+        },
+        timeout: Duration::from_secs(2),
+        dynamic: false,
+    }));
+    assert_eq!(probe(&c, closed_port()).await, Outcome::Ok);
+    let CheckKind::Misc(m) = &mut c.clone().kind else {
+        unreachable!()
+    };
+    m.command.user = Some("no-such-user-here".into());
+    let bad = check(CheckKind::Misc(m.clone()));
+    assert_eq!(
+        probe(&bad, closed_port()).await,
+        Outcome::Fail("no such user: no-such-user-here".into())
+    );
+}

@@ -469,6 +469,10 @@ fn spawn(c: &spec::Command) {
         x
     };
     cmd.stdin(std::process::Stdio::null());
+    if let Err(e) = rvs_probe::users::run_as(&mut cmd, c.user.as_deref(), c.group.as_deref()) {
+        tracing::warn!("cannot run {prog}: {e}");
+        return;
+    }
     match cmd.spawn() {
         Ok(mut child) => {
             std::thread::spawn(move || {

@@ -1,0 +1,304 @@
+//! rvsd's health checker end to end: rvsd runs a keepalived.conf, an ldirectord.cf or an
+//! rvs TOML file, real servers on loopback pass and fail their checks, and the tests watch
+//! what an operator sees: `rvsadm -Ln`, the log, the notify scripts' output and where
+//! connections through the VIP land. Timers are short (delay_loop 1 s) and every wait has a
+//! deadline. Each test has its own `127.B.0.0/16` (B from 171 up, apart from the data-plane
+//! tests' 201 up), so tests run in parallel.
+#![deny(unsafe_code)]
+
+mod common;
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use common::TempDir;
+use support::director::Director;
+use support::hc::{
+    lines_of, log_lines, md5_hex, pool, until_logged, until_pool, want, write_file, HttpServer,
+};
+use support::net::{self, Got};
+use support::servers::{Behavior, TcpServer};
+
+/// Slack on every timing bound: rvsadm's start and listing in the poll loop (a process per
+/// try, tens of milliseconds on a busy machine), the checker thread's wake-up and the probe's
+/// own connect on loopback. Far below the one-second timers, so a missed retry or an extra
+/// delay_loop still fails the bound.
+const SLACK: Duration = Duration::from_millis(700);
+
+/// A second octet no other test of this binary uses (171, 172, …).
+fn subnet() -> u8 {
+    static NEXT: AtomicU8 = AtomicU8::new(171);
+    let b = NEXT.fetch_add(1, Ordering::SeqCst);
+    assert!((171..201).contains(&b), "out of test subnets");
+    b
+}
+
+/// Start rvsd on `flag FILE` with `text` written to `dir/name`.
+fn director(tag: &str, dir: &Path, name: &str, flag: &str, text: &str) -> Director {
+    let file = write_file(dir, name, text);
+    Director::start(tag, &[flag, &file.to_string_lossy()])
+}
+
+/// Which server answered `n` connections from `src` to `vip` (their greeting's first word).
+fn landings(src: IpAddr, vip: SocketAddr, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| match net::ask(src, vip) {
+            Got::Line(l) => l.split_whitespace().next().unwrap_or("").to_string(),
+            other => panic!("no answer through {vip}: {other:?}"),
+        })
+        .collect()
+}
+
+/// Wait until `server` has accepted a connection (a probe reached it).
+fn until_probed(server: &TcpServer) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.seen().is_empty() {
+        assert!(Instant::now() < deadline, "{} never probed", server.addr);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The keepalived TCP_CHECK of these tests: one retry, one-second timers.
+const TCP_CHECK: &str = "TCP_CHECK {
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }";
+
+/// keepalived TCP_CHECK: a killed server leaves `-Ln` no sooner than one
+/// delay_before_retry (its retry) and no later than delay_loop × (retry + 1) +
+/// delay_before_retry; no connection through the VIP reaches it then; restarted, it is back
+/// with its weight within one delay_loop (one success). Each transition is one log line
+/// with its reason, and the notify scripts run with the arguments the file gives them.
+#[test]
+fn tcp_check_kill_and_restart_within_the_bounds() {
+    let b = subnet();
+    let dir = TempDir::new("hc-tcp");
+    let (a1, a2) = (net::sa(b, 10, 1, 8001), net::sa(b, 10, 2, 8002));
+    let mut rs1 = Some(TcpServer::start(a1, "rs1", Behavior::Greet));
+    let rs2 = TcpServer::start(a2, "rs2", Behavior::Greet);
+    let notes = dir.path().join("notes");
+    let notify = write_file(
+        dir.path(),
+        "notify.sh",
+        &format!("printf '%s|' \"$@\" >> {0}\necho >> {0}\n", notes.display()),
+    );
+    let n = notify.display();
+    let conf = format!(
+        "virtual_server 127.{b}.0.1 80 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server {} {} {{
+        weight 3
+        notify_up \"/bin/sh {n} UP 'rs one' {a1}\"
+        notify_down \"/bin/sh {n} DOWN 'rs one' {a1}\"
+        {TCP_CHECK}
+    }}
+    real_server {} {} {{
+        weight 1
+        {TCP_CHECK}
+    }}
+}}
+",
+        a1.ip(),
+        a1.port(),
+        a2.ip(),
+        a2.port()
+    );
+    let d = director(
+        "hc-tcp",
+        dir.path(),
+        "keepalived.conf",
+        "--keepalived",
+        &conf,
+    );
+    let svc = format!("TCP 127.{b}.0.1:80");
+    let vip = net::sa(b, 0, 1, 80);
+    let both = want(&[(&a1.to_string(), 3), (&a2.to_string(), 1)]);
+    until_pool(&d, &svc, &both, Duration::from_secs(3));
+    until_probed(rs1.as_ref().unwrap());
+
+    // delay_loop 1 × (retry 1 + 1) + delay_before_retry 1
+    let bound = Duration::from_secs(3);
+    let killed = Instant::now();
+    drop(rs1.take());
+    let only2 = want(&[(&a2.to_string(), 1)]);
+    until_pool(&d, &svc, &only2, bound + SLACK);
+    let took = killed.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "out after {took:?}: without waiting for its retry"
+    );
+    assert!(took <= bound + SLACK, "out after {took:?}, bound {bound:?}");
+    let src = net::v4(b, 50, 1);
+    assert_eq!(
+        landings(src, vip, 6),
+        vec!["rs2"; 6],
+        "traffic while rs1 is out"
+    );
+
+    let _rs1 = TcpServer::start(a1, "rs1", Behavior::Greet);
+    let restarted = Instant::now();
+    until_pool(&d, &svc, &both, Duration::from_secs(1) + SLACK);
+    let back = restarted.elapsed();
+    assert!(
+        back <= Duration::from_secs(1) + SLACK,
+        "back after {back:?}"
+    );
+    let mut got = landings(src, vip, 8);
+    got.sort();
+    assert!(
+        got.contains(&"rs1".to_string()),
+        "rs1 back in rotation: {got:?}"
+    );
+    assert!(!rs2.seen().is_empty());
+
+    let label = format!("real server {a1} of {svc}");
+    let down = log_lines(&d, &[&label, "down:"]);
+    assert_eq!(
+        down.len(),
+        1,
+        "one line for the transition: {down:?}\n{}",
+        d.log()
+    );
+    assert!(
+        down[0].ends_with("down: TCP_CHECK connection refused after 1 retry"),
+        "{down:?}"
+    );
+    let up = log_lines(&d, &[&label, "up:"]);
+    assert_eq!(up.len(), 1, "{up:?}");
+    assert!(up[0].ends_with("up: TCP_CHECK passed"), "{up:?}");
+    assert!(log_lines(&d, &[&format!("real server {a2}")]).is_empty());
+
+    let expect = vec![format!("DOWN|rs one|{a1}|"), format!("UP|rs one|{a1}|")];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while lines_of(&notes) != expect && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(lines_of(&notes), expect, "notify_down then notify_up");
+}
+
+/// One keepalived real server with an HTTP_GET / SSL_GET of `url_body` (retry 0).
+fn http_real(a: SocketAddr, kind: &str, url_body: &str) -> String {
+    format!(
+        "    real_server {} {} {{
+        weight 1
+        {kind} {{
+            url {{
+                path /health
+                {url_body}
+            }}
+            connect_timeout 1
+            retry 0
+            delay_before_retry 1
+        }}
+    }}
+",
+        a.ip(),
+        a.port()
+    )
+}
+
+/// HTTP_GET and SSL_GET: a 503 takes a server out unless `status_code` accepts it; a
+/// `digest` that differs from the body's MD5 takes it out, the right one keeps it in; and
+/// each server whose answer changes follows it (back in, or out).
+#[test]
+fn http_and_ssl_get_status_codes_and_digests() {
+    let b = subnet();
+    let dir = TempDir::new("hc-http");
+    let addr = |i: u8| net::sa(b, 10, i, 8080);
+    let body = "hello from the health page\n";
+    let servers = [
+        HttpServer::start(addr(1), 503, body, false),
+        HttpServer::start(addr(2), 503, body, false),
+        HttpServer::start(addr(3), 200, body, false),
+        HttpServer::start(addr(4), 200, body, false),
+        HttpServer::start(addr(5), 200, body, true),
+        HttpServer::start(addr(6), 500, body, true),
+    ];
+    let good = md5_hex(body);
+    let other = md5_hex("another page");
+    let reals = [
+        http_real(addr(1), "HTTP_GET", ""),
+        http_real(addr(2), "HTTP_GET", "status_code 503"),
+        http_real(addr(3), "HTTP_GET", &format!("digest {other}")),
+        http_real(addr(4), "HTTP_GET", &format!("digest {good}")),
+        http_real(addr(5), "SSL_GET", &format!("digest {good}")),
+        http_real(addr(6), "SSL_GET", ""),
+    ];
+    let conf = format!(
+        "virtual_server 127.{b}.0.1 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n{}}}\n",
+        reals.concat()
+    );
+    let d = director(
+        "hc-http",
+        dir.path(),
+        "keepalived.conf",
+        "--keepalived",
+        &conf,
+    );
+    let svc = format!("TCP 127.{b}.0.1:80");
+    let listed = |ids: &[u8]| -> Vec<(String, i64)> {
+        let rows: Vec<(String, i64)> = ids.iter().map(|&i| (addr(i).to_string(), 1)).collect();
+        let refs: Vec<(&str, i64)> = rows.iter().map(|(a, w)| (a.as_str(), *w)).collect();
+        want(&refs)
+    };
+    // all start in (no alpha); those failing leave after their first probe (warmup ≤ 1 s)
+    for s in &servers {
+        until_probed_http(s, 1, Duration::from_secs(1) + SLACK);
+    }
+    until_pool(&d, &svc, &listed(&[2, 4, 5]), SLACK);
+    let reason = |i: u8| {
+        let label = format!("real server {} of {svc} down:", addr(i));
+        let lines = log_lines(&d, &[&label]);
+        assert_eq!(lines.len(), 1, "{label} {lines:?}");
+        lines[0].split_once(" down: ").unwrap().1.to_string()
+    };
+    assert_eq!(reason(1), "HTTP_GET /health: status 503 (expected 200-299)");
+    assert_eq!(
+        reason(3),
+        format!("HTTP_GET /health: digest {good} (expected {other})")
+    );
+    assert_eq!(reason(6), "SSL_GET /health: status 500 (expected 200-299)");
+    // still in after more probes than one
+    let asked = servers[1].served();
+    let limit = Duration::from_secs(1) + SLACK;
+    until_probed_http(&servers[1], asked + 1, limit);
+    until_probed_http(&servers[3], servers[3].served() + 1, limit);
+    assert_eq!(pool(&d, &svc), listed(&[2, 4, 5]));
+
+    // the answers change: 1 and 6 recover, 4's page changes under its digest
+    servers[0].set(200, body);
+    servers[5].set(204, "");
+    servers[3].set(200, "a new page\n");
+    until_pool(
+        &d,
+        &svc,
+        &listed(&[1, 2, 5, 6]),
+        Duration::from_secs(1) + SLACK,
+    );
+    let changed = reason(4);
+    assert!(
+        changed.starts_with("HTTP_GET /health: digest "),
+        "{changed}"
+    );
+    for i in [1, 6] {
+        let kind = if i == 6 { "SSL_GET" } else { "HTTP_GET" };
+        let label = format!("real server {} of {svc} up: {kind} passed", addr(i));
+        assert_eq!(log_lines(&d, &[&label]).len(), 1, "{label}\n{}", d.log());
+    }
+}
+
+/// Wait (at most `limit`) until `s` has answered `n` requests.
+fn until_probed_http(s: &HttpServer, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while s.served() < n {
+        assert!(Instant::now() < deadline, "{} not asked again", s.addr);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -302,3 +302,185 @@ fn until_probed_http(s: &HttpServer, n: usize, limit: Duration) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// MISC_CHECK: the script's exit status decides (it exits with the number in a file the test
+/// writes): 0 in, 1 out; with `misc_dynamic`, 2 + N keeps the server with weight N, as `-Ln`
+/// shows.
+#[test]
+fn misc_check_exit_codes_and_dynamic_weights() {
+    let b = subnet();
+    let dir = TempDir::new("hc-misc");
+    let script = write_file(dir.path(), "check.sh", "read c < \"$1\"\nexit \"$c\"\n");
+    let code = |n: u8, c: u8| write_file(dir.path(), &format!("code{n}"), &format!("{c}\n"));
+    let (c1, c2) = (code(1, 0), code(2, 0));
+    let (a1, a2) = (net::sa(b, 10, 1, 8001), net::sa(b, 10, 2, 8002));
+    let real = |a: SocketAddr, w: u8, file: &Path, dynamic: &str| {
+        format!(
+            "    real_server {} {} {{
+        weight {w}
+        MISC_CHECK {{
+            misc_path \"/bin/sh {} {}\"
+            misc_timeout 2
+            {dynamic}
+            retry 0
+        }}
+    }}
+",
+            a.ip(),
+            a.port(),
+            script.display(),
+            file.display()
+        )
+    };
+    let conf = format!(
+        "virtual_server 127.{b}.0.1 80 {{\n    delay_loop 1\n    lb_algo wrr\n    lb_kind NAT\n    protocol TCP\n{}{}}}\n",
+        real(a1, 3, &c1, ""),
+        real(a2, 5, &c2, "misc_dynamic")
+    );
+    let d = director(
+        "hc-misc",
+        dir.path(),
+        "keepalived.conf",
+        "--keepalived",
+        &conf,
+    );
+    let svc = format!("TCP 127.{b}.0.1:80");
+    let (s1, s2) = (a1.to_string(), a2.to_string());
+    let step = Duration::from_secs(2) + SLACK;
+    until_pool(&d, &svc, &want(&[(&s1, 3), (&s2, 5)]), step);
+
+    code(2, 9);
+    until_pool(&d, &svc, &want(&[(&s1, 3), (&s2, 7)]), step);
+    code(1, 1);
+    until_pool(&d, &svc, &want(&[(&s2, 7)]), step);
+    code(2, 2);
+    until_pool(&d, &svc, &want(&[(&s2, 0)]), step);
+    code(1, 0);
+    code(2, 1);
+    until_pool(&d, &svc, &want(&[(&s1, 3)]), step);
+    code(2, 0);
+    until_pool(&d, &svc, &want(&[(&s1, 3), (&s2, 5)]), step);
+
+    let of = |a: &str| format!("real server {a} of {svc}");
+    let lines = |a: &str, what: &str| log_lines(&d, &[&of(a), what]);
+    assert_eq!(
+        lines(&s2, " weight ").len(),
+        2,
+        "5 -> 7, 7 -> 0:\n{}",
+        d.log()
+    );
+    assert!(lines(&s2, "weight 5 -> 7 (MISC_CHECK)").len() == 1);
+    assert!(lines(&s2, "weight 7 -> 0 (MISC_CHECK)").len() == 1);
+    let down1 = lines(&s1, " down: ");
+    assert_eq!(down1.len(), 1, "{down1:?}");
+    assert!(down1[0].ends_with("down: MISC_CHECK /bin/sh exited with 1"));
+    assert_eq!(lines(&s1, " up: MISC_CHECK passed").len(), 1);
+    assert_eq!(
+        lines(&s2, " down: MISC_CHECK /bin/sh exited with 1").len(),
+        1
+    );
+    assert_eq!(lines(&s2, " up: MISC_CHECK passed").len(), 1);
+}
+
+/// Quorum with hysteresis and the sorry server, two services over the same two servers of
+/// weight 2 (total 4), quorum 3:
+/// - A, hysteresis 1: quorum is lost below 3 − 1 and gained at 3 + 1 (keepalived's
+///   `update_quorum_state`), so losing one server (weight 2) keeps it; losing both brings
+///   the sorry server in; one server back (2 < 4) keeps the sorry server; both back remove it.
+/// - B, hysteresis 0, `sorry_server_inhibit`, rs1 `inhibit_on_failure`: losing one server
+///   (2 < 3) brings the sorry server in and takes rs2 out, rs1 stays with weight 0; back,
+///   the sorry server stays listed with weight 0.
+///
+/// Connections through B's VIP reach the sorry server while it is in.
+#[test]
+fn quorum_hysteresis_sorry_server_and_inhibit() {
+    let b = subnet();
+    let dir = TempDir::new("hc-quorum");
+    let (a1, a2, sa) = (
+        net::sa(b, 10, 1, 8001),
+        net::sa(b, 10, 2, 8002),
+        net::sa(b, 10, 9, 8009),
+    );
+    let mut rs1 = Some(TcpServer::start(a1, "rs1", Behavior::Greet));
+    let mut rs2 = Some(TcpServer::start(a2, "rs2", Behavior::Greet));
+    let _sorry = TcpServer::start(sa, "sorry", Behavior::Greet);
+    let real = |a: SocketAddr, extra: &str| {
+        format!(
+            "    real_server {} {} {{\n        weight 2\n        {extra}\n        TCP_CHECK {{\n            connect_timeout 1\n            retry 0\n        }}\n    }}\n",
+            a.ip(),
+            a.port()
+        )
+    };
+    let vs = |port: u16, opts: &str, inhibit1: &str| {
+        format!(
+            "virtual_server 127.{b}.0.1 {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    quorum 3\n    sorry_server {} {}\n{opts}{}{}}}\n",
+            sa.ip(),
+            sa.port(),
+            real(a1, inhibit1),
+            real(a2, "")
+        )
+    };
+    let conf = vs(80, "    hysteresis 1\n", "")
+        + &vs(
+            81,
+            "    hysteresis 0\n    sorry_server_inhibit\n",
+            "inhibit_on_failure",
+        );
+    let d = director(
+        "hc-quorum",
+        dir.path(),
+        "keepalived.conf",
+        "--keepalived",
+        &conf,
+    );
+    let (sva, svb) = (format!("TCP 127.{b}.0.1:80"), format!("TCP 127.{b}.0.1:81"));
+    let (s1, s2, ss) = (a1.to_string(), a2.to_string(), sa.to_string());
+    let step = Duration::from_secs(2) + SLACK;
+    let full = want(&[(&s1, 2), (&s2, 2)]);
+    until_pool(&d, &sva, &full, step);
+    until_pool(&d, &svb, &want(&[(&s1, 2), (&s2, 2), (&ss, 0)]), step);
+    until_probed(rs1.as_ref().unwrap());
+
+    drop(rs1.take());
+    until_pool(&d, &svb, &want(&[(&s1, 0), (&ss, 1)]), step);
+    until_pool(&d, &sva, &want(&[(&s2, 2)]), step);
+    let src = net::v4(b, 50, 1);
+    let vip_b = net::sa(b, 0, 1, 81);
+    assert_eq!(landings(src, vip_b, 4), vec!["sorry"; 4]);
+
+    drop(rs2.take());
+    until_pool(&d, &sva, &want(&[(&ss, 1)]), step);
+    let lost_a = log_lines(&d, &[&format!("{sva} lost quorum"), "sorry server"]);
+    assert_eq!(lost_a.len(), 1, "{lost_a:?}");
+    assert!(
+        lost_a[0].ends_with(&format!(
+            "lost quorum: weight 0 < 3-1, sorry server {ss} added"
+        )),
+        "{lost_a:?}"
+    );
+
+    let _rs1 = TcpServer::start(a1, "rs1", Behavior::Greet);
+    let up1 = format!("real server {s1} of {sva} up");
+    until_logged(&d, &[&up1], step);
+    assert_eq!(pool(&d, &sva), want(&[(&ss, 1)]), "2 < 3 + 1: still sorry");
+    let _rs2 = TcpServer::start(a2, "rs2", Behavior::Greet);
+    until_pool(&d, &sva, &full, step);
+    until_pool(&d, &svb, &want(&[(&s1, 2), (&s2, 2), (&ss, 0)]), step);
+    let mut got = landings(src, vip_b, 4);
+    got.sort();
+    assert_eq!(got, vec!["rs1", "rs1", "rs2", "rs2"]);
+
+    let gained = log_lines(&d, &[&format!("{sva} gained quorum")]);
+    assert_eq!(gained.len(), 1, "{gained:?}");
+    assert!(
+        gained[0].ends_with(&format!(
+            "gained quorum: weight 4 >= 3+1, sorry server {ss} removed"
+        )),
+        "{gained:?}"
+    );
+    let lost_b = log_lines(&d, &[&format!("{svb} lost quorum")]);
+    assert_eq!(lost_b.len(), 1, "{lost_b:?}\n{}", d.log());
+    assert!(lost_b[0].ends_with(&format!(
+        "lost quorum: weight 2 < 3-0, sorry server {ss} added"
+    )));
+}

@@ -484,3 +484,103 @@ fn quorum_hysteresis_sorry_server_and_inhibit() {
         "lost quorum: weight 2 < 3-0, sorry server {ss} added"
     )));
 }
+
+/// ldirectord.cf: `checktype = negotiate` (HTTP `request` / `receive`) and `connect`,
+/// `quiescent = yes` (a failed server stays with weight 0), `failurecount = 2` (out after
+/// two failures one `checkinterval` apart, not one), and the `fallback` server, in only
+/// while every real server is down; connections reach it then.
+#[test]
+fn ldirectord_negotiate_connect_quiescent_fallback_failurecount() {
+    let b = subnet();
+    let dir = TempDir::new("hc-ld");
+    let (a1, a2, a3, fb) = (
+        net::sa(b, 10, 1, 8080),
+        net::sa(b, 10, 2, 8080),
+        net::sa(b, 10, 3, 8003),
+        net::sa(b, 10, 9, 8009),
+    );
+    let h1 = HttpServer::start(a1, 200, "status: OK\n", false);
+    let h2 = HttpServer::start(a2, 200, "status: OK\n", false);
+    let mut rs3 = Some(TcpServer::start(a3, "rs3", Behavior::Greet));
+    let _fallback = TcpServer::start(fb, "fallback", Behavior::Greet);
+    let cf = format!(
+        "checkinterval = 1
+checktimeout = 1
+failurecount = 2
+quiescent = yes
+
+virtual = 127.{b}.0.1:80
+    real = {a1} masq 2
+    real = {a2} masq 3
+    fallback = {fb} masq
+    scheduler = wrr
+    checktype = negotiate
+    service = http
+    request = \"health\"
+    receive = \"OK\"
+
+virtual = 127.{b}.0.1:81
+    real = {a3} masq 1
+    scheduler = rr
+    checktype = connect
+"
+    );
+    let d = director("hc-ld", dir.path(), "ldirectord.cf", "--ldirectord", &cf);
+    let (sv80, sv81) = (format!("TCP 127.{b}.0.1:80"), format!("TCP 127.{b}.0.1:81"));
+    let (s1, s2, s3, sf) = (
+        a1.to_string(),
+        a2.to_string(),
+        a3.to_string(),
+        fb.to_string(),
+    );
+    let step = Duration::from_secs(2) + SLACK;
+    until_pool(&d, &sv80, &want(&[(&s1, 2), (&s2, 3)]), step);
+    until_pool(&d, &sv81, &want(&[(&s3, 1)]), step);
+
+    // two failures one checkinterval apart: at least 1 s, at most 2 s after the change
+    h1.set(200, "status: BAD\n");
+    let t = Instant::now();
+    until_pool(&d, &sv80, &want(&[(&s1, 0), (&s2, 3)]), step);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took <= step,
+        "weight 0 after {took:?}"
+    );
+    h2.set(500, "status: OK\n");
+    until_pool(&d, &sv80, &want(&[(&s1, 0), (&s2, 0), (&sf, 1)]), step);
+    let src = net::v4(b, 50, 1);
+    let vip80 = net::sa(b, 0, 1, 80);
+    assert_eq!(landings(src, vip80, 4), vec!["fallback"; 4]);
+    h1.set(200, "status: OK\n");
+    until_pool(&d, &sv80, &want(&[(&s1, 2), (&s2, 0)]), step);
+
+    drop(rs3.take());
+    until_pool(
+        &d,
+        &sv81,
+        &want(&[(&s3, 0)]),
+        Duration::from_secs(3) + SLACK,
+    );
+    let _rs3 = TcpServer::start(a3, "rs3", Behavior::Greet);
+    until_pool(&d, &sv81, &want(&[(&s3, 1)]), step);
+
+    let down = |a: &str, svc: &str| log_lines(&d, &[&format!("real server {a} of {svc} down:")]);
+    for (a, svc) in [(&s1, &sv80), (&s2, &sv80), (&s3, &sv81)] {
+        let lines = down(a, svc);
+        assert_eq!(lines.len(), 1, "{a}: {lines:?}\n{}", d.log());
+        assert!(
+            lines[0].ends_with("after 1 retry, inhibited (weight 0)"),
+            "{lines:?}"
+        );
+    }
+    assert!(down(&s2, &sv80)[0].contains("status 500"));
+    assert!(down(&s3, &sv81)[0].contains("TCP_CHECK connection refused"));
+    let fb_in = log_lines(&d, &[&format!("{sv80} lost quorum"), "added"]);
+    assert_eq!(fb_in.len(), 1, "{fb_in:?}");
+    // servers start down (ldirectord checks before adding): the fallback is in until the
+    // first pass, and again while both are down
+    let start = log_lines(&d, &[&format!("{sv80} starting with quorum down"), "added"]);
+    assert_eq!(start.len(), 1, "{start:?}");
+    let fb_out = log_lines(&d, &[&format!("{sv80} gained quorum"), "removed"]);
+    assert_eq!(fb_out.len(), 2, "{fb_out:?}");
+}

@@ -584,3 +584,66 @@ virtual = 127.{b}.0.1:81
     let fb_out = log_lines(&d, &[&format!("{sv80} gained quorum"), "removed"]);
     assert_eq!(fb_out.len(), 2, "{fb_out:?}");
 }
+
+/// The rvs TOML file: a service with TCP checks and `inhibit_on_failure` behaves as the
+/// keepalived file does — a killed server goes to weight 0 within delay_loop × (retry + 1)
+/// + delay_before_retry (after its retry), gets no connection through the VIP, and is back
+/// with its weight after one success.
+#[test]
+fn rvs_toml_service_with_checks() {
+    let b = subnet();
+    let dir = TempDir::new("hc-toml");
+    let (a1, a2) = (net::sa(b, 10, 1, 8001), net::sa(b, 10, 2, 8002));
+    let mut rs1 = Some(TcpServer::start(a1, "rs1", Behavior::Greet));
+    let _rs2 = TcpServer::start(a2, "rs2", Behavior::Greet);
+    let toml = format!(
+        "[[service]]
+address = \"127.{b}.0.1:80\"
+scheduler = \"rr\"
+delay_loop = \"1s\"
+connect_timeout = \"1s\"
+retry = 1
+delay_before_retry = \"1s\"
+inhibit_on_failure = true
+
+[[service.server]]
+address = \"{a1}\"
+weight = 4
+
+[[service.server.check]]
+kind = \"tcp\"
+
+[[service.server]]
+address = \"{a2}\"
+weight = 1
+
+[[service.server.check]]
+kind = \"tcp\"
+"
+    );
+    let d = director("hc-toml", dir.path(), "rvs.toml", "--config", &toml);
+    let svc = format!("TCP 127.{b}.0.1:80");
+    let (s1, s2) = (a1.to_string(), a2.to_string());
+    let both = want(&[(&s1, 4), (&s2, 1)]);
+    until_pool(&d, &svc, &both, Duration::from_secs(3));
+    until_probed(rs1.as_ref().unwrap());
+
+    let bound = Duration::from_secs(3);
+    let killed = Instant::now();
+    drop(rs1.take());
+    until_pool(&d, &svc, &want(&[(&s1, 0), (&s2, 1)]), bound + SLACK);
+    let took = killed.elapsed();
+    assert!(took >= Duration::from_secs(1), "weight 0 after {took:?}");
+    let src = net::v4(b, 50, 1);
+    assert_eq!(landings(src, net::sa(b, 0, 1, 80), 6), vec!["rs2"; 6]);
+
+    let _rs1 = TcpServer::start(a1, "rs1", Behavior::Greet);
+    until_pool(&d, &svc, &both, Duration::from_secs(1) + SLACK);
+    let label = format!("real server {s1} of {svc}");
+    let down = log_lines(&d, &[&label, " down: "]);
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert!(
+        down[0].ends_with("down: TCP_CHECK connection refused after 1 retry, inhibited (weight 0)")
+    );
+    assert_eq!(log_lines(&d, &[&label, " up: TCP_CHECK passed"]).len(), 1);
+}

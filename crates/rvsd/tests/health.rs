@@ -586,9 +586,9 @@ virtual = 127.{b}.0.1:81
 }
 
 /// The rvs TOML file: a service with TCP checks and `inhibit_on_failure` behaves as the
-/// keepalived file does — a killed server goes to weight 0 within delay_loop × (retry + 1)
-/// + delay_before_retry (after its retry), gets no connection through the VIP, and is back
-/// with its weight after one success.
+/// keepalived file does — a killed server goes to weight 0 after its retry and within
+/// delay_loop × (retry + 1) + delay_before_retry, gets no connection through the VIP, and is
+/// back with its weight after one success.
 #[test]
 fn rvs_toml_service_with_checks() {
     let b = subnet();

@@ -2,11 +2,13 @@
 //! addresses and clients ([`net`]), real servers ([`servers`]), the PROXY header reader
 //! ([`proxyhdr`]), listing readers ([`listing`]), rvs-core as the expected decision
 //! ([`model`]), kernel transcripts replayed through the data plane ([`golden`]), network
-//! namespaces ([`netns`]) and bounded waits ([`wait`]).
+//! namespaces ([`netns`]), bounded waits ([`wait`]) and the health-checking tests' servers,
+//! scripts and pool waits ([`hc`]).
 #![allow(dead_code)]
 
 pub mod director;
 pub mod golden;
+pub mod hc;
 pub mod listing;
 pub mod model;
 pub mod net;

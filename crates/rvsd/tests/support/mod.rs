@@ -1,5 +1,6 @@
 //! Helpers of the data-plane tests: an rvsd with its log ([`director`]), loopback
-//! addresses and clients ([`net`]), real servers ([`servers`]), the PROXY header reader
+//! addresses and clients ([`net`]), real servers ([`servers`]),
+//! HTTP-ish servers and clients ([`http`]), the PROXY header reader
 //! ([`proxyhdr`]), listing readers ([`listing`]), rvs-core as the expected decision
 //! ([`model`]), kernel transcripts replayed through the data plane ([`golden`]), network
 //! namespaces ([`netns`]) and bounded waits ([`wait`]).
@@ -7,6 +8,7 @@
 
 pub mod director;
 pub mod golden;
+pub mod http;
 pub mod listing;
 pub mod model;
 pub mod net;

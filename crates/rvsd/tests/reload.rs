@@ -21,6 +21,9 @@ use support::director::Director;
 use support::http::{HttpClient, HttpServer};
 use support::listing::{self, conns_of};
 use support::net::{sa, v4};
+use support::reloadconf::{
+    check_listing, snapshot, summary, svc, templates, toml, write, Svc, GRACE, RS_PORT,
+};
 use support::wait::poll_for;
 
 /// A second octet of its own for each test of this binary (141…170: other test binaries
@@ -30,76 +33,6 @@ fn subnet() -> u8 {
     let b = NEXT.fetch_add(1, Ordering::SeqCst);
     assert!((141..171).contains(&b), "out of test subnets");
     b
-}
-
-/// Grace period of a removed real server (`drain_grace`).
-const GRACE: Duration = Duration::from_secs(3);
-/// Real servers listen on `127.B.10.I:RS_PORT`, services on `127.B.0.V:80`.
-const RS_PORT: u16 = 8080;
-
-/// One declared virtual service: `127.B.0.vip:80`, its scheduler, persistence and real
-/// servers `(I, weight)` at `127.B.10.I`.
-#[derive(Clone, Debug, PartialEq)]
-struct Svc {
-    vip: u8,
-    sched: &'static str,
-    persist: Option<u32>,
-    reals: Vec<(u8, u32)>,
-}
-
-fn svc(vip: u8, sched: &'static str, persist: Option<u32>, reals: &[(u8, u32)]) -> Svc {
-    Svc {
-        vip,
-        sched,
-        persist,
-        reals: reals.to_vec(),
-    }
-}
-
-/// The rvs TOML file declaring `conf`.
-fn toml(b: u8, conf: &[Svc]) -> String {
-    let mut t = format!("[director]\ndrain_grace = \"{}s\"\n", GRACE.as_secs());
-    for s in conf {
-        t += &format!(
-            "\n[[service]]\naddress = \"127.{b}.0.{}:80\"\nscheduler = \"{}\"\ndelay_loop = \"1s\"\nconnect_timeout = \"1s\"\n",
-            s.vip, s.sched
-        );
-        if let Some(p) = s.persist {
-            t += &format!("persistence = {{ timeout = \"{p}s\" }}\n");
-        }
-        for (i, w) in &s.reals {
-            t += &format!(
-                "\n[[service.server]]\naddress = \"127.{b}.10.{i}:{RS_PORT}\"\nweight = {w}\n\n[[service.server.check]]\nkind = \"tcp\"\n"
-            );
-        }
-    }
-    t
-}
-
-/// The answer a reload from `old` to `new` must give: services matched by address, changed
-/// when their scheduler or persistence differ; real servers counted in the services
-/// declared before and after.
-fn summary(old: &[Svc], new: &[Svc]) -> String {
-    let (mut s, mut r) = ([0usize; 4], [0usize; 3]);
-    for n in new {
-        let Some(o) = old.iter().find(|o| o.vip == n.vip) else {
-            s[2] += 1;
-            continue;
-        };
-        s[usize::from((o.sched, o.persist) != (n.sched, n.persist))] += 1;
-        let has = |x: &Svc, i: u8| x.reals.iter().any(|(j, _)| *j == i);
-        r[0] += n.reals.iter().filter(|(i, _)| has(o, *i)).count();
-        r[1] += n.reals.iter().filter(|(i, _)| !has(o, *i)).count();
-        r[2] += o.reals.iter().filter(|(i, _)| !has(n, *i)).count();
-    }
-    s[3] = old
-        .iter()
-        .filter(|o| !new.iter().any(|n| n.vip == o.vip))
-        .count();
-    format!(
-        "reloaded: services {} unchanged, {} changed, {} added, {} removed; real servers {} kept, {} added, {} draining\n",
-        s[0], s[1], s[2], s[3], r[0], r[1], r[2]
-    )
 }
 
 /// The services that stay declared all along (they carry the load):
@@ -210,65 +143,6 @@ fn client(b: u8, vip: u8, src: IpAddr, keepalive: bool, stop: &AtomicBool) -> Ta
     t
 }
 
-/// `PROTO SOURCE VIRTUAL DEST` of the persistence templates in `-Lnc` (client port 0).
-fn templates(lnc: &str) -> BTreeSet<String> {
-    listing::conns(lnc)
-        .into_iter()
-        .filter(|c| c.source.ends_with(":0"))
-        .map(|c| format!("{} {} {} {}", c.proto, c.source, c.virt, c.dest))
-        .collect()
-}
-
-/// `-Ln` must list exactly `conf`'s services with their schedulers, each declared real
-/// server with its weight; any other real server is draining (weight 0) or `drained` of
-/// them must be gone already.
-fn check_listing(b: u8, ln: &str, conf: &[Svc], step: usize) {
-    let services: Vec<&str> = ln.lines().filter(|l| l.starts_with("TCP")).collect();
-    let want: Vec<String> = conf
-        .iter()
-        .map(|s| {
-            let p = s
-                .persist
-                .map_or(String::new(), |p| format!(" persistent {p}"));
-            format!("TCP  127.{b}.0.{}:80 {}{p}", s.vip, s.sched)
-        })
-        .collect();
-    let got: Vec<String> = services.iter().map(|l| l.trim_end().to_string()).collect();
-    let (mut got_sorted, mut want_sorted) = (got.clone(), want.clone());
-    got_sorted.sort();
-    want_sorted.sort();
-    assert_eq!(
-        got_sorted, want_sorted,
-        "services after reload {step}:\n{ln}"
-    );
-    for row in listing::dests(ln) {
-        let s = conf
-            .iter()
-            .find(|s| row.service == format!("TCP 127.{b}.0.{}:80", s.vip))
-            .expect("a declared service");
-        let declared = s
-            .reals
-            .iter()
-            .find(|(i, _)| row.addr == format!("127.{b}.10.{i}:{RS_PORT}"));
-        match declared {
-            Some((_, w)) => assert_eq!(row.weight, i64::from(*w), "{row:?} after {step}"),
-            None => assert_eq!(row.weight, 0, "undeclared {row:?} after {step} drains"),
-        }
-    }
-    for s in conf {
-        for (i, _) in &s.reals {
-            let addr = format!("127.{b}.10.{i}:{RS_PORT}");
-            let svc = format!("TCP 127.{b}.0.{}:80", s.vip);
-            assert!(
-                listing::dests(ln)
-                    .iter()
-                    .any(|r| r.service == svc && r.addr == addr),
-                "{addr} of {svc} missing after reload {step}:\n{ln}"
-            );
-        }
-    }
-}
-
 /// A keep-alive connection through service 3 that real server `rs` answers, and how many
 /// connections it took (bounded tries: the scheduler decides).
 fn hold_on(b: u8, rs: &str) -> (HttpClient, u64) {
@@ -322,9 +196,10 @@ struct Setup {
     file: PathBuf,
 }
 
-fn setup(tag: &str, conf: &[Svc]) -> (Setup, Director) {
+/// Real servers 1 to `n` and rvsd running `conf`.
+fn setup(tag: &str, n: u8, conf: &[Svc]) -> (Setup, Director) {
     let b = subnet();
-    let servers = (1..=6)
+    let servers = (1..=n)
         .map(|i| HttpServer::start(sa(b, 10, i, RS_PORT), &format!("rs{i}")))
         .collect();
     let dir = TempDir::new(tag);
@@ -342,12 +217,6 @@ fn setup(tag: &str, conf: &[Svc]) -> (Setup, Director) {
         file,
     };
     (s, d)
-}
-
-fn write(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// One reload of the schedule: the file rewritten, `rvsadm --reload`, its answer, the
@@ -380,7 +249,7 @@ fn reload_step(d: &Director, s: &Setup, steps: &[Vec<Svc>], k: usize, kept: &BTr
 fn twenty_reloads_under_load_lose_nothing() {
     let steps = schedule();
     assert_eq!(steps.len(), 21);
-    let (s, d) = setup("reload-load", &steps[0]);
+    let (s, d) = setup("reload-load", 6, &steps[0]);
     let b = s.b;
     let stop = AtomicBool::new(false);
     let tallies = std::thread::scope(|scope| {
@@ -491,29 +360,6 @@ fn check_tallies(d: &Director, b: u8, tallies: &[Tally]) {
             "service {vip}: Conns against the connections the clients made"
         );
     }
-}
-
-/// `-Lnc` with the expiry column blanked (it counts down between two listings).
-fn without_expiry(lnc: &str) -> String {
-    lnc.lines()
-        .map(|l| match l.split_once(' ') {
-            Some((p @ ("TCP" | "UDP"), rest)) => {
-                let rest = rest.trim_start();
-                let after = rest.split_once(' ').map_or("", |(_, r)| r);
-                format!("{p} --:-- {after}\n")
-            }
-            _ => format!("{l}\n"),
-        })
-        .collect()
-}
-
-/// The state a refused reload must leave exactly as it was.
-fn snapshot(d: &Director) -> [String; 3] {
-    [
-        d.text("-Ln"),
-        without_expiry(&d.text("-Lnc")),
-        d.text("-Ln --stats"),
-    ]
 }
 
 /// The TOML file of the bad-file tests (`B` stands for the subnet); line numbers below
@@ -796,4 +642,29 @@ fn sighup_reloads_as_rvsadm_does() {
         "the dropped server is still listed:\n{}",
         d.text("-Ln")
     );
+}
+
+/// A real server dropped by one reload and declared again (here as a spare, weight 0) by the
+/// next, while its connections still hold it in the table, is the file's again: it stays
+/// after the grace period.
+#[test]
+fn a_server_declared_again_while_draining_stays() {
+    let both = [svc(1, "rr", None, &[(1, 1), (2, 1)])];
+    let (s, d) = setup("reload-again", 2, &both);
+    let b = s.b;
+    // connections to both servers (their entries outlive them: TIME_WAIT)
+    for n in 0..4 {
+        let mut c = HttpClient::connect(v4(b, 50, 1 + n), sa(b, 0, 1, 80)).expect("connect");
+        c.get(true).expect("answer");
+        c.expect_end().expect("clean end");
+    }
+    let one = [svc(1, "rr", None, &[(1, 1)])];
+    let spare = [svc(1, "rr", None, &[(1, 1), (2, 0)])];
+    for (conf, prev) in [(&one[..], &both[..]), (&spare[..], &one[..])] {
+        write(&s.file, &toml(b, conf));
+        let out = d.adm(&["--reload"]);
+        assert_eq!((out.status, out.stdout), (0, summary(prev, conf)));
+    }
+    std::thread::sleep(GRACE + Duration::from_secs(1));
+    check_listing(b, &d.text("-Ln"), &spare, 2);
 }

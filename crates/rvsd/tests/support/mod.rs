@@ -1,6 +1,7 @@
 //! Helpers of the data-plane tests: an rvsd with its log ([`director`]), loopback
 //! addresses and clients ([`net`]), real servers ([`servers`]),
-//! HTTP-ish servers and clients ([`http`]), the PROXY header reader
+//! HTTP-ish servers and clients ([`http`]), the reload
+//! tests' configurations ([`reloadconf`]), the PROXY header reader
 //! ([`proxyhdr`]), listing readers ([`listing`]), rvs-core as the expected decision
 //! ([`model`]), kernel transcripts replayed through the data plane ([`golden`]), network
 //! namespaces ([`netns`]) and bounded waits ([`wait`]).
@@ -14,5 +15,6 @@ pub mod model;
 pub mod net;
 pub mod netns;
 pub mod proxyhdr;
+pub mod reloadconf;
 pub mod servers;
 pub mod wait;

@@ -535,4 +535,7 @@ main() {
     log "done"
 }
 
-main "$@"
+# bench/reload.sh sources this file for its helpers: run only when executed.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

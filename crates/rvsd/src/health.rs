@@ -262,6 +262,8 @@ fn reload(
 ) -> String {
     let t = now(shared);
     let r = health.reload(cfg, seed(), t);
+    // a draining server the file declares again is the checker's again, whatever its weight
+    draining.retain(|d| !declares(cfg, &d.key, &d.dest));
     apply(shared, r.actions);
     let until = Tick(t.as_millis() + grace.as_millis() as u64);
     let quiesce: Vec<Action> = r
@@ -291,6 +293,21 @@ fn reload(
     );
     tracing::info!("{line}");
     line
+}
+
+/// Whether `cfg` declares `dest` (a real server or the sorry server) in service `key`.
+fn declares(cfg: &Config, key: &ServiceKey, dest: &DestConf) -> bool {
+    cfg.services
+        .iter()
+        .filter(|s| s.keys.contains(key))
+        .flat_map(|s| {
+            let sorry = s.sorry.as_ref().map(|x| x.dest);
+            s.reals.iter().map(|r| r.dest).chain(sorry)
+        })
+        .any(|d| {
+            let d = d.port_for(key);
+            (d.addr, d.port) == (dest.addr, dest.port)
+        })
 }
 
 /// Remove the draining servers whose connections have ended or whose grace is over (a

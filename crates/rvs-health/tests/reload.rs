@@ -100,7 +100,7 @@ fn a_reload_edits_changed_services_adds_new_ones_and_drops_the_rest() {
             "delete service UDP 192.0.2.10:53",
         ]
     );
-    assert_eq!(r.services, [0, 1, 1, 1]);
+    assert_eq!((r.services, r.reals), ([0, 1, 1, 1], [1, 1, 0]));
 }
 
 #[test]

@@ -80,8 +80,19 @@ pub fn serve(listener: &UnixListener, shared: &Shared, stop: &AtomicBool) {
                     active.fetch_add(1, Ordering::SeqCst);
                     let active = &active;
                     scope.spawn(move || {
-                        if let Err(e) = answer(stream, shared) {
-                            tracing::warn!("control connection: {e}");
+                        match answer(stream, shared) {
+                            Ok(()) => {}
+                            // a client that connected and left without a request (a
+                            // readiness probe): nothing to report
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+                                ) =>
+                            {
+                                tracing::debug!("control connection: {e}");
+                            }
+                            Err(e) => tracing::warn!("control connection: {e}"),
                         }
                         active.fetch_sub(1, Ordering::SeqCst);
                     });

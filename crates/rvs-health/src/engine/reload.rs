@@ -23,7 +23,7 @@ pub struct Reloaded {
     pub drain: Vec<(ServiceKey, DestConf)>,
     /// services: unchanged, changed, added, removed
     pub services: [usize; 4],
-    /// real servers: kept, added, drained
+    /// real servers: kept, added (in services kept or added), draining
     pub reals: [usize; 3],
 }
 
@@ -64,6 +64,7 @@ impl Health {
                 .position(|o| o.as_ref().is_some_and(|o| sorted(&o.cfg.keys) == keys));
             let Some(oi) = found else {
                 r.services[2] += 1;
+                r.reals[1] += new.reals.len();
                 r.actions
                     .push(Action::Log(format!("{}: added by the reload", new.label)));
                 new.install(&mut r.actions);

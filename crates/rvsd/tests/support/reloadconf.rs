@@ -58,13 +58,14 @@ pub fn toml(b: u8, conf: &[Svc]) -> String {
 }
 
 /// The answer a reload from `old` to `new` must give: services matched by address, changed
-/// when their scheduler or persistence differ; real servers counted in the services
-/// declared before and after.
+/// when their scheduler or persistence differ; real servers kept and draining counted in the
+/// services declared before and after, added ones also in the services added.
 pub fn summary(old: &[Svc], new: &[Svc]) -> String {
     let (mut s, mut r) = ([0usize; 4], [0usize; 3]);
     for n in new {
         let Some(o) = old.iter().find(|o| o.vip == n.vip) else {
             s[2] += 1;
+            r[1] += n.reals.len();
             continue;
         };
         s[usize::from((o.sched, o.persist) != (n.sched, n.persist))] += 1;

@@ -358,7 +358,7 @@ fn malformed_lines_are_refused_where_they_are() {
         (format!("{v}    real = 10.0.0.2:80 masq 1 x:5\n"), "2:31: real: unexpected \"x:5\""),
         (format!("{v}    real = 10.0.0.9->10.0.0.2 gate\n"), "2:12: real: invalid range 10.0.0.9->10.0.0.2: the first address is above the last"),
         (format!("{v}    real6 = [2001:db8::2]:80 gate\n"), "2:5: cannot use \"real6\" here; use \"real\""),
-        ("virtual6 = [2001:db8::1]:80\n    real6 = [2001:db8::2]->[2001:db8::3] gate\n".into(), "2:13: real6: address ranges are not supported for IPv6"),
+        ("virtual6 = [2001:db8::1]:80\n    real6 = [2001:db8::2]->[2001:db8::3] gate\n".into(), "2:13: real6: an address range, which ldirectord refuses for IPv6 (it takes ranges in real lines only)"),
         (format!("{v}    checktype = sometimes\n"), "2:17: checktype must be connect, negotiate, on, off, ping, external, external-perl or a number, not \"sometimes\""),
         (format!("{v}    service = gopher\n"), "2:15: service must be dns, ftp, http, https, http_proxy, imap, imaps, ldap, ldaps, mysql, nntp, none, oracle, pgsql, pop, pops, radius, simpletcp, sip, smtp or submission, not \"gopher\""),
         (format!("{v}    protocol = fwm\n"), "2:16: protocol must be tcp or udp if the virtual service is an address and port"),

@@ -222,7 +222,7 @@ fn range(
     v6: bool,
 ) -> Result<Vec<IpAddr>, ConfigError> {
     if v6 {
-        return Err(ctx.err(lo.col, "real6: address ranges are not supported for IPv6"));
+        return Err(ctx.err(lo.col, "real6: an address range, which ldirectord refuses for IPv6 (it takes ranges in real lines only)"));
     }
     let hi_a = addr(ctx, hi, false, "real")?;
     let (IpAddr::V4(a), IpAddr::V4(b)) = (lo_a, hi_a) else {

@@ -450,6 +450,9 @@ fn quorum_hysteresis_sorry_server_and_inhibit() {
 
     drop(rs2.take());
     until_pool(&d, &sva, &want(&[(&ss, 1)]), step);
+    // B's own check of rs2 must have seen it go too, or rs1's return below could meet a B
+    // that still counts rs2 (and gains, then loses its quorum again)
+    until_logged(&d, &[&format!("real server {s2} of {svb} down")], step);
     let lost_a = log_lines(&d, &[&format!("{sva} lost quorum"), "sorry server"]);
     assert_eq!(lost_a.len(), 1, "{lost_a:?}");
     assert!(

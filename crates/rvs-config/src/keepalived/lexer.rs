@@ -1,11 +1,11 @@
 //! Words of keepalived.conf with their locations, `include` files spliced in.
 //!
-//! keepalived reads a line at a time: blanks separate words, a `"…"` string is one word (its
-//! quotes dropped), `{` and `}` are words of their own even when glued to others, and `!` or
-//! `#` at the start of a word begins a comment that runs to the end of the line. A line whose
-//! first word is `include` is replaced by the files its glob names (relative to the including
-//! file's directory), read the same way, to any depth; a file that includes itself, directly or
-//! not, is refused.
+//! keepalived reads a line at a time: an `!` or `#` anywhere outside a `"…"` string begins a
+//! comment that runs to the end of the line (`\!` and `\#` are the characters themselves);
+//! blanks separate words, a `"…"` string is one word (its quotes dropped), and `{` and `}` are
+//! words of their own even when glued to others. A line whose first word is `include` is
+//! replaced by the files its glob names (relative to the including file's directory), read the
+//! same way, to any depth; a file that includes itself, directly or not, is refused.
 
 use crate::spec::{ConfigError, Files, Loc, Notice};
 
@@ -160,28 +160,59 @@ fn normalize(path: &str) -> String {
     }
 }
 
-/// The words of one line.
-fn split_line(file: &str, line: u32, id: usize, text: &str) -> Result<Vec<Token>, ConfigError> {
+/// The line with its comment removed, as keepalived's `decomment`: an `!` or `#` anywhere
+/// outside a `"…"` string ends the line (`\!` and `\#` there stand for the character
+/// itself). Each kept character comes with its column.
+fn decomment(text: &str) -> Vec<(char, u32)> {
     let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(chars.len());
+    let mut quote = false;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let loc = Loc::new(file, line, i as u32 + 1);
+        let col = i as u32 + 1;
+        match c {
+            '"' => quote = !quote,
+            '\\' if !quote && matches!(chars.get(i + 1), Some('!' | '#')) => {
+                out.push((chars[i + 1], col + 1));
+                i += 2;
+                continue;
+            }
+            '\\' if i + 1 < chars.len() => {
+                out.push((c, col));
+                out.push((chars[i + 1], col + 1));
+                i += 2;
+                continue;
+            }
+            '!' | '#' if !quote => break,
+            _ => {}
+        }
+        out.push((c, col));
+        i += 1;
+    }
+    out
+}
+
+/// The words of one line.
+fn split_line(file: &str, line: u32, id: usize, text: &str) -> Result<Vec<Token>, ConfigError> {
+    let chars = decomment(text);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let (c, col) = chars[i];
+        let loc = Loc::new(file, line, col);
         let (word, quoted, next) = if c.is_whitespace() {
             i += 1;
             continue;
-        } else if c == '!' || c == '#' {
-            break;
         } else if c == '"' {
-            let Some(len) = chars[i + 1..].iter().position(|&q| q == '"') else {
+            let Some(len) = chars[i + 1..].iter().position(|&(q, _)| q == '"') else {
                 return Err(ConfigError::new(
                     loc,
                     "unterminated quoted string (no closing \")",
                 ));
             };
             (
-                chars[i + 1..i + 1 + len].iter().collect(),
+                chars[i + 1..i + 1 + len].iter().map(|&(c, _)| c).collect(),
                 true,
                 i + len + 2,
             )
@@ -190,9 +221,13 @@ fn split_line(file: &str, line: u32, id: usize, text: &str) -> Result<Vec<Token>
         } else {
             let len = chars[i..]
                 .iter()
-                .position(|&w| w.is_whitespace() || matches!(w, '"' | '{' | '}'))
+                .position(|&(w, _)| w.is_whitespace() || matches!(w, '"' | '{' | '}'))
                 .unwrap_or(chars.len() - i);
-            (chars[i..i + len].iter().collect(), false, i + len)
+            (
+                chars[i..i + len].iter().map(|&(c, _)| c).collect(),
+                false,
+                i + len,
+            )
         };
         out.push(Token {
             text: word,
@@ -235,11 +270,32 @@ mod tests {
                 ("/bin/check -x".into(), 11, true)
             ]
         );
+        assert!(words("! all comment").is_empty());
+    }
+
+    #[test]
+    fn a_comment_starts_anywhere_outside_quotes_as_in_keepalived() {
+        // keepalived's decomment cuts at the first `!` or `#` not inside "…", even in the
+        // middle of a word; `\#` and `\!` stand for the character itself.
         assert_eq!(
             words("path /a#b"),
-            vec![("path".into(), 1, false), ("/a#b".into(), 6, false)]
+            vec![("path".into(), 1, false), ("/a".into(), 6, false)]
         );
-        assert!(words("! all comment").is_empty());
+        assert_eq!(
+            words("delay_loop 6! six"),
+            vec![("delay_loop".into(), 1, false), ("6".into(), 12, false)]
+        );
+        assert_eq!(
+            words("path /a\\#b\\!c"),
+            vec![("path".into(), 1, false), ("/a#b!c".into(), 6, false)]
+        );
+        assert_eq!(
+            words("notify_up \"/bin/x #1\" # note"),
+            vec![
+                ("notify_up".into(), 1, false),
+                ("/bin/x #1".into(), 11, true)
+            ]
+        );
     }
 
     #[test]

@@ -87,17 +87,26 @@ fn basic_services_match_ipvsadm() {
         54,
         "real_server 10.0.1.2:8080 duplicates the one at /etc/keepalived/basic.conf:49:5, removed",
     );
-    assert_eq!(cfg.notices.len(), 3, "{:#?}", cfg.notices);
+    // keepalived reads the words after an unquoted command as the user and group to run it as
+    has_notice(
+        &cfg,
+        33,
+        "notify_down: nobody is the user to run /usr/local/bin/down.sh as",
+    );
+    assert_eq!(cfg.notices.len(), 4, "{:#?}", cfg.notices);
     let rs = &cfg.services[0].reals[0];
     assert!(rs.inhibit_on_failure && !rs.alpha);
     assert_eq!(
         rs.notify_up.as_ref().unwrap().argv,
         ["/usr/local/bin/up.sh", "10.0.1.1", "web one"]
     );
+    let down = rs.notify_down.as_ref().unwrap();
+    assert_eq!(down.argv, ["/usr/local/bin/down.sh"]);
     assert_eq!(
-        rs.notify_down.as_ref().unwrap().argv,
-        ["/usr/local/bin/down.sh", "10.0.1.1"]
+        (down.user.as_deref(), down.group.as_deref()),
+        (Some("nobody"), Some("nogroup"))
     );
+    assert_eq!(rs.notify_up.as_ref().unwrap().user, None);
     let c = &rs.checks[0];
     assert_eq!(c.kind, CheckKind::Tcp);
     assert_eq!(c.connect, Some(("10.0.2.1".parse().unwrap(), 8081)));

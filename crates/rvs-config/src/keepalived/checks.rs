@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::parser::Stmt;
-use super::values::{arg, bad, command, ip, opt_bool, port, timer, uint1};
+use super::values::{arg, bad, command, ip, opt_bool, port, timer, uint1, After};
 use super::Sink;
 use crate::spec::{
     Check, CheckKind, ConfigError, DnsType, HttpCheck, HttpProtocol, MiscCheck, Timing, UdpCheck,
@@ -269,7 +269,7 @@ impl Kind {
                 _ => Ok(false),
             },
             Kind::Udp(u) => udp_option(u, s),
-            Kind::Misc(cmd, m) => misc_option(cmd, m, s),
+            Kind::Misc(cmd, m) => misc_option(cmd, m, s, sink),
         }
     }
 
@@ -472,9 +472,10 @@ fn misc_option(
     cmd: &mut Option<crate::spec::Command>,
     m: &mut MiscCheck,
     s: &Stmt,
+    sink: &mut Sink,
 ) -> Result<bool, ConfigError> {
     match s.name() {
-        "misc_path" => *cmd = Some(command(s)?),
+        "misc_path" => *cmd = Some(command(s, After::Nothing, sink)?),
         "misc_timeout" => m.timeout = timer(s, Duration::ZERO)?,
         "misc_dynamic" => m.dynamic = opt_bool(s)?,
         "user" => {

@@ -7,7 +7,7 @@ use rvs_core::model::{tun_flags, DestConf, Family, Forward, TunnelConf, TunnelTy
 
 use super::checks::{self, Inherit, CHECKERS, IGNORED_CHECKERS};
 use super::parser::Stmt;
-use super::values::{addr_port, arg, bad, command, opt_bool, timer, uint, uint1};
+use super::values::{addr_port, arg, bad, command, opt_bool, timer, uint, uint1, After};
 use super::Sink;
 use crate::spec::{Command, ConfigError, Loc, RealServer};
 
@@ -172,8 +172,8 @@ impl RsOpts {
             }
             "inhibit_on_failure" => self.inhibit = Some(opt_bool(s)?),
             "alpha" => self.alpha = Some(opt_bool(s)?),
-            "notify_up" => self.notify_up = Some(command(s)?),
-            "notify_down" => self.notify_down = Some(command(s)?),
+            "notify_up" => self.notify_up = Some(command(s, After::UserGroup, sink)?),
+            "notify_down" => self.notify_down = Some(command(s, After::UserGroup, sink)?),
             "retry" => self.retry = Some(uint1(s, 0, u64::from(u32::MAX))? as u32),
             "delay_before_retry" => self.delay_before_retry = Some(timer(s, Duration::ZERO)?),
             "warmup" => self.warmup = Some(timer(s, Duration::ZERO)?),

@@ -16,7 +16,7 @@ use super::group::{self, Group, Member};
 use super::lexer::Token;
 use super::parser::Stmt;
 use super::real::{self, Method, VsDefaults};
-use super::values::{arg, bad, command, ip, opt_bool, port, timer, uint, uint1};
+use super::values::{arg, bad, command, ip, opt_bool, port, timer, uint, uint1, After};
 use super::Sink;
 use crate::spec::{Command, ConfigError, Sorry, VirtualService};
 
@@ -192,8 +192,8 @@ impl VsOpts {
             "sorry_server_lvs_method" => self.sorry_method = Some(real::method(s)?),
             "quorum" => self.quorum = real::quorum_value(s, 1)?,
             "hysteresis" => self.hysteresis = real::quorum_value(s, 0)?,
-            "quorum_up" => self.quorum_up = Some(command(s)?),
-            "quorum_down" => self.quorum_down = Some(command(s)?),
+            "quorum_up" => self.quorum_up = Some(command(s, After::UserGroup, sink)?),
+            "quorum_down" => self.quorum_down = Some(command(s, After::UserGroup, sink)?),
             "omega" => self.omega = true,
             "alpha" => d.alpha = true,
             "inhibit_on_failure" => d.inhibit = opt_bool(s)?,

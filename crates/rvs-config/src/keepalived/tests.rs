@@ -405,3 +405,53 @@ fn a_missing_include_or_file_is_refused() {
         "/nowhere.conf:1:1: cannot read /nowhere.conf: No such file or directory"
     );
 }
+
+#[test]
+fn words_after_a_command_are_user_and_group_or_ignored_as_in_keepalived() {
+    // keepalived: notify_* / quorum_* take `"<command>" [user [group]]`; misc_path runs only
+    // its first word (or quoted string) and drops the rest.
+    let cfg = ok("virtual_server 10.0.0.1 80 {
+    protocol TCP
+    quorum_up /bin/up.sh keepalived_script
+    real_server 10.0.1.1 80 {
+        notify_up \"/bin/n.sh UP 'rs one'\" nobody nogroup extra
+        MISC_CHECK {
+            misc_path /bin/check.sh 10.0.1.1
+        }
+    }
+}
+");
+    let vs = &cfg.services[0];
+    let up = vs.quorum_up.as_ref().unwrap();
+    assert_eq!(up.argv, ["/bin/up.sh"]);
+    assert_eq!(
+        (up.user.as_deref(), up.group.as_deref()),
+        (Some("keepalived_script"), None)
+    );
+    let rs = &vs.reals[0];
+    let n = rs.notify_up.as_ref().unwrap();
+    assert_eq!(n.argv, ["/bin/n.sh", "UP", "rs one"]);
+    assert_eq!(
+        (n.user.as_deref(), n.group.as_deref()),
+        (Some("nobody"), Some("nogroup"))
+    );
+    let CheckKind::Misc(m) = &rs.checks[0].kind else {
+        panic!("{:?}", rs.checks[0].kind)
+    };
+    assert_eq!(m.command.argv, ["/bin/check.sh"]);
+    assert_eq!(m.command.user, None);
+    let msgs: Vec<String> = cfg
+        .notices
+        .iter()
+        .map(|n| format!("{}: {}", n.loc, n.msg))
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            format!("{PATH}:3:26: quorum_up: keepalived_script is the user to run /bin/up.sh as (quote the whole command to pass arguments)"),
+            format!("{PATH}:5:43: notify_up: nobody is the user to run /bin/n.sh as (quote the whole command to pass arguments)"),
+            format!("{PATH}:5:58: notify_up: extra ignored (keepalived reads at most a user and a group after the command)"),
+            format!("{PATH}:7:37: misc_path: 10.0.1.1 ignored (keepalived runs only the first word or quoted string)"),
+                    ]
+    );
+}

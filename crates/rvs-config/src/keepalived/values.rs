@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::lexer::Token;
 use super::parser::Stmt;
+use super::Sink;
 use crate::spec::{Command, ConfigError};
 
 /// An error at `tok` about directive `kw` with value `tok.text`.
@@ -123,27 +124,65 @@ pub fn addr_port(s: &Stmt) -> Result<(IpAddr, u16), ConfigError> {
     Ok((a, p))
 }
 
-/// The rest of the line as a command: a single quoted string is split into words (quotes
-/// inside it honoured), otherwise the words are taken as they are.
-pub fn command(s: &Stmt) -> Result<Command, ConfigError> {
-    arg(s, 0, "command")?;
-    let argv = match s.args.as_slice() {
-        [one] if one.quoted => split_words(&one.text)
-            .ok_or_else(|| bad(s.name(), one, "unbalanced quotes in the command"))?,
-        many => many.iter().map(|t| t.text.clone()).collect(),
-    };
+/// What keepalived makes of the words after a command's first one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// `notify_up`, `quorum_up`, …: the user and group to run it as
+    UserGroup,
+    /// `misc_path`: nothing (keepalived ignores them)
+    Nothing,
+}
+
+/// A command as keepalived reads `notify_*`, `quorum_*` and `misc_path`: the first word
+/// (usually a quoted string) is split into the program and its arguments (quotes inside it
+/// honoured); words after it are the user and group to run as, or ignored for `misc_path`.
+/// To pass arguments, the whole command must be quoted.
+pub fn command(s: &Stmt, after: After, sink: &mut Sink) -> Result<Command, ConfigError> {
+    let first = arg(s, 0, "command")?;
+    let argv = split_words(&first.text)
+        .ok_or_else(|| bad(s.name(), first, "unbalanced quotes in the command"))?;
     if argv.is_empty() {
         return Err(ConfigError::new(
-            s.args[0].loc.clone(),
+            first.loc.clone(),
             format!("{}: empty command", s.name()),
         ));
     }
-    Ok(Command {
+    let mut cmd = Command {
         argv,
         shell: false,
         user: None,
         group: None,
-    })
+    };
+    let (kept, why) = match after {
+        After::UserGroup => (
+            2,
+            "keepalived reads at most a user and a group after the command",
+        ),
+        After::Nothing => (0, "keepalived runs only the first word or quoted string"),
+    };
+    if after == After::UserGroup {
+        if let Some(u) = s.args.get(1) {
+            cmd.user = Some(u.text.clone());
+            cmd.group = s.args.get(2).map(|g| g.text.clone());
+            sink.notice(
+                &u.loc,
+                format!(
+                    "{}: {} is the user to run {} as (quote the whole command to pass arguments)",
+                    s.name(),
+                    u.text,
+                    cmd.argv[0]
+                ),
+            );
+        }
+    }
+    if let Some(extra) = s.args.get(1 + kept) {
+        let rest: Vec<&str> = s.args[1 + kept..].iter().map(|t| t.text.as_str()).collect();
+        sink.notice(
+            &extra.loc,
+            format!("{}: {} ignored ({why})", s.name(), rest.join(" ")),
+        );
+    }
+    Ok(cmd)
 }
 
 /// Words of a command string, with `'…'` and `"…"` quoting.

@@ -168,7 +168,9 @@ impl VsOpts {
                 })
             }
             "persistence_granularity" => {
-                self.granularity = Some(arg(s, 0, "netmask or prefix length")?.clone())
+                self.granularity = Some(arg(s, 0, "netmask or prefix length")?.clone());
+                // keepalived's pgr_handler: a granularity makes the service persistent
+                self.persist.get_or_insert(DEFAULT_PERSIST_TIMEOUT);
             }
             "persistence_engine" => {
                 let t = arg(s, 0, "engine name")?;

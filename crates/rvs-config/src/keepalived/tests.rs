@@ -455,3 +455,28 @@ fn words_after_a_command_are_user_and_group_or_ignored_as_in_keepalived() {
                     ]
     );
 }
+
+#[test]
+fn a_persistence_granularity_alone_makes_the_service_persistent() {
+    // keepalived's pgr_handler sets persistence_timeout 360 when none is given
+    let cfg = ok("virtual_server 10.0.0.1 80 {
+    protocol TCP
+    persistence_granularity 255.255.255.0
+    real_server 10.0.1.1 80 {
+    }
+}
+virtual_server 10.0.0.2 80 {
+    protocol TCP
+    persistence_granularity 255.255.0.0
+    persistence_timeout 50
+    real_server 10.0.1.1 80 {
+    }
+}
+");
+    let want = ServiceConf::new(rvs_core::model::Family::V4, "wlc").persistent(360);
+    assert_eq!(cfg.services[0].conf.timeout, want.timeout);
+    assert_eq!(cfg.services[0].conf.flags, want.flags);
+    assert_eq!(cfg.services[0].conf.netmask, Netmask::V4(0xffff_ff00));
+    assert_eq!(cfg.services[1].conf.timeout, 50);
+    assert_eq!(cfg.services[1].conf.netmask, Netmask::V4(0xffff_0000));
+}

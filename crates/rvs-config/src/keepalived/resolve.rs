@@ -49,7 +49,18 @@ pub fn services(top: &[Stmt], sink: &mut Sink) -> Result<Vec<VirtualService>, Co
     for s in top {
         match s.name() {
             "virtual_server_group" => {}
-            "virtual_server" => out.push(virtual_server(s, &groups, sink)?),
+            "virtual_server" => {
+                let vs = virtual_server(s, &groups, sink)?;
+                if vs.reals.is_empty() {
+                    // keepalived's vs_end_handler drops such a service
+                    sink.notice(
+                        &s.kw.loc,
+                        format!("{}: no real servers, ignored (as keepalived)", s.head()),
+                    );
+                } else {
+                    out.push(vs);
+                }
+            }
             n => match ignored_top(n) {
                 Some(why) => sink.ignored(s, why),
                 None => sink.unknown("keepalived.conf", s),

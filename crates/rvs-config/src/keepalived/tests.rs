@@ -480,3 +480,43 @@ virtual_server 10.0.0.2 80 {
     assert_eq!(cfg.services[1].conf.timeout, 50);
     assert_eq!(cfg.services[1].conf.netmask, Netmask::V4(0xffff_0000));
 }
+
+#[test]
+fn a_virtual_server_without_real_servers_is_dropped_as_keepalived_does() {
+    // keepalived's vs_end_handler: "Virtual server … has no real servers - ignoring", even
+    // with a sorry_server; a real server of the other family does not count
+    let cfg = ok("virtual_server 10.0.0.1 80 {
+    protocol TCP
+    sorry_server 10.0.9.9 80
+}
+virtual_server 10.0.0.2 80 {
+    protocol TCP
+    real_server 2001:db8::1 80 {
+    }
+}
+virtual_server 10.0.0.3 80 {
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+}
+");
+    assert_eq!(cfg.services.len(), 1);
+    assert_eq!(cfg.services[0].loc.line, 10);
+    let msgs: Vec<String> = cfg
+        .notices
+        .iter()
+        .filter(|n| n.msg.contains("no real servers"))
+        .map(|n| format!("{}: {}", n.loc, n.msg))
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            format!(
+                "{PATH}:1:1: virtual_server 10.0.0.1 80: no real servers, ignored (as keepalived)"
+            ),
+            format!(
+                "{PATH}:5:1: virtual_server 10.0.0.2 80: no real servers, ignored (as keepalived)"
+            ),
+        ]
+    );
+}

@@ -476,7 +476,10 @@ fn misc_option(
 ) -> Result<bool, ConfigError> {
     match s.name() {
         "misc_path" => *cmd = Some(command(s, After::Nothing, sink)?),
-        "misc_timeout" => m.timeout = timer(s, Duration::ZERO)?,
+        "misc_timeout" => {
+            // whole seconds (keepalived: read_unsigned up to UINT_MAX / TIMER_HZ)
+            m.timeout = Duration::from_secs(uint1(s, 0, u64::from(u32::MAX) / 1_000_000)?)
+        }
         "misc_dynamic" => m.dynamic = opt_bool(s)?,
         "user" => {
             m.command.user = Some(arg(s, 0, "user name")?.text.clone());

@@ -210,7 +210,7 @@ impl VsOpts {
             "omega" => self.omega = true,
             "alpha" => d.alpha = true,
             "inhibit_on_failure" => d.inhibit = opt_bool(s)?,
-            "weight" => d.weight = uint1(s, 0, i32::MAX as u64)? as i32,
+            "weight" => d.weight = uint1(s, 1, i32::MAX as u64)? as i32,
             "delay_loop" => d.delay_loop = timer(s, Duration::from_micros(1))?,
             "connect_timeout" => d.connect_timeout = timer(s, Duration::from_micros(1))?,
             "retry" => d.retry = Some(uint1(s, 0, u64::from(u32::MAX))? as u32),

@@ -165,6 +165,16 @@ fn malformed_directives_are_located() {
             at(3, 25, "persistence_timeout 2678401: must be an integer from 1 to 2678400"),
         ),
         (
+            // keepalived's vs_weight_handler: a virtual server's default weight is 1 or more
+            vs("    weight 0"),
+            at(3, 12, "weight 0: must be an integer from 1 to 2147483647"),
+        ),
+        (
+            // keepalived's misc_timeout takes whole seconds only
+            check("MISC_CHECK", "            misc_path /bin/true\n            misc_timeout 0.5"),
+            at(6, 26, "misc_timeout 0.5: must be an integer from 0 to 4294"),
+        ),
+        (
             vs("    persistence_granularity 24"),
             at(3, 29, "persistence_granularity 24: must be an IPv4 netmask such as 255.255.255.0"),
         ),

@@ -91,18 +91,22 @@ impl<'f> Lexer<'f> {
             ));
         };
         let pattern = relative_to(from, &arg.text);
+        // keepalived globs every include, a plain name too, and goes on when nothing
+        // matches (it logs it): so does rvs, with a notice
         let paths = if arg.text.contains(['*', '?', '[']) {
-            let found = self.files.glob(&pattern);
-            if found.is_empty() {
-                self.notices.push(Notice {
-                    loc: arg.loc.clone(),
-                    msg: format!("include {}: no file matches, nothing included", arg.text),
-                });
-            }
-            found
+            self.files.glob(&pattern)
         } else {
-            vec![pattern]
+            match self.files.read(&pattern) {
+                Err(e) if e == "No such file or directory" => Vec::new(),
+                _ => vec![pattern],
+            }
         };
+        if paths.is_empty() {
+            self.notices.push(Notice {
+                loc: arg.loc.clone(),
+                msg: format!("include {}: no file matches, nothing included", arg.text),
+            });
+        }
         for p in paths {
             if self.stack.contains(&p) {
                 let chain = format!("{} -> {p}", self.stack.join(" -> "));

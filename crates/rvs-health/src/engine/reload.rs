@@ -1,6 +1,6 @@
 //! Reloading the configuration without losing what is known: a service declared before and
 //! after keeps its table, quorum and sorry-server state; a real server declared before and
-//! after keeps its checkers' state (when its checks are the same), its passive-health and
+//! after keeps the state of the checks it keeps, its passive-health and
 //! slow-start state and probes in flight. Only the differences reach IPVS.
 
 use std::collections::BTreeMap;

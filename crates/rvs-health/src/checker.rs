@@ -88,6 +88,15 @@ impl Checker {
         }
     }
 
+    /// A new check of a real server that was already running (a reload added or changed
+    /// it): it starts in the server's state, up if the server was healthy, else down until
+    /// its first pass (as an `alpha` one). Checks never probed keep their fixed state.
+    pub(crate) fn assume(&mut self, up: bool) {
+        if self.next.is_some() {
+            self.up = up;
+        }
+    }
+
     /// Whether a probe should start at `now`.
     pub(crate) fn is_due(&self, now: Tick) -> bool {
         self.in_flight.is_none() && self.next.is_some_and(|t| t <= now)

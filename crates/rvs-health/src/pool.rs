@@ -33,11 +33,27 @@ pub(crate) fn apply(keys: &[ServiceKey], cur: &mut Table, want: Table, out: &mut
         }
     }
     for (k, new) in want.iter() {
-        if cur.get(k).is_some_and(|old| old != new) {
-            for key in keys {
+        let Some(old) = cur.get(k).filter(|old| *old != new) else {
+            continue;
+        };
+        for key in keys {
+            let (was, dest) = (old.port_for(key), new.port_for(key));
+            if was.port == dest.port {
                 out.push(Action::EditDest {
                     service: *key,
-                    dest: new.port_for(key),
+                    dest,
+                });
+            } else {
+                // a new forwarding method moves it in IPVS (direct routing takes the
+                // service's port): the old entry goes, the new one comes
+                out.push(Action::DelDest {
+                    service: *key,
+                    addr: was.addr,
+                    port: was.port,
+                });
+                out.push(Action::AddDest {
+                    service: *key,
+                    dest,
                 });
             }
         }

@@ -8,9 +8,10 @@
 //! checker adds, edits and removes its real servers. An operator may still change them with
 //! rvsadm; the checker's next decision about a server applies over such a change.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -60,11 +61,7 @@ struct Draining {
 impl Checker {
     /// Install the configuration's services and start checking their real servers;
     /// `passive` brings the data plane's connection reports (passive health).
-    pub fn start(
-        cfg: Config,
-        shared: Arc<Shared>,
-        passive: UnboundedReceiver<DestEvent>,
-    ) -> Result<Checker> {
+    pub fn start(cfg: Config, shared: Arc<Shared>, passive: PassiveFeed) -> Result<Checker> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -162,8 +159,9 @@ async fn run(
     stop: Arc<tokio::sync::Notify>,
     stopping: Arc<AtomicBool>,
     mut asks: UnboundedReceiver<Ask>,
-    mut passive: UnboundedReceiver<DestEvent>,
+    mut passive: PassiveFeed,
 ) {
+    passive.want(&cfg);
     let mut grace = cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
     let mut health = Health::new(&cfg, seed(), now(&shared));
     let mut current = cfg;
@@ -194,10 +192,10 @@ async fn run(
                     drain_results(&shared, &mut health, &mut rx);
                 }
             }
-            Some(ev) = passive.recv() => {
+            Some(ev) = passive.rx.recv() => {
                 let t = now(&shared);
                 let mut evs = vec![ev];
-                while let Ok(more) = passive.try_recv() {
+                while let Ok(more) = passive.rx.try_recv() {
                     evs.push(more);
                 }
                 for ev in evs {
@@ -207,6 +205,7 @@ async fn run(
             got = asks.recv() => match got {
                 Some(Ask::Reload { cfg, done }) => {
                     grace = cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
+                    passive.want(&cfg);
                     let summary = reload(&shared, &mut health, &cfg, &mut draining, grace);
                     current = cfg;
                     let _ = done.send(summary);
@@ -238,13 +237,40 @@ fn on_passive(shared: &Shared, health: &mut Health, ev: DestEvent, t: Tick) {
     apply(shared, health.passive(real, kind, t));
 }
 
-/// The data plane's side of passive health: a sink that hands each report to the checker.
-pub fn passive_channel() -> (rvs_proxy::EventSink, UnboundedReceiver<DestEvent>) {
+/// The data plane's connection reports on their way to the checker: only those of services
+/// with passive health pass (the others would wake the checker once per connection for
+/// nothing).
+pub struct PassiveFeed {
+    rx: UnboundedReceiver<DestEvent>,
+    wanted: Arc<RwLock<HashSet<ServiceKey>>>,
+}
+
+impl PassiveFeed {
+    /// Let through the reports of the services of `cfg` with passive health.
+    fn want(&self, cfg: &Config) {
+        let keys = cfg
+            .services
+            .iter()
+            .filter(|s| s.passive.is_some())
+            .flat_map(|s| s.keys.iter().copied())
+            .collect();
+        *self.wanted.write().unwrap_or_else(|e| e.into_inner()) = keys;
+    }
+}
+
+/// The data plane's side of passive health: a sink that hands the reports the checker wants
+/// to it.
+pub fn passive_channel() -> (rvs_proxy::EventSink, PassiveFeed) {
     let (tx, rx) = unbounded_channel();
-    let sink = rvs_proxy::EventSink(Arc::new(move |ev| {
-        let _ = tx.send(ev);
+    let wanted: Arc<RwLock<HashSet<ServiceKey>>> = Arc::default();
+    let filter = wanted.clone();
+    let sink = rvs_proxy::EventSink(Arc::new(move |ev: DestEvent| {
+        let want = filter.read().unwrap_or_else(|e| e.into_inner());
+        if want.contains(&ev.service) {
+            let _ = tx.send(ev);
+        }
     }));
-    (sink, rx)
+    (sink, PassiveFeed { rx, wanted })
 }
 
 /// How long a real server dropped by a reload may keep its connections, unless the
@@ -497,5 +523,73 @@ fn spawn(c: &spec::Command) {
             });
         }
         Err(e) => tracing::warn!("cannot run {prog}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_config::spec::{Passive, VirtualService};
+    use rvs_core::model::{Family, Protocol, ServiceConf};
+
+    fn key(port: u16) -> ServiceKey {
+        ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "127.0.0.1".parse().unwrap(),
+            port,
+        }
+    }
+
+    fn event(port: u16) -> DestEvent {
+        DestEvent {
+            service: key(port),
+            dest: "127.0.0.2:80".parse().unwrap(),
+            kind: DestEventKind::Success,
+        }
+    }
+
+    fn service(port: u16, passive: bool) -> VirtualService {
+        VirtualService {
+            loc: spec::Loc::new("t", 1, 1),
+            keys: vec![key(port)],
+            conf: ServiceConf::new(Family::V4, "wlc"),
+            reals: Vec::new(),
+            sorry: None,
+            quorum: 1,
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
+            omega: false,
+            passive: passive.then(|| Passive {
+                failures: 3,
+                backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(2),
+                max_ejected_percent: 50,
+            }),
+        }
+    }
+
+    #[test]
+    fn only_services_with_passive_health_send_their_connections_to_the_checker() {
+        let (sink, mut feed) = passive_channel();
+        let cfg = Config {
+            services: vec![service(80, false), service(81, true)],
+            ..Default::default()
+        };
+        feed.want(&cfg);
+        (sink.0)(event(80));
+        (sink.0)(event(81));
+        assert_eq!(feed.rx.try_recv().ok(), Some(event(81)));
+        assert!(feed.rx.try_recv().is_err());
+        // a reload that gives the first service passive health lets its reports through
+        let cfg = Config {
+            services: vec![service(80, true)],
+            ..Default::default()
+        };
+        feed.want(&cfg);
+        (sink.0)(event(80));
+        (sink.0)(event(81));
+        assert_eq!(feed.rx.try_recv().ok(), Some(event(80)));
+        assert!(feed.rx.try_recv().is_err());
     }
 }

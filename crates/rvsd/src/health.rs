@@ -164,8 +164,9 @@ async fn run(
     passive.want(&cfg);
     let mut grace = cfg.settings.drain_grace.unwrap_or(DEFAULT_GRACE);
     let mut health = Health::new(&cfg, seed(), now(&shared));
-    let mut current = cfg;
     apply(&shared, health.initial_actions());
+    apply(&shared, undeclared(&shared, &health, &cfg));
+    let mut current = cfg;
     let (tx, mut rx) = unbounded_channel::<(u64, Outcome)>();
     let mut draining: Vec<Draining> = Vec::new();
     while !stopping.load(Ordering::SeqCst) {
@@ -380,6 +381,42 @@ fn drain_step(shared: &Shared, draining: &mut Vec<Draining>, t: Tick) {
             }],
         );
     }
+}
+
+/// The real servers IPVS holds in the files' services (restored from the state file, added
+/// with rvsadm before a restart) that the checker's starting table does not want, e.g. an
+/// `alpha` server not yet checked: the files own their services, so these go.
+fn undeclared(shared: &Shared, health: &Health, cfg: &Config) -> Vec<Action> {
+    let d = shared.director.lock().unwrap_or_else(|e| e.into_inner());
+    let ipvs = d.core().lock();
+    let mut out = Vec::new();
+    for (si, vs) in cfg.services.iter().enumerate() {
+        let table = health.table(si);
+        for key in &vs.keys {
+            let Some(svc) = ipvs.service(key) else {
+                continue;
+            };
+            for id in &svc.dests {
+                let Some(dest) = ipvs.dest(*id) else { continue };
+                let wanted = table.iter().any(|t| {
+                    let t = t.port_for(key);
+                    (t.addr, t.port) == (dest.addr, dest.port)
+                });
+                if !wanted {
+                    out.push(Action::Log(format!(
+                        "real server {} of {key} removed: not in the checker's starting table",
+                        rvs_core::model::SockAddr(dest.addr, dest.port)
+                    )));
+                    out.push(Action::DelDest {
+                        service: *key,
+                        addr: dest.addr,
+                        port: dest.port,
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Results that arrived together are applied before the next round of probes.

@@ -93,3 +93,63 @@ fn resets_eject_a_server_for_its_backoff_and_health_shows_it() {
         bad.addr
     )));
 }
+
+/// The files own their services from the start: a real server the state file restored but
+/// the checker does not want yet (`alpha`, its check failing) leaves the table at once.
+#[test]
+fn a_restored_server_the_checker_does_not_want_is_removed_at_start() {
+    let b = net::subnet();
+    let good = TcpServer::start(net::sa(b, 10, 1, 0), "good", Behavior::Greet);
+    let dead = std::net::TcpListener::bind(net::sa(b, 10, 2, 0)).unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let vip = net::sa(b, 50, 100, 8080);
+    let dir = common::TempDir::new("restored");
+    let state = dir.path().join("rules");
+    std::fs::write(
+        &state,
+        format!(
+            "-A -t {vip} -s rr\n-a -t {vip} -r {} -m -w 1\n-a -t {vip} -r {dead_addr} -m -w 1\n",
+            good.addr
+        ),
+    )
+    .unwrap();
+    let conf = dir.path().join("rvs.toml");
+    let server = |a: std::net::SocketAddr| {
+        format!(
+            "[[service.server]]\naddress = \"{a}\"\nalpha = true\ncheck = [{{ kind = \"tcp\", delay_loop = \"1s\", connect_timeout = \"1s\" }}]\n"
+        )
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "[[service]]\naddress = \"{vip}\"\nscheduler = \"rr\"\n{}{}",
+            server(good.addr),
+            server(dead_addr)
+        ),
+    )
+    .unwrap();
+    let d = Director::start(
+        "restored",
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    // the good server passes its first check and is in; the dead one never gets in again
+    assert!(
+        poll_for(Duration::from_secs(5), || {
+            let ln = d.adm(&["-Ln"]).stdout;
+            ln.contains(&good.addr.to_string()) && !ln.contains(&dead_addr.to_string())
+        }),
+        "{}",
+        d.adm(&["-Ln"]).stdout
+    );
+    assert!(d.log().contains(&format!(
+        "real server {dead_addr} of TCP {vip} removed: not in the checker's starting table"
+    )));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!d.adm(&["-Ln"]).stdout.contains(&dead_addr.to_string()));
+}

@@ -410,3 +410,36 @@ fn defaults_follow_ldirectord() {
     assert_eq!(r.checks[0].timing, timing(10, 30, 0, 10));
     assert!(s.sorry.is_none() && cfg.notices.is_empty());
 }
+
+fn read_str(cf: &str) -> Config {
+    read("ld.cf", &MemFiles::one("ld.cf", cf)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `do_fallback_command` runs the fallback command when no real server is up, with or
+/// without a fallback server: without one it becomes the quorum commands.
+#[test]
+fn fallbackcommand_runs_without_a_fallback_server() {
+    let cf = "fallbackcommand = /usr/local/bin/sorry.sh\n\
+              virtual = 10.0.0.1:80\n    real = 10.0.0.2:80 gate\n";
+    let s = &read_str(cf).services[0];
+    assert!(s.sorry.is_none());
+    let run = |c: &Option<rvs_config::spec::Command>| {
+        let c = c.as_ref().expect("a quorum command");
+        assert!(c.shell);
+        c.argv.join(" ")
+    };
+    assert_eq!(
+        run(&s.quorum_down),
+        "/usr/local/bin/sorry.sh start 10.0.0.1:80 tcp"
+    );
+    assert_eq!(
+        run(&s.quorum_up),
+        "/usr/local/bin/sorry.sh stop 10.0.0.1:80 tcp"
+    );
+    // with a fallback server the command goes with it, not twice
+    let cf = "virtual = 10.0.0.1:80\n    real = 10.0.0.2:80 gate\n    \
+              fallback = 127.0.0.1:80\n    fallbackcommand = \"/bin/fb\"\n";
+    let s = &read_str(cf).services[0];
+    assert!(s.sorry.as_ref().unwrap().command.is_some());
+    assert!(s.quorum_down.is_none() && s.quorum_up.is_none());
+}

@@ -33,7 +33,10 @@
 //! `quiescent` becomes `inhibit_on_failure`; its default is no, as in ldirectord's program
 //! (`set_defaults` has said `$QUIESCENT = "no"` since ldirectord was imported into
 //! resource-agents, while its manual says yes): a file that does not say is read as the
-//! running ldirectord reads it. Servers start down and are added
+//! running ldirectord reads it. `fallbackcommand` runs with `start` / `stop`, the service's
+//! `address:port` and protocol, as `do_fallback_command` runs it: with the fallback server
+//! when there is one, else as the service's quorum commands (run when the last real server
+//! goes down and when one comes back). Servers start down and are added
 //! after their first check, which runs at once (`alpha`, zero warmup): ldirectord's start
 //! quiesces or removes every server that is not already in the table, then checks them all.
 //!

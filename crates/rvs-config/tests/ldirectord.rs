@@ -443,3 +443,18 @@ fn fallbackcommand_runs_without_a_fallback_server() {
     assert!(s.sorry.as_ref().unwrap().command.is_some());
     assert!(s.quorum_down.is_none() && s.quorum_up.is_none());
 }
+/// `check_external` passes ldirectord's addresses: IPv6 ones in brackets, as
+/// `ld_gethostbyname` gives them.
+#[test]
+fn external_check_gets_bracketed_ipv6_addresses() {
+    let cf = "virtual6 = [2001:db8::1]:80\n    real6 = [2001:db8::2]:8080 masq\n    \
+              checktype = external\n    checkcommand = /bin/chk\n";
+    let c = &read_str(cf).services[0].reals[0].checks[0];
+    let CheckKind::Misc(m) = &c.kind else {
+        panic!("{:?}", c.kind)
+    };
+    assert_eq!(
+        m.command.argv,
+        ["/bin/chk", "[2001:db8::1]", "80", "[2001:db8::2]", "8080"]
+    );
+}

@@ -213,7 +213,7 @@ impl Plan {
     /// The external command with ldirectord's four arguments.
     fn external(&self, v: &Virt, r: &Real) -> CheckKind {
         let (vip, vport) = match v.addr {
-            Some((a, p)) => (a.to_string(), p),
+            Some((a, p)) => (ld_host(a), p),
             None => (v.fwmark.to_string(), 0),
         };
         CheckKind::Misc(MiscCheck {
@@ -222,7 +222,7 @@ impl Plan {
                     v.checkcommand.clone(),
                     vip,
                     vport.to_string(),
-                    r.dest.addr.to_string(),
+                    ld_host(r.dest.addr),
                     r.dest.port.to_string(),
                 ],
                 shell: false,
@@ -334,6 +334,14 @@ fn checkport(v: &Virt, r: &Real) -> Option<(IpAddr, u16)> {
         Some(p) => Some((r.dest.addr, p)),
         None if r.dest.port == 0 && svc_port != 0 => Some((r.dest.addr, svc_port)),
         None => None,
+    }
+}
+
+/// An address as ldirectord writes it (`ld_gethostbyname`): IPv6 in brackets.
+fn ld_host(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
     }
 }
 

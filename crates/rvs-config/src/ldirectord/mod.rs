@@ -53,7 +53,8 @@
 //! **Checks.** `connect` → TCP connect (ping for UDP services, as ldirectord);
 //! `ping` → ICMP echo; `external` and `external-perl` → an external command run without a
 //! shell, with ldirectord's four arguments appended: the virtual address (or the fwmark),
-//! the virtual port (0 for a fwmark), the real server's address and its port as configured;
+//! the virtual port (0 for a fwmark), the real server's address and its port as configured
+//! (IPv6 addresses in brackets, as ldirectord passes them);
 //! `on` / `off`; `negotiate` by `service`: http / https → an HTTP(S) request of `request`
 //! (`httpmethod`, `virtualhost`) that must answer 2xx and match `receive` when given, smtp /
 //! submission → banner, HELO, QUIT, dns → an A query of `request`, simpletcp → send

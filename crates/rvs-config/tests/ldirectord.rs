@@ -458,3 +458,21 @@ fn external_check_gets_bracketed_ipv6_addresses() {
         ["/bin/chk", "[2001:db8::1]", "80", "[2001:db8::2]", "8080"]
     );
 }
+/// `ld_setup` takes `scheme://host/path` as the URL to ask only from a real server's own
+/// request; a section's request is always a path on the real server.
+#[test]
+fn only_a_real_servers_request_is_an_absolute_url() {
+    let cf = "virtual = 10.0.0.1:80\n    real = 10.0.0.2:80 masq\n    \
+              real = 10.0.0.3:80 masq 1 \"http://10.0.0.9:81/up\", \"ok\"\n    \
+              request = \"http://10.0.0.8/x\"\n";
+    let s = &read_str(cf).services[0];
+    let path = |i: usize| {
+        let c = &s.reals[i].checks[0];
+        let CheckKind::Http(h) = &c.kind else {
+            panic!()
+        };
+        (h.urls[0].path.clone(), c.connect)
+    };
+    assert_eq!(path(0), ("/http://10.0.0.8/x".to_string(), None));
+    assert_eq!(path(1), ("/up".to_string(), Some((ip("10.0.0.9"), 81))));
+}

@@ -248,7 +248,11 @@ impl Plan {
         let mut connect = checkport(v, r);
         let kind = match v.service() {
             s @ ("http" | "https") => {
-                let (path, target) = absolute_url(request, s);
+                // only a real server's own request may name another server (`ld_setup`)
+                let (path, target) = match r.pair {
+                    Some(_) => absolute_url(request, s),
+                    None => (request.to_string(), None),
+                };
                 connect = target.or(connect);
                 CheckKind::Http(http(v, s == "https", path, receive))
             }
@@ -292,7 +296,7 @@ fn http(v: &Virt, tls: bool, path: String, receive: &str) -> HttpCheck {
 }
 
 /// A per-server request `scheme://address[:port]/path` names the server to ask; the path
-/// is what is requested. A host name there is left to the real server (rvs does not
+/// is what is requested (a section's `request` is always a path, as `ld_setup` reads it). A host name there is left to the real server (rvs does not
 /// resolve), keeping only the path.
 fn absolute_url(request: &str, scheme: &str) -> (String, Option<(IpAddr, u16)>) {
     let prefix = format!("{scheme}://");

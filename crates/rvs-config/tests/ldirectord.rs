@@ -354,6 +354,7 @@ fn malformed_lines_are_refused_where_they_are() {
         (format!("{v}    real = 10.0.0.2:80\n"), "2:12: real: the forward method (gate, masq or ipip) is missing"),
         (format!("{v}    real = 10.0.0.2:80 masq 70000\n"), "2:29: real weight: \"70000\" is not a number from 0 to 65535"),
         (format!("{v}    real = 10.0.0.2:80 masq 1 \"/x\"\n"), "2:31: real: a request string needs a receive string"),
+        (format!("{v}    real = 10.0.0.2:80 masq 1 \"/x\", \"ok\n"), "2:37: real: a string without its closing quote"),
         (format!("{v}    real = 10.0.0.2:80 masq 1 l:9 u:5\n"), "2:12: real: lower threshold 9 is above the upper threshold 5"),
         (format!("{v}    real = 10.0.0.2:80 masq 1 x:5\n"), "2:31: real: unexpected \"x:5\""),
         (format!("{v}    real = 10.0.0.9->10.0.0.2 gate\n"), "2:12: real: invalid range 10.0.0.9->10.0.0.2: the first address is above the last"),
@@ -475,4 +476,16 @@ fn only_a_real_servers_request_is_an_absolute_url() {
     };
     assert_eq!(path(0), ("/http://10.0.0.8/x".to_string(), None));
     assert_eq!(path(1), ("/up".to_string(), Some((ip("10.0.0.9"), 81))));
+}
+/// `add_real_server` takes empty request and receive strings: the request becomes `/`, an
+/// empty receive matches any answer.
+#[test]
+fn a_real_servers_strings_may_be_empty() {
+    let cf = "virtual = 10.0.0.1:80\n    real = 10.0.0.2:80 masq 2 \"\", \"\"\n";
+    let r = &read_str(cf).services[0].reals[0];
+    assert_eq!(r.dest.weight, 2);
+    let CheckKind::Http(h) = &r.checks[0].kind else {
+        panic!()
+    };
+    assert_eq!((h.urls[0].path.as_str(), &h.urls[0].regex), ("/", &None));
 }

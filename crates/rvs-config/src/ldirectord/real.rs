@@ -179,8 +179,8 @@ pub(crate) fn parse_real(ctx: &Ctx, v: &Val, v6: bool) -> Result<Vec<Real>, Conf
         let Some(rcv) = rest.get(1).filter(|x| x.text.starts_with('"')) else {
             return Err(ctx.err(req.col, "real: a request string needs a receive string"));
         };
-        let request = req.quoted(ctx, "real request")?;
-        let receive = rcv.text.trim_matches('"');
+        // `add_real_server` takes both strings as they are, empty ones too
+        let (request, receive) = (unquote(ctx, req)?, unquote(ctx, rcv)?);
         pair = Some((slash(request), receive.to_string()));
         rest = &rest[2..];
     }
@@ -248,6 +248,14 @@ fn range(
         ));
     }
     Ok((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
+}
+
+/// The text of a `"…"` word, which may be empty.
+fn unquote<'a>(ctx: &Ctx, v: &Val<'a>) -> Result<&'a str, ConfigError> {
+    v.text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .ok_or_else(|| ctx.err(v.col, "real: a string without its closing quote"))
 }
 
 /// ldirectord puts a `/` in front of a request that has none.

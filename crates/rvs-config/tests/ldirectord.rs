@@ -347,7 +347,7 @@ fn malformed_lines_are_refused_where_they_are() {
         (format!("{v}    real = 10.0.0.2:80 gate\n\n    scheduler = rr\n"), "4:1: indented line outside a virtual section (a blank or unindented line ends a section)"),
         ("virtual = 10.0.0.1\n".into(), "1:11: virtual: expected address:port or a firewall mark, not \"10.0.0.1\""),
         ("virtual = www.example.com:80\n".into(), "1:11: virtual: \"www.example.com\" is not a numeric address (rvs does not resolve host names)"),
-        ("virtual = 10.0.0.1:webcache\n".into(), "1:20: virtual: invalid port \"webcache\" (a number, or a service name such as http)"),
+        ("virtual = 10.0.0.1:nosuchport\n".into(), "1:20: virtual: invalid port \"nosuchport\" (a number, or a service name such as http)"),
         ("virtual = [2001:db8::1]:80\n".into(), "1:11: virtual: [2001:db8::1] is an IPv6 address; use the \"6\" form of the directive"),
         ("virtual = 0\n".into(), "1:11: virtual: invalid firewall mark \"0\""),
         (format!("{v}    real = 10.0.0.2:80 route\n"), "2:24: forward method must be gate, masq or ipip, not \"route\""),
@@ -488,4 +488,20 @@ fn a_real_servers_strings_may_be_empty() {
         panic!()
     };
     assert_eq!((h.urls[0].path.as_str(), &h.urls[0].regex), ("/", &None));
+}
+
+/// ldirectord resolves port names with `getservbyname`: the common names of the services
+/// file are taken too.
+#[test]
+fn common_service_file_port_names_are_ports() {
+    let cf = "virtual = 10.0.0.1:ssh\n    real = 10.0.0.2:ssh masq\n    checktype = connect\n\
+              virtual = 10.0.0.1:www\n    real = 10.0.0.3:postgresql masq\n\
+              virtual = 10.0.0.1:webcache\n    real = 10.0.0.4 masq\n";
+    let cfg = read_str(cf);
+    let ports: Vec<(u16, u16)> = cfg
+        .services
+        .iter()
+        .map(|s| (s.keys[0].port(), s.reals[0].dest.port))
+        .collect();
+    assert_eq!(ports, [(22, 22), (80, 5432), (8080, 0)]);
 }

@@ -68,7 +68,8 @@
 //!
 //! **Not resolved.** Host and port names would need DNS and `/etc/services`; rvs-config does
 //! no I/O, so addresses must be numeric and ports numeric or one of ldirectord's service
-//! names (`http`, `smtp`, …, and `domain`). Keys rvs does not act on (`logfile`, `callback`,
+//! names (`http`, `smtp`, …) or a common name of the services file (`domain`, `www`, `ssh`,
+//! `pop3`, `imap2`, `postgresql`, …). Keys rvs does not act on (`logfile`, `callback`,
 //! `autoreload`, `emailalert*`, `smtp`, `execute`, `supervised`, `fork`, `cleanstop`,
 //! `readdquiescent`, `maintenancedir`, `checkcount`, `monitorfile`, credentials of checks rvs
 //! does not have, …) are reported as [`spec::Notice`]s.

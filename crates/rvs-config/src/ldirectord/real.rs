@@ -36,13 +36,30 @@ pub(crate) const SERVICES: [(&str, u16); 21] = [
 /// The most servers one range may stand for.
 const MAX_RANGE: u32 = 65_536;
 
-/// A port: a number 0–65535 or one of ldirectord's service names (and `domain`).
+/// Common names of the services file that are not ldirectord service names (ldirectord
+/// resolves port names with `getservbyname`; rvs-config reads no other file).
+const PORT_NAMES: [(&str, u16); 11] = [
+    ("ssh", 22),
+    ("telnet", 23),
+    ("domain", 53),
+    ("www", 80),
+    ("pop3", 110),
+    ("imap2", 143),
+    ("pop3s", 995),
+    ("ms-sql-s", 1433),
+    ("postgresql", 5432),
+    ("http-alt", 8080),
+    ("webcache", 8080),
+];
+
+/// A port: a number 0–65535, one of ldirectord's service names or a common name of the
+/// services file (`domain`, `www`, `ssh`, …).
 pub(crate) fn port(ctx: &Ctx, v: &Val, what: &str) -> Result<u16, ConfigError> {
     if let Ok(n) = v.text.parse::<u16>() {
         return Ok(n);
     }
-    if v.text == "domain" {
-        return Ok(53);
+    if let Some((_, p)) = PORT_NAMES.iter().find(|(n, _)| *n == v.text) {
+        return Ok(*p);
     }
     match SERVICES.iter().find(|(n, p)| *n == v.text && *p != 0) {
         Some((_, p)) => Ok(*p),

@@ -347,13 +347,14 @@ fn malformed_lines_are_refused_where_they_are() {
         (format!("{v}    real = 10.0.0.2:80 gate\n\n    scheduler = rr\n"), "4:1: indented line outside a virtual section (a blank or unindented line ends a section)"),
         ("virtual = 10.0.0.1\n".into(), "1:11: virtual: expected address:port or a firewall mark, not \"10.0.0.1\""),
         ("virtual = www.example.com:80\n".into(), "1:11: virtual: \"www.example.com\" is not a numeric address (rvs does not resolve host names)"),
-        ("virtual = 10.0.0.1:webcache\n".into(), "1:20: virtual: invalid port \"webcache\" (a number, or a service name such as http)"),
+        ("virtual = 10.0.0.1:nosuchport\n".into(), "1:20: virtual: invalid port \"nosuchport\" (a number, or a service name such as http)"),
         ("virtual = [2001:db8::1]:80\n".into(), "1:11: virtual: [2001:db8::1] is an IPv6 address; use the \"6\" form of the directive"),
         ("virtual = 0\n".into(), "1:11: virtual: invalid firewall mark \"0\""),
         (format!("{v}    real = 10.0.0.2:80 route\n"), "2:24: forward method must be gate, masq or ipip, not \"route\""),
         (format!("{v}    real = 10.0.0.2:80\n"), "2:12: real: the forward method (gate, masq or ipip) is missing"),
         (format!("{v}    real = 10.0.0.2:80 masq 70000\n"), "2:29: real weight: \"70000\" is not a number from 0 to 65535"),
         (format!("{v}    real = 10.0.0.2:80 masq 1 \"/x\"\n"), "2:31: real: a request string needs a receive string"),
+        (format!("{v}    real = 10.0.0.2:80 masq 1 \"/x\", \"ok\n"), "2:37: real: a string without its closing quote"),
         (format!("{v}    real = 10.0.0.2:80 masq 1 l:9 u:5\n"), "2:12: real: lower threshold 9 is above the upper threshold 5"),
         (format!("{v}    real = 10.0.0.2:80 masq 1 x:5\n"), "2:31: real: unexpected \"x:5\""),
         (format!("{v}    real = 10.0.0.9->10.0.0.2 gate\n"), "2:12: real: invalid range 10.0.0.9->10.0.0.2: the first address is above the last"),
@@ -409,4 +410,98 @@ fn defaults_follow_ldirectord() {
     assert_eq!(r.checks[0].kind, CheckKind::On);
     assert_eq!(r.checks[0].timing, timing(10, 30, 0, 10));
     assert!(s.sorry.is_none() && cfg.notices.is_empty());
+}
+
+fn read_str(cf: &str) -> Config {
+    read("ld.cf", &MemFiles::one("ld.cf", cf)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `do_fallback_command` runs the fallback command when no real server is up, with or
+/// without a fallback server: without one it becomes the quorum commands.
+#[test]
+fn fallbackcommand_runs_without_a_fallback_server() {
+    let cf = "fallbackcommand = /usr/local/bin/sorry.sh\n\
+              virtual = 10.0.0.1:80\n    real = 10.0.0.2:80 gate\n";
+    let s = &read_str(cf).services[0];
+    assert!(s.sorry.is_none());
+    let run = |c: &Option<rvs_config::spec::Command>| {
+        let c = c.as_ref().expect("a quorum command");
+        assert!(c.shell);
+        c.argv.join(" ")
+    };
+    assert_eq!(
+        run(&s.quorum_down),
+        "/usr/local/bin/sorry.sh start 10.0.0.1:80 tcp"
+    );
+    assert_eq!(
+        run(&s.quorum_up),
+        "/usr/local/bin/sorry.sh stop 10.0.0.1:80 tcp"
+    );
+    // with a fallback server the command goes with it, not twice
+    let cf = "virtual = 10.0.0.1:80\n    real = 10.0.0.2:80 gate\n    \
+              fallback = 127.0.0.1:80\n    fallbackcommand = \"/bin/fb\"\n";
+    let s = &read_str(cf).services[0];
+    assert!(s.sorry.as_ref().unwrap().command.is_some());
+    assert!(s.quorum_down.is_none() && s.quorum_up.is_none());
+}
+/// `check_external` passes ldirectord's addresses: IPv6 ones in brackets, as
+/// `ld_gethostbyname` gives them.
+#[test]
+fn external_check_gets_bracketed_ipv6_addresses() {
+    let cf = "virtual6 = [2001:db8::1]:80\n    real6 = [2001:db8::2]:8080 masq\n    \
+              checktype = external\n    checkcommand = /bin/chk\n";
+    let c = &read_str(cf).services[0].reals[0].checks[0];
+    let CheckKind::Misc(m) = &c.kind else {
+        panic!("{:?}", c.kind)
+    };
+    assert_eq!(
+        m.command.argv,
+        ["/bin/chk", "[2001:db8::1]", "80", "[2001:db8::2]", "8080"]
+    );
+}
+/// `ld_setup` takes `scheme://host/path` as the URL to ask only from a real server's own
+/// request; a section's request is always a path on the real server.
+#[test]
+fn only_a_real_servers_request_is_an_absolute_url() {
+    let cf = "virtual = 10.0.0.1:80\n    real = 10.0.0.2:80 masq\n    \
+              real = 10.0.0.3:80 masq 1 \"http://10.0.0.9:81/up\", \"ok\"\n    \
+              request = \"http://10.0.0.8/x\"\n";
+    let s = &read_str(cf).services[0];
+    let path = |i: usize| {
+        let c = &s.reals[i].checks[0];
+        let CheckKind::Http(h) = &c.kind else {
+            panic!()
+        };
+        (h.urls[0].path.clone(), c.connect)
+    };
+    assert_eq!(path(0), ("/http://10.0.0.8/x".to_string(), None));
+    assert_eq!(path(1), ("/up".to_string(), Some((ip("10.0.0.9"), 81))));
+}
+/// `add_real_server` takes empty request and receive strings: the request becomes `/`, an
+/// empty receive matches any answer.
+#[test]
+fn a_real_servers_strings_may_be_empty() {
+    let cf = "virtual = 10.0.0.1:80\n    real = 10.0.0.2:80 masq 2 \"\", \"\"\n";
+    let r = &read_str(cf).services[0].reals[0];
+    assert_eq!(r.dest.weight, 2);
+    let CheckKind::Http(h) = &r.checks[0].kind else {
+        panic!()
+    };
+    assert_eq!((h.urls[0].path.as_str(), &h.urls[0].regex), ("/", &None));
+}
+
+/// ldirectord resolves port names with `getservbyname`: the common names of the services
+/// file are taken too.
+#[test]
+fn common_service_file_port_names_are_ports() {
+    let cf = "virtual = 10.0.0.1:ssh\n    real = 10.0.0.2:ssh masq\n    checktype = connect\n\
+              virtual = 10.0.0.1:www\n    real = 10.0.0.3:postgresql masq\n\
+              virtual = 10.0.0.1:webcache\n    real = 10.0.0.4 masq\n";
+    let cfg = read_str(cf);
+    let ports: Vec<(u16, u16)> = cfg
+        .services
+        .iter()
+        .map(|s| (s.keys[0].port(), s.reals[0].dest.port))
+        .collect();
+    assert_eq!(ports, [(22, 22), (80, 5432), (8080, 0)]);
 }

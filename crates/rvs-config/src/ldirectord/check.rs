@@ -213,7 +213,7 @@ impl Plan {
     /// The external command with ldirectord's four arguments.
     fn external(&self, v: &Virt, r: &Real) -> CheckKind {
         let (vip, vport) = match v.addr {
-            Some((a, p)) => (a.to_string(), p),
+            Some((a, p)) => (ld_host(a), p),
             None => (v.fwmark.to_string(), 0),
         };
         CheckKind::Misc(MiscCheck {
@@ -222,7 +222,7 @@ impl Plan {
                     v.checkcommand.clone(),
                     vip,
                     vport.to_string(),
-                    r.dest.addr.to_string(),
+                    ld_host(r.dest.addr),
                     r.dest.port.to_string(),
                 ],
                 shell: false,
@@ -248,7 +248,11 @@ impl Plan {
         let mut connect = checkport(v, r);
         let kind = match v.service() {
             s @ ("http" | "https") => {
-                let (path, target) = absolute_url(request, s);
+                // only a real server's own request may name another server (`ld_setup`)
+                let (path, target) = match r.pair {
+                    Some(_) => absolute_url(request, s),
+                    None => (request.to_string(), None),
+                };
                 connect = target.or(connect);
                 CheckKind::Http(http(v, s == "https", path, receive))
             }
@@ -292,7 +296,7 @@ fn http(v: &Virt, tls: bool, path: String, receive: &str) -> HttpCheck {
 }
 
 /// A per-server request `scheme://address[:port]/path` names the server to ask; the path
-/// is what is requested. A host name there is left to the real server (rvs does not
+/// is what is requested (a section's `request` is always a path, as `ld_setup` reads it). A host name there is left to the real server (rvs does not
 /// resolve), keeping only the path.
 fn absolute_url(request: &str, scheme: &str) -> (String, Option<(IpAddr, u16)>) {
     let prefix = format!("{scheme}://");
@@ -334,6 +338,14 @@ fn checkport(v: &Virt, r: &Real) -> Option<(IpAddr, u16)> {
         Some(p) => Some((r.dest.addr, p)),
         None if r.dest.port == 0 && svc_port != 0 => Some((r.dest.addr, svc_port)),
         None => None,
+    }
+}
+
+/// An address as ldirectord writes it (`ld_gethostbyname`): IPv6 in brackets.
+fn ld_host(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
     }
 }
 

@@ -33,7 +33,10 @@
 //! `quiescent` becomes `inhibit_on_failure`; its default is no, as in ldirectord's program
 //! (`set_defaults` has said `$QUIESCENT = "no"` since ldirectord was imported into
 //! resource-agents, while its manual says yes): a file that does not say is read as the
-//! running ldirectord reads it. Servers start down and are added
+//! running ldirectord reads it. `fallbackcommand` runs with `start` / `stop`, the service's
+//! `address:port` and protocol, as `do_fallback_command` runs it: with the fallback server
+//! when there is one, else as the service's quorum commands (run when the last real server
+//! goes down and when one comes back). Servers start down and are added
 //! after their first check, which runs at once (`alpha`, zero warmup): ldirectord's start
 //! quiesces or removes every server that is not already in the table, then checks them all.
 //!
@@ -50,7 +53,8 @@
 //! **Checks.** `connect` → TCP connect (ping for UDP services, as ldirectord);
 //! `ping` → ICMP echo; `external` and `external-perl` → an external command run without a
 //! shell, with ldirectord's four arguments appended: the virtual address (or the fwmark),
-//! the virtual port (0 for a fwmark), the real server's address and its port as configured;
+//! the virtual port (0 for a fwmark), the real server's address and its port as configured
+//! (IPv6 addresses in brackets, as ldirectord passes them);
 //! `on` / `off`; `negotiate` by `service`: http / https → an HTTP(S) request of `request`
 //! (`httpmethod`, `virtualhost`) that must answer 2xx and match `receive` when given, smtp /
 //! submission → banner, HELO, QUIT, dns → an A query of `request`, simpletcp → send
@@ -64,7 +68,8 @@
 //!
 //! **Not resolved.** Host and port names would need DNS and `/etc/services`; rvs-config does
 //! no I/O, so addresses must be numeric and ports numeric or one of ldirectord's service
-//! names (`http`, `smtp`, …, and `domain`). Keys rvs does not act on (`logfile`, `callback`,
+//! names (`http`, `smtp`, …) or a common name of the services file (`domain`, `www`, `ssh`,
+//! `pop3`, `imap2`, `postgresql`, …). Keys rvs does not act on (`logfile`, `callback`,
 //! `autoreload`, `emailalert*`, `smtp`, `execute`, `supervised`, `fork`, `cleanstop`,
 //! `readdquiescent`, `maintenancedir`, `checkcount`, `monitorfile`, credentials of checks rvs
 //! does not have, …) are reported as [`spec::Notice`]s.

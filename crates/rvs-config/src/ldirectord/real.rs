@@ -36,13 +36,30 @@ pub(crate) const SERVICES: [(&str, u16); 21] = [
 /// The most servers one range may stand for.
 const MAX_RANGE: u32 = 65_536;
 
-/// A port: a number 0–65535 or one of ldirectord's service names (and `domain`).
+/// Common names of the services file that are not ldirectord service names (ldirectord
+/// resolves port names with `getservbyname`; rvs-config reads no other file).
+const PORT_NAMES: [(&str, u16); 11] = [
+    ("ssh", 22),
+    ("telnet", 23),
+    ("domain", 53),
+    ("www", 80),
+    ("pop3", 110),
+    ("imap2", 143),
+    ("pop3s", 995),
+    ("ms-sql-s", 1433),
+    ("postgresql", 5432),
+    ("http-alt", 8080),
+    ("webcache", 8080),
+];
+
+/// A port: a number 0–65535, one of ldirectord's service names or a common name of the
+/// services file (`domain`, `www`, `ssh`, …).
 pub(crate) fn port(ctx: &Ctx, v: &Val, what: &str) -> Result<u16, ConfigError> {
     if let Ok(n) = v.text.parse::<u16>() {
         return Ok(n);
     }
-    if v.text == "domain" {
-        return Ok(53);
+    if let Some((_, p)) = PORT_NAMES.iter().find(|(n, _)| *n == v.text) {
+        return Ok(*p);
     }
     match SERVICES.iter().find(|(n, p)| *n == v.text && *p != 0) {
         Some((_, p)) => Ok(*p),
@@ -179,8 +196,8 @@ pub(crate) fn parse_real(ctx: &Ctx, v: &Val, v6: bool) -> Result<Vec<Real>, Conf
         let Some(rcv) = rest.get(1).filter(|x| x.text.starts_with('"')) else {
             return Err(ctx.err(req.col, "real: a request string needs a receive string"));
         };
-        let request = req.quoted(ctx, "real request")?;
-        let receive = rcv.text.trim_matches('"');
+        // `add_real_server` takes both strings as they are, empty ones too
+        let (request, receive) = (unquote(ctx, req)?, unquote(ctx, rcv)?);
         pair = Some((slash(request), receive.to_string()));
         rest = &rest[2..];
     }
@@ -248,6 +265,14 @@ fn range(
         ));
     }
     Ok((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
+}
+
+/// The text of a `"…"` word, which may be empty.
+fn unquote<'a>(ctx: &Ctx, v: &Val<'a>) -> Result<&'a str, ConfigError> {
+    v.text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .ok_or_else(|| ctx.err(v.col, "real: a string without its closing quote"))
 }
 
 /// ldirectord puts a `/` in front of a request that has none.

@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use rvs_core::model::{
-    svc_flags, DestConf, Family, Netmask, Protocol, ServiceConf, ServiceKey, MAX_PERSIST_TIMEOUT,
+    svc_flags, DestConf, Family, Netmask, Protocol, ServiceConf, ServiceKey, SockAddr,
+    MAX_PERSIST_TIMEOUT,
 };
 
 use super::check::{self, CheckType};
@@ -338,16 +339,26 @@ impl Virt {
                 slow_start: None,
             });
         }
+        let sorry = self.sorry(&key, g);
+        // without a fallback server the command still runs (`do_fallback_command`): when
+        // the last real server goes down and when one comes back, i.e. the quorum commands
+        let lone = |verb: &str| {
+            let c = self.fallback_command(g).filter(|_| sorry.is_none())?;
+            let mut argv = vec![c, verb.to_string()];
+            argv.extend(fallback_args(&key));
+            Some(shell(argv))
+        };
+        let (quorum_down, quorum_up) = (lone("start"), lone("stop"));
         Ok(VirtualService {
             loc: self.loc.clone(),
             keys: vec![key],
             conf,
             reals,
-            sorry: self.sorry(&key, g),
+            sorry,
             quorum: 1,
             hysteresis: 0,
-            quorum_up: None,
-            quorum_down: None,
+            quorum_up,
+            quorum_down,
             omega: false,
             passive: None,
         })
@@ -366,21 +377,41 @@ impl Virt {
         let fb = self.fallback.as_ref().or(global)?;
         let port = fb.port.unwrap_or(key.port());
         let dest = DestConf::new(fb.addr, port).fwd(fb.fwd).port_for(key);
-        let command = self
-            .fallbackcommand
-            .clone()
-            .or_else(|| g.fallbackcommand.clone());
         Some(Sorry {
             loc: fb.loc.clone(),
             dest,
             inhibit: false,
-            command: command.map(|c| Command {
-                argv: vec![c],
-                shell: true,
-                user: None,
-                group: None,
-            }),
+            command: self.fallback_command(g).map(|c| shell(vec![c])),
         })
+    }
+
+    /// The section's `fallbackcommand`, else the global one.
+    fn fallback_command(&self, g: &Globals) -> Option<String> {
+        self.fallbackcommand
+            .clone()
+            .or_else(|| g.fallbackcommand.clone())
+    }
+}
+
+/// A command ldirectord runs through the shell (`system_wrapper`).
+fn shell(argv: Vec<String>) -> Command {
+    Command {
+        argv,
+        shell: true,
+        user: None,
+        group: None,
+    }
+}
+
+/// What `do_fallback_command` appends after start / stop: `address:port protocol` (the
+/// mark and `fwm` for a firewall mark service).
+fn fallback_args(key: &ServiceKey) -> [String; 2] {
+    match key {
+        ServiceKey::Addr { proto, addr, port } => [
+            SockAddr(*addr, *port).to_string(),
+            proto.name().to_ascii_lowercase(),
+        ],
+        ServiceKey::Fwmark { mark, .. } => [mark.to_string(), "fwm".to_string()],
     }
 }
 

@@ -137,6 +137,10 @@ pub struct VirtualService {
     pub quorum_down: Option<Command>,
     /// `omega`: run the real servers' down notifiers (and quorum_down) when rvsd stops
     pub omega: bool,
+    /// run `quorum_down` at start when the service starts without its quorum even if it has
+    /// no sorry server (ldirectord's `fallbackcommand start`); keepalived runs it at start
+    /// only with a sorry server
+    pub quorum_down_at_start: bool,
     /// rvs extension: passive health from the data plane's connect failures and resets
     pub passive: Option<Passive>,
 }

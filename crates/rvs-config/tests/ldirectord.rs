@@ -437,13 +437,17 @@ fn fallbackcommand_runs_without_a_fallback_server() {
         run(&s.quorum_up),
         "/usr/local/bin/sorry.sh stop 10.0.0.1:80 tcp"
     );
+    // ldirectord starts with every server down: `start` runs at start too
+    assert!(s.quorum_down_at_start);
     // with a fallback server the command goes with it, not twice
     let cf = "virtual = 10.0.0.1:80\n    real = 10.0.0.2:80 gate\n    \
               fallback = 127.0.0.1:80\n    fallbackcommand = \"/bin/fb\"\n";
     let s = &read_str(cf).services[0];
     assert!(s.sorry.as_ref().unwrap().command.is_some());
     assert!(s.quorum_down.is_none() && s.quorum_up.is_none());
+    assert!(!s.quorum_down_at_start);
 }
+
 /// `check_external` passes ldirectord's addresses: IPv6 ones in brackets, as
 /// `ld_gethostbyname` gives them.
 #[test]

@@ -186,6 +186,9 @@ impl Svc {
             push_cmd(&self.cfg.quorum_down, out);
         } else {
             self.reconcile(out);
+            if !self.quorum_up && self.cfg.quorum_down_at_start {
+                push_cmd(&self.cfg.quorum_down, out);
+            }
         }
     }
 

@@ -234,6 +234,23 @@ fn starting_without_quorum_installs_the_sorry_server_and_runs_quorum_down() {
 }
 
 #[test]
+fn quorum_down_runs_at_start_without_a_sorry_server_only_when_asked() {
+    // keepalived: no sorry server, no quorum_down at start
+    let mut r = real(1, 1, vec![tcp(timers())]);
+    r.alpha = true;
+    let d = Driver::new(vec![service(vec![r.clone()])]);
+    assert_eq!(d.since(0), ["add service TCP 192.0.2.10:80 wlc"]);
+    // ldirectord's fallbackcommand without a fallback server: `start` at start
+    let mut s = service(vec![r]);
+    s.quorum_down_at_start = true;
+    let d = Driver::new(vec![s]);
+    assert_eq!(
+        d.since(0),
+        ["add service TCP 192.0.2.10:80 wlc", "run /bin/quorum down"]
+    );
+}
+
+#[test]
 fn misc_dynamic_weights_set_the_weight_and_count_for_the_quorum() {
     let t = timing(5_000, 2_000, 0, 1_000);
     let mut s = service(vec![real(1, 10, vec![misc(t, true)])]);

@@ -597,6 +597,7 @@ mod tests {
             quorum_up: None,
             quorum_down: None,
             omega: false,
+            quorum_down_at_start: false,
             passive: passive.then(|| Passive {
                 failures: 3,
                 backoff: Duration::from_secs(1),

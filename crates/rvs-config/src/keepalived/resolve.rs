@@ -349,6 +349,7 @@ fn virtual_server(
         quorum_up: o.quorum_up,
         quorum_down: o.quorum_down,
         omega: o.omega,
+        quorum_down_at_start: false,
         passive: None,
     })
 }

@@ -358,6 +358,8 @@ impl Virt {
             quorum: 1,
             hysteresis: 0,
             quorum_up,
+            // ldirectord starts with every server down and runs `fallbackcommand start`
+            quorum_down_at_start: quorum_down.is_some(),
             quorum_down,
             omega: false,
             passive: None,

@@ -96,6 +96,7 @@ pub fn build(ctx: &Ctx<'_>, s: Spanned<raw::Service>) -> R<VirtualService> {
         quorum_up: s.quorum_up.map(|c| c.0),
         quorum_down: s.quorum_down.map(|c| c.0),
         omega: s.omega,
+        quorum_down_at_start: false,
         passive,
     })
 }

@@ -100,6 +100,7 @@ pub fn service(reals: Vec<RealServer>) -> VirtualService {
         quorum_up: Some(cmd("/bin/quorum up")),
         quorum_down: Some(cmd("/bin/quorum down")),
         omega: false,
+        quorum_down_at_start: false,
         passive: None,
     }
 }

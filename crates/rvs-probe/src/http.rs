@@ -195,7 +195,8 @@ fn dechunk(mut b: &[u8]) -> Result<Option<Vec<u8>>, String> {
         if size == 0 {
             return Ok(Some(out));
         }
-        if b.len() < size + 2 {
+        // a size beyond what a check reads can never complete (the read stops at MAX_BODY)
+        if size > MAX_BODY || b.len() < size + 2 {
             return Ok(None);
         }
         out.extend_from_slice(&b[..size]);
@@ -317,4 +318,61 @@ async fn tls_connect(
         .connect(server, s)
         .await
         .map_err(|e| format!("TLS handshake: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*: deterministic bytes.
+    fn bytes(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hostile_answers_never_panic_the_parser() {
+        let heads = [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: ",
+            "HTTP/1.0 200 OK\r\n\r\n",
+            "HTTP/1.1 99999 X\r\n\r\n",
+        ];
+        let tails: [&[u8]; 6] = [
+            b"ffffffffffffffff\r\nx\r\n",
+            b"fffffffffffffffe\r\n",
+            b"18446744073709551615\r\n\r\nabc",
+            b"-5\r\n",
+            b"0\r\n\r\n",
+            b"2\r\nab",
+        ];
+        for h in heads {
+            for t in tails {
+                let mut raw = h.as_bytes().to_vec();
+                raw.extend_from_slice(t);
+                let _ = parse(&raw, false);
+                let _ = parse_at_eof(&raw, false);
+            }
+        }
+        for seed in 0..20_000u64 {
+            let mut raw = heads[(seed % 4) as usize].as_bytes().to_vec();
+            raw.extend(bytes(seed, (seed % 200) as usize));
+            let _ = parse(&raw, seed % 7 == 0);
+            let _ = parse_at_eof(&raw, false);
+            let _ = parse(&bytes(seed ^ 0xabc, (seed % 300) as usize), false);
+        }
+    }
+
+    #[test]
+    fn an_oversized_chunk_is_waited_for_not_a_panic() {
+        assert_eq!(dechunk(b"ffffffffffffffff\r\nabc").unwrap(), None);
+        assert!(dechunk(b"zz\r\n").is_err());
+    }
 }

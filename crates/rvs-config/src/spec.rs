@@ -308,6 +308,8 @@ pub struct HttpCheck {
     pub sni: bool,
     /// TLS: the SNI name when it is not the virtualhost (`sni_name`)
     pub sni_name: Option<String>,
+    /// TLS: end the connection with a close_notify alert (keepalived `tls_compliant`)
+    pub tls_close_notify: bool,
 }
 
 /// `http_protocol` of an HTTP check.
@@ -336,6 +338,13 @@ pub struct UrlCheck {
     pub regex: Option<String>,
     /// `regex_no_match`
     pub regex_no_match: bool,
+    /// where a match may start: at this byte offset of the body or later
+    /// (`regex_min_offset`) …
+    pub regex_min_offset: usize,
+    /// … and before this one (`regex_max_offset`, none: anywhere)
+    pub regex_max_offset: Option<usize>,
+    /// the match must start in the body's first line (PCRE2 `firstline`)
+    pub regex_first_line: bool,
 }
 
 /// DNS query types a DNS check can ask.

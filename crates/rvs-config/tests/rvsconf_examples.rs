@@ -90,6 +90,23 @@ fn the_tour_resolves_inheritance_and_defaults() {
     assert_eq!((web.loc.line, web.loc.col), (first as u32, 1));
     let rs1 = &web.reals[0];
     assert!(rs1.inhibit_on_failure && !rs1.alpha);
+    // the https check of the second server: where the regex may match, close_notify
+    let https = web.reals[1]
+        .checks
+        .iter()
+        .find_map(|c| match &c.kind {
+            CheckKind::Http(h) if h.tls => Some(h),
+            _ => None,
+        })
+        .expect("an https check");
+    assert!(https.tls_close_notify);
+    assert_eq!(
+        (
+            https.urls[0].regex_min_offset,
+            https.urls[0].regex_max_offset
+        ),
+        (0, Some(4096))
+    );
     assert_eq!(rs1.slow_start, Some(std::time::Duration::from_secs(30)));
     let http = &rs1.checks[0];
     // the check's own delay_loop, the service's other timers

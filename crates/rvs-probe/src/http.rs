@@ -83,6 +83,15 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     s.write_all(request(h, url, target).as_bytes())
         .await
         .map_err(|e| why(&e))?;
+    let resp = read_answer(h, &mut s).await;
+    if h.tls && h.tls_close_notify {
+        // keepalived `tls_compliant`: end the session with a close_notify alert
+        let _ = s.shutdown().await;
+    }
+    resp
+}
+
+async fn read_answer<S: AsyncRead + Unpin>(h: &HttpCheck, s: &mut S) -> Result<Response, String> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
@@ -239,7 +248,7 @@ pub fn judge(url: &UrlCheck, r: &Response) -> Result<(), String> {
     }
     if let Some(re) = &url.regex {
         let re = Regex::new(re).map_err(|e| format!("regex: {e}"))?;
-        if re.is_match(&r.body) == url.regex_no_match {
+        if regex_hit(&re, url, &r.body) == url.regex_no_match {
             return Err(format!(
                 "body {} {re}",
                 if url.regex_no_match {
@@ -251,6 +260,24 @@ pub fn judge(url: &UrlCheck, r: &Response) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `re` matches the body at a place the URL allows: starting at `regex_min_offset`
+/// or later, before `regex_max_offset`, and with `regex_first_line` within the first line.
+/// The leftmost match from the minimum offset decides (a later one would start later still).
+fn regex_hit(re: &Regex, url: &UrlCheck, body: &[u8]) -> bool {
+    if url.regex_min_offset > body.len() {
+        return false;
+    }
+    let Some(m) = re.find_at(body, url.regex_min_offset) else {
+        return false;
+    };
+    let first_line_end = if url.regex_first_line {
+        body.iter().position(|&b| b == b'\n').unwrap_or(body.len())
+    } else {
+        usize::MAX
+    };
+    url.regex_max_offset.is_none_or(|max| m.start() < max) && m.start() <= first_line_end
 }
 
 /// keepalived's SSL_GET does not verify the server's certificate (no `ca` given): neither
@@ -368,6 +395,43 @@ mod tests {
             let _ = parse_at_eof(&raw, false);
             let _ = parse(&bytes(seed ^ 0xabc, (seed % 300) as usize), false);
         }
+    }
+
+    #[test]
+    fn the_regex_must_match_where_the_url_allows() {
+        let mut u = UrlCheck {
+            path: "/".into(),
+            digest: None,
+            status: vec![(200, 299)],
+            virtualhost: None,
+            regex: Some("(?i)ready".into()),
+            regex_no_match: false,
+            regex_min_offset: 0,
+            regex_max_offset: None,
+            regex_first_line: false,
+        };
+        let resp = |b: &[u8]| Response {
+            status: 200,
+            body: b.to_vec(),
+        };
+        assert!(judge(&u, &resp(b"status: READY\n")).is_ok());
+        u.regex_min_offset = 9;
+        assert!(judge(&u, &resp(b"status: READY\n")).is_err());
+        assert!(judge(&u, &resp(b"status:  READY\n")).is_ok());
+        u.regex_min_offset = 100;
+        assert!(judge(&u, &resp(b"short")).is_err());
+        u.regex_min_offset = 0;
+        u.regex_max_offset = Some(8);
+        assert!(judge(&u, &resp(b"status: ready")).is_err());
+        assert!(judge(&u, &resp(b"ready")).is_ok());
+        u.regex_max_offset = None;
+        u.regex_first_line = true;
+        assert!(judge(&u, &resp(b"line one\nready")).is_err());
+        assert!(judge(&u, &resp(b"ready\nline two")).is_ok());
+        // regex_no_match: failing where a match is found in the allowed place
+        u.regex_no_match = true;
+        assert!(judge(&u, &resp(b"ready\nline two")).is_err());
+        assert!(judge(&u, &resp(b"line one\nready")).is_ok());
     }
 
     #[test]

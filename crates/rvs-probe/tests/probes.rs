@@ -38,6 +38,7 @@ fn http(urls: Vec<UrlCheck>, tls: bool) -> CheckKind {
         method: "GET".into(),
         sni: false,
         sni_name: None,
+        tls_close_notify: false,
     })
 }
 
@@ -49,6 +50,9 @@ fn url(path: &str, status: Vec<(u16, u16)>, digest: Option<&str>) -> UrlCheck {
         virtualhost: None,
         regex: None,
         regex_no_match: false,
+        regex_min_offset: 0,
+        regex_max_offset: None,
+        regex_first_line: false,
     }
 }
 
@@ -182,9 +186,12 @@ async fn ssl_get_talks_tls_without_verifying_the_certificate() {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    // the server tells how each session ended: a close_notify (a clean end of stream) or not
+    let (ends, mut ended) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let acc = acceptor.clone();
+            let ends = ends.clone();
             tokio::spawn(async move {
                 let Ok(mut t) = acc.accept(s).await else {
                     return;
@@ -194,12 +201,22 @@ async fn ssl_get_talks_tls_without_verifying_the_certificate() {
                 let _ = t
                     .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
                     .await;
+                let _ = t.flush().await;
+                let _ = ends.send(matches!(t.read(&mut buf).await, Ok(0)));
                 let _ = t.shutdown().await;
             });
         }
     });
-    let c = check(http(vec![url("/", vec![], None)], true));
+    let mut c = check(http(vec![url("/", vec![], None)], true));
     assert_eq!(probe(&c, addr).await, Outcome::Ok);
+    assert!(!ended.recv().await.unwrap(), "no close_notify by default");
+    // keepalived `tls_compliant`: the session ends with a close_notify
+    let CheckKind::Http(h) = &mut c.kind else {
+        unreachable!()
+    };
+    h.tls_close_notify = true;
+    assert_eq!(probe(&c, addr).await, Outcome::Ok);
+    assert!(ended.recv().await.unwrap(), "close_notify sent");
     // the same server spoken to in plain HTTP is not an HTTP server
     let plain = check(http(vec![url("/", vec![], None)], false));
     assert!(matches!(probe(&plain, addr).await, Outcome::Fail(_)));

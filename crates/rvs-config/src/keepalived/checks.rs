@@ -209,6 +209,7 @@ impl Kind {
                 method: "GET".to_string(),
                 sni: false,
                 sni_name: None,
+                tls_close_notify: false,
             }),
             "SMTP_CHECK" => Kind::Smtp(None),
             "DNS_CHECK" => Kind::Dns(None, None),
@@ -314,7 +315,12 @@ fn http_option(
     sink: &mut Sink,
 ) -> Result<bool, ConfigError> {
     match s.name() {
-        "url" => h.urls.push(url(s, sink)?),
+        "url" => {
+            let (u, close_notify) = url(s, sink)?;
+            h.urls.push(u);
+            h.tls_close_notify |= close_notify;
+        }
+        "tls_compliant" => h.tls_close_notify = true,
         "http_protocol" => {
             let t = arg(s, 0, "version")?;
             h.protocol = match t.text.as_str() {
@@ -334,14 +340,21 @@ fn http_option(
                 "nb_get_retry is deprecated, read as retry".to_string(),
             );
         }
-        "fast_recovery" => sink.ignored(s, "rvs does not implement fast_recovery"),
+        // keepalived without it checks one URL per delay_loop while recovering; each rvs probe
+        // asks every URL at once, which is what fast_recovery asks for
+        "fast_recovery" => {
+            opt_bool(s)?;
+        }
         _ => return Ok(false),
     }
     Ok(true)
 }
 
-fn url(s: &Stmt, sink: &mut Sink) -> Result<UrlCheck, ConfigError> {
+/// A `url { }` block, and whether it asked for `tls_compliant` (a flag of the whole SSL_GET).
+fn url(s: &Stmt, sink: &mut Sink) -> Result<(UrlCheck, bool), ConfigError> {
     let mut path = None;
+    let mut flags = String::new();
+    let mut close_notify = false;
     let mut u = UrlCheck {
         path: String::new(),
         digest: None,
@@ -349,6 +362,9 @@ fn url(s: &Stmt, sink: &mut Sink) -> Result<UrlCheck, ConfigError> {
         virtualhost: None,
         regex: None,
         regex_no_match: false,
+        regex_min_offset: 0,
+        regex_max_offset: None,
+        regex_first_line: false,
     };
     for st in s.block.as_deref().unwrap_or(&[]) {
         match st.name() {
@@ -369,8 +385,16 @@ fn url(s: &Stmt, sink: &mut Sink) -> Result<UrlCheck, ConfigError> {
             "virtualhost" => u.virtualhost = Some(arg(st, 0, "host name")?.text.clone()),
             "regex" => u.regex = Some(arg(st, 0, "regular expression")?.text.clone()),
             "regex_no_match" => u.regex_no_match = true,
-            "regex_options" | "regex_stack" | "regex_min_offset" | "regex_max_offset"
-            | "tls_compliant" => sink.ignored(st, "not implemented by rvs"),
+            "regex_options" => regex_options(st, &mut flags, &mut u.regex_first_line, sink)?,
+            // PCRE2's JIT stack sizes: rvs's regex engine (no backtracking) has no such stack
+            "regex_stack" => {
+                uint1(st, 0, u64::MAX)?;
+            }
+            "regex_min_offset" => u.regex_min_offset = uint1(st, 0, u64::from(u32::MAX))? as usize,
+            "regex_max_offset" => {
+                u.regex_max_offset = Some(uint1(st, 0, u64::from(u32::MAX))? as usize)
+            }
+            "tls_compliant" => close_notify = true,
             _ => sink.unknown("url", st),
         }
     }
@@ -378,7 +402,53 @@ fn url(s: &Stmt, sink: &mut Sink) -> Result<UrlCheck, ConfigError> {
     if u.status.is_empty() {
         u.status.push((200, 299));
     }
-    Ok(u)
+    if let Some(re) = u.regex.as_mut().filter(|_| !flags.is_empty()) {
+        let mut on: String = flags.chars().filter(|&c| c != '~').collect();
+        if flags.contains('~') && !on.contains('u') {
+            on.push_str("-u");
+        }
+        *re = format!("(?{on}){re}");
+    }
+    Ok((u, close_notify))
+}
+
+/// keepalived's `regex_options` (PCRE2 compile options) as the regex's inline flags. Options
+/// that only tune PCRE2's engine change nothing that matches and are taken as they are;
+/// those that change PCRE2's pattern syntax have no counterpart and are reported.
+fn regex_options(
+    st: &Stmt,
+    flags: &mut String,
+    first_line: &mut bool,
+    sink: &mut Sink,
+) -> Result<(), ConfigError> {
+    arg(st, 0, "option")?;
+    for t in &st.args {
+        match t.text.as_str() {
+            "caseless" => flags.push('i'),
+            "multiline" => flags.push('m'),
+            "dotall" => flags.push('s'),
+            "extended" | "extended_more" => flags.push('x'),
+            "ungreedy" => flags.push('U'),
+            "utf" | "ucp" => flags.push('u'),
+            // no Unicode classes: marked here, written as `-u` after the positive flags
+            "never_utf" | "never_ucp" => flags.push('~'),
+            "firstline" => *first_line = true,
+            // `$` only at the very end: what rvs's `$` does anyway
+            "dollar_endonly" | "auto_callout" | "dupnames" | "no_auto_capture"
+            | "no_auto_possess" | "no_dotstar_anchor" | "no_start_optimize"
+            | "use_offset_limit" => {}
+            "allow_empty_class" | "alt_bsux" | "alt_circumflex" | "alt_verbnames"
+            | "match_unset_backref" | "never_backslash_c" => sink.notice(
+                &t.loc,
+                format!(
+                    "regex_options {}: a PCRE2 syntax variant; the pattern is read with the standard syntax",
+                    t.text
+                ),
+            ),
+            _ => return Err(bad("regex_options", t, "is not a PCRE2 option keepalived knows")),
+        }
+    }
+    Ok(())
 }
 
 fn digest(s: &Stmt) -> Result<String, ConfigError> {

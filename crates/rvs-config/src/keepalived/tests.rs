@@ -533,3 +533,67 @@ virtual_server 10.0.0.3 80 {
         ]
     );
 }
+
+#[test]
+fn regex_options_offsets_and_tls_compliant_are_read() {
+    let cfg = ok("virtual_server 10.0.0.1 443 {
+    protocol TCP
+    real_server 10.0.1.1 443 {
+        SSL_GET {
+            url {
+                path /health
+                regex \"ready\"
+                regex_options caseless multiline never_utf no_start_optimize
+                regex_min_offset 4
+                regex_max_offset 100
+                regex_stack 32768 1048576
+                tls_compliant
+            }
+            fast_recovery
+        }
+    }
+}
+");
+    let CheckKind::Http(h) = &cfg.services[0].reals[0].checks[0].kind else {
+        panic!("not an HTTP check")
+    };
+    assert!(h.tls && h.tls_close_notify);
+    let u = &h.urls[0];
+    assert_eq!(u.regex.as_deref(), Some("(?im-u)ready"));
+    assert_eq!((u.regex_min_offset, u.regex_max_offset), (4, Some(100)));
+    assert!(!u.regex_first_line);
+    assert!(cfg.notices.is_empty(), "{:?}", cfg.notices);
+    let cfg = ok("virtual_server 10.0.0.1 80 {
+    protocol TCP
+    real_server 10.0.1.1 80 {
+        HTTP_GET {
+            url {
+                path /
+                regex x
+                regex_options firstline alt_bsux
+            }
+        }
+    }
+}
+");
+    let CheckKind::Http(h) = &cfg.services[0].reals[0].checks[0].kind else {
+        panic!("not an HTTP check")
+    };
+    assert!(h.urls[0].regex_first_line);
+    assert!(cfg
+        .notices
+        .iter()
+        .any(|n| n.msg.starts_with("regex_options alt_bsux")));
+    let bad = read(
+        PATH,
+        &tree(&[(
+            PATH,
+            "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.1.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    regex_options loud\n   }\n  }\n }\n}\n",
+        )]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        bad.to_string(),
+        format!("{PATH}:7:19: regex_options loud: is not a PCRE2 option keepalived knows")
+    );
+}

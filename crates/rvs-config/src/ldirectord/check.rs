@@ -286,12 +286,16 @@ fn http(v: &Virt, tls: bool, path: String, receive: &str) -> HttpCheck {
             virtualhost: None,
             regex: (!receive.is_empty()).then(|| receive.to_string()),
             regex_no_match: false,
+            regex_min_offset: 0,
+            regex_max_offset: None,
+            regex_first_line: false,
         }],
         protocol: HttpProtocol::Http11,
         virtualhost: v.virtualhost.clone(),
         method: v.httpmethod.clone(),
         sni: false,
         sni_name: None,
+        tls_close_notify: false,
     }
 }
 

@@ -93,7 +93,7 @@ const KINDS: [&str; 8] = ["tcp", "http", "https", "smtp", "dns", "udp", "misc", 
 fn takes(kind: &str, key: &str) -> bool {
     match key {
         "url" | "http_protocol" | "virtualhost" | "method" => matches!(kind, "http" | "https"),
-        "sni" | "sni_name" => kind == "https",
+        "sni" | "sni_name" | "close_notify" => kind == "https",
         "helo_name" => kind == "smtp",
         "type" | "name" => kind == "dns",
         "payload" | "require_reply" | "min_reply_length" | "max_reply_length" => kind == "udp",
@@ -123,6 +123,7 @@ fn specific_keys(c: &raw::Check) -> Vec<(&'static str, Range<usize>)> {
         ("method", s(&c.method)),
         ("sni", s(&c.sni)),
         ("sni_name", s(&c.sni_name)),
+        ("close_notify", s(&c.close_notify)),
         ("helo_name", s(&c.helo_name)),
         ("type", s(&c.qtype)),
         ("name", s(&c.name)),
@@ -297,6 +298,7 @@ fn http(ctx: &Ctx<'_>, c: &raw::Check, tls: bool) -> R<HttpCheck> {
         method,
         sni: c.sni.as_ref().is_some_and(|v| *v.get_ref()),
         sni_name: c.sni_name.as_ref().map(|v| v.get_ref().clone()),
+        tls_close_notify: c.close_notify.as_ref().is_some_and(|v| *v.get_ref()),
     })
 }
 
@@ -334,6 +336,9 @@ fn url(ctx: &Ctx<'_>, u: &Spanned<raw::Url>) -> R<UrlCheck> {
         virtualhost: u.virtualhost.clone(),
         regex: u.regex.clone(),
         regex_no_match: u.regex_no_match,
+        regex_min_offset: u.regex_min_offset,
+        regex_max_offset: u.regex_max_offset,
+        regex_first_line: false,
     })
 }
 

@@ -163,6 +163,7 @@ pub struct Check {
     pub method: Opt<String>,
     pub sni: Opt<bool>,
     pub sni_name: Opt<String>,
+    pub close_notify: Opt<bool>,
     // smtp
     pub helo_name: Opt<String>,
     // dns
@@ -191,4 +192,7 @@ pub struct Url {
     pub regex: Option<String>,
     #[serde(default)]
     pub regex_no_match: bool,
+    #[serde(default)]
+    pub regex_min_offset: usize,
+    pub regex_max_offset: Option<usize>,
 }

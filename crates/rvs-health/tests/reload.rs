@@ -5,29 +5,9 @@
 mod common;
 
 use common::*;
-use rvs_config::spec::Config;
 use rvs_core::model::ServiceConf;
 use rvs_core::time::Tick;
-use rvs_health::{Action, RealId};
-
-fn t() -> rvs_config::spec::Timing {
-    timing(1_000, 500, 0, 1_000)
-}
-
-fn cfg(services: Vec<rvs_config::spec::VirtualService>) -> Config {
-    Config {
-        services,
-        ..Default::default()
-    }
-}
-
-fn ipvs(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .filter(|a| !matches!(a, Action::Log(_) | Action::Run(_)))
-        .map(ToString::to_string)
-        .collect()
-}
+use rvs_health::RealId;
 
 #[test]
 fn a_reload_applies_only_the_differences_and_keeps_the_checkers_state() {

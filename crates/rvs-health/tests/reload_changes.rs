@@ -5,29 +5,10 @@
 mod common;
 
 use common::*;
-use rvs_config::spec::{Config, VirtualService};
+use rvs_config::spec::VirtualService;
 use rvs_core::model::{Forward, Protocol, ServiceKey};
 use rvs_core::time::Tick;
-use rvs_health::{Action, RealId};
-
-fn t() -> rvs_config::spec::Timing {
-    timing(1_000, 500, 0, 1_000)
-}
-
-fn cfg(services: Vec<VirtualService>) -> Config {
-    Config {
-        services,
-        ..Default::default()
-    }
-}
-
-fn ipvs(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .filter(|a| !matches!(a, Action::Log(_) | Action::Run(_)))
-        .map(ToString::to_string)
-        .collect()
-}
+use rvs_health::RealId;
 
 fn port(p: u16) -> ServiceKey {
     ServiceKey::Addr {

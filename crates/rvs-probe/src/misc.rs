@@ -15,20 +15,11 @@ pub async fn run(m: &MiscCheck) -> Outcome {
     let Some(prog) = c.argv.first() else {
         return Outcome::Fail("empty command".into());
     };
-    let mut cmd = if c.shell {
-        let mut x = Command::new("/bin/sh");
-        x.arg("-c").arg(c.argv.join(" "));
-        x
-    } else {
-        let mut x = Command::new(prog);
-        x.args(&c.argv[1..]);
-        x
+    let mut cmd = match crate::users::command(c) {
+        Ok(cmd) => Command::from(cmd),
+        Err(e) => return Outcome::Fail(e),
     };
-    if let Err(e) = crate::users::run_as(cmd.as_std_mut(), c.user.as_deref(), c.group.as_deref()) {
-        return Outcome::Fail(e);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
+    cmd.stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {

@@ -37,6 +37,24 @@ pub fn lookup(
     Ok((uid, gid))
 }
 
+/// The process a configured command stands for: its words run directly, or the joined
+/// words through `/bin/sh -c` when the spec says so, as its user and group; stdin empty.
+pub fn command(c: &rvs_config::spec::Command) -> Result<std::process::Command, String> {
+    let prog = c.argv.first().ok_or("empty command")?;
+    let mut cmd = if c.shell {
+        let mut x = std::process::Command::new("/bin/sh");
+        x.arg("-c").arg(c.argv.join(" "));
+        x
+    } else {
+        let mut x = std::process::Command::new(prog);
+        x.args(&c.argv[1..]);
+        x
+    };
+    cmd.stdin(std::process::Stdio::null());
+    run_as(&mut cmd, c.user.as_deref(), c.group.as_deref())?;
+    Ok(cmd)
+}
+
 /// Make `cmd` run as `user`/`group` when one is given (looked up in the system's files).
 pub fn run_as(
     cmd: &mut std::process::Command,

@@ -538,21 +538,11 @@ pub fn apply(shared: &Shared, actions: Vec<Action>) {
 
 /// Start a notify / quorum / sorry-server script without waiting for it (a thread reaps it).
 fn spawn(c: &spec::Command) {
-    let Some(prog) = c.argv.first() else { return };
-    let mut cmd = if c.shell {
-        let mut x = std::process::Command::new("/bin/sh");
-        x.arg("-c").arg(c.argv.join(" "));
-        x
-    } else {
-        let mut x = std::process::Command::new(prog);
-        x.args(&c.argv[1..]);
-        x
+    let prog = c.argv.first().map_or("", String::as_str);
+    let mut cmd = match rvs_probe::users::command(c) {
+        Ok(cmd) => cmd,
+        Err(e) => return tracing::warn!("cannot run {prog}: {e}"),
     };
-    cmd.stdin(std::process::Stdio::null());
-    if let Err(e) = rvs_probe::users::run_as(&mut cmd, c.user.as_deref(), c.group.as_deref()) {
-        tracing::warn!("cannot run {prog}: {e}");
-        return;
-    }
     match cmd.spawn() {
         Ok(mut child) => {
             std::thread::spawn(move || {

@@ -230,3 +230,25 @@ impl Driver {
             .ipvs_weight
     }
 }
+
+/// Timers for the reload tests: delay_loop 1 s, connect_timeout 0.5 s, no retry.
+pub fn t() -> rvs_config::spec::Timing {
+    timing(1_000, 500, 0, 1_000)
+}
+
+/// A configuration of these services.
+pub fn cfg(services: Vec<VirtualService>) -> rvs_config::spec::Config {
+    rvs_config::spec::Config {
+        services,
+        ..Default::default()
+    }
+}
+
+/// The IPVS changes among `actions`, as text (scripts and log lines left out).
+pub fn ipvs(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Log(_) | Action::Run(_)))
+        .map(ToString::to_string)
+        .collect()
+}

@@ -33,6 +33,8 @@ mod listen;
 #[allow(unsafe_code)] // splice(2), pipe2(2), fcntl(2)
 pub mod pipe;
 pub mod proxy_header;
+#[allow(unsafe_code)] // epoll(7), accept4(2)
+mod reactor;
 pub mod relay;
 mod tcp;
 #[allow(unsafe_code)] // getsockopt(TCP_INFO)
@@ -47,7 +49,6 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rvs_core::dest::DestId;
 use rvs_core::model::{Forward, Protocol, ProxyProtocol, ServiceKey};
 
 use crate::core::Core;
@@ -163,10 +164,6 @@ pub(crate) struct Ctx {
     pub(crate) connect_failures: Mutex<HashMap<SocketAddr, u64>>,
     /// rate limit of repetitive warnings
     pub(crate) warn_at: AtomicU64,
-    /// relayed connections by real server, told when it is removed and when it comes back
-    pub(crate) by_dest: Mutex<HashMap<DestId, DestSessions>>,
-    /// session numbers for `by_dest`
-    pub(crate) next_session: AtomicU64,
 }
 
 impl Ctx {
@@ -180,15 +177,6 @@ impl Ctx {
                 .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
-}
-
-/// The relayed connections of one real server.
-#[derive(Default)]
-pub(crate) struct DestSessions {
-    /// the server was unavailable at the last sync (its connections were told to pause)
-    pub(crate) paused: bool,
-    /// session number → its wake-up
-    pub(crate) sessions: HashMap<u64, Arc<tokio::sync::Notify>>,
 }
 
 /// The userspace data plane: worker threads and the listening sockets they serve.
@@ -217,8 +205,6 @@ impl Dataplane {
             pipe_pool: limits::pipe_pool(max, n),
             connect_failures: Mutex::new(HashMap::new()),
             warn_at: AtomicU64::new(0),
-            by_dest: Mutex::new(HashMap::new()),
-            next_session: AtomicU64::new(0),
         });
         let workers = (0..n)
             .map(|i| Worker::spawn(i, ctx.clone()))
@@ -262,22 +248,10 @@ impl Dataplane {
     /// deleted, flushed) to stop moving bytes, and those of servers revived from the trash to
     /// go on: the kernel drops a connection's packets only while its server is unavailable,
     /// and TCP's retransmission carries them over once it is back. A paused connection whose
-    /// entry expires is reset.
+    /// entry expires is reset. Each worker looks at the real servers of its own connections;
+    /// when this returns, the connections of an unavailable server move no more bytes.
     fn signal_dest_changes(&self) {
-        let mut by_dest = self.ctx.by_dest.lock().unwrap_or_else(|e| e.into_inner());
-        if by_dest.is_empty() {
-            return;
-        }
-        let ipvs = self.ctx.core.lock();
-        for (did, d) in by_dest.iter_mut() {
-            let unavailable = !ipvs.dest(*did).is_some_and(|d| d.is_available());
-            if unavailable != d.paused {
-                d.paused = unavailable;
-                for n in d.sessions.values() {
-                    n.notify_one();
-                }
-            }
-        }
+        self.each_worker(|ack| Cmd::CheckDests { ack });
     }
 
     /// The sockets the services call for, warning once per service about what this data

@@ -1,9 +1,11 @@
-//! The bidirectional TCP relay: one future per proxied connection; small messages are copied,
-//! bulk transfers spliced.
+//! The bidirectional TCP relay: small messages are copied, bulk transfers spliced.
 //!
-//! [`run`] takes the accepted client connection and the connection to the chosen real server
-//! and moves bytes both ways until both directions have ended, inside one future (no second
-//! task). Readiness comes from tokio (edge-triggered epoll); every syscall is non-blocking.
+//! A relay takes the accepted client connection and the connection to the chosen real server
+//! and moves bytes both ways until both directions have ended. It is a state machine driven
+//! by the thread's TCP event loop (the crate's `reactor` module): readiness comes from edge-triggered
+//! epoll as flags on each socket, every syscall is non-blocking, and no task or future exists
+//! per connection. The data plane's TCP sessions run it after their connect; [`run`] runs one
+//! on two connected tokio sockets and waits for its end.
 //!
 //! - **Copy or splice, per direction** (as HAProxy's `splice-auto`): `splice(2)` saves the
 //!   copy through userspace, which pays for bulk transfers, but for a small message its two
@@ -39,7 +41,8 @@
 //!   after them (at the latest [`Event::Done`] or a reset) reads it again, once for both.
 //!
 //! Requirements and limits:
-//! - the runtime has IO and time enabled (`enable_all`);
+//! - [`run`] needs a current-thread tokio runtime with IO and time enabled (`enable_all`):
+//!   the event loop is per thread (the data plane's workers are such runtimes);
 //! - the process ignores `SIGPIPE` (Rust programs do by default): `splice(2)` to a reset
 //!   socket raises it (the copy mode's `send` does not);
 //! - TCP urgent data (`MSG_OOB`: telnet interrupts, FTP `ABOR`) is not relayed. In copy mode
@@ -48,7 +51,7 @@
 //!   looks like an empty socket). In splice mode the kernel stops at the urgent byte, so that
 //!   direction stalls there (until the idle timeout), and if the sender then closes, what
 //!   followed the urgent byte is lost;
-//! - dropping the future instead of letting it finish closes both sockets as they are
+//! - dropping [`run`]'s future instead of letting it finish closes both sockets as they are
 //!   (FIN, or RST where unread bytes remain) without a report.
 //!
 //! ```no_run
@@ -63,7 +66,7 @@
 //! }
 //!
 //! # async fn demo(client: tokio::net::TcpStream, server: tokio::net::TcpStream) {
-//! let (outcome, counters) = relay::run(client, server, &RelayOpts::default(), &mut Log).await;
+//! let (outcome, counters) = relay::run(client, server, &RelayOpts::default(), Log).await;
 //! assert!(matches!(outcome, Outcome::Closed) || counters.c2s_bytes > 0);
 //! # }
 //! ```
@@ -73,28 +76,22 @@ mod ops;
 #[cfg(test)]
 mod tests;
 
-use std::future::{poll_fn, Future};
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
-use std::pin::{pin, Pin};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{Interest, Ready};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::pipe::{self, Pipe};
+use crate::reactor::{self, Job, Side, Sock, Step};
 use crate::tcpinfo;
 pub use ops::{stats, Stats, SCRATCH};
 
 /// Transfers (splices, or receive-and-send) per direction in one wake-up before the task
 /// yields to others on its thread.
 const ROUNDS: usize = 32;
-
-/// Timer expiries handled in one wake-up (a deadline reached again at once waits a turn).
-const TIMER_ROUNDS: usize = 4;
 
 /// Cumulative counters of one relayed connection, since the relay started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -165,7 +162,8 @@ impl Default for RelayOpts {
     }
 }
 
-/// How the relay ended. Both sockets are closed when [`run`] returns.
+/// How the relay ended. Both sockets are closed when [`run`] returns (or the relay is
+/// dropped).
 #[derive(Debug)]
 pub enum Outcome {
     /// Both directions ended with FIN.
@@ -182,66 +180,97 @@ pub enum Outcome {
 
 /// Relays `client` ⇄ `server` until both directions end, a side resets, the observer aborts
 /// or an error occurs. Returns the outcome and the final counters (also after an error,
-/// which has no event of its own).
-pub async fn run<O: Observer>(
+/// which has no event of its own). The sockets leave tokio for the thread's TCP event loop,
+/// which the relay runs on; the calling runtime must be a current-thread one.
+pub async fn run<O: Observer + Send + 'static>(
     client: TcpStream,
     server: TcpStream,
     opts: &RelayOpts,
-    obs: &mut O,
+    obs: O,
 ) -> (Outcome, Counters) {
-    let (stop, counters) = {
-        let mut relay = Relay::new(&client, &server, opts, obs);
-        let mut sleep = pin!(tokio::time::sleep_until(relay.timer_at));
-        // A side that sent FIN is not read any more: these futures notice its reset while the
-        // other direction still runs.
-        let mut client_err = pin!(Some(client.ready(Interest::ERROR)));
-        let mut server_err = pin!(Some(server.ready(Interest::ERROR)));
-        let stop =
-            poll_fn(|cx| relay.poll(cx, sleep.as_mut(), client_err.as_mut(), server_err.as_mut()))
-                .await;
-        if !relay.fresh {
-            relay.refresh();
+    let socks = client.into_std().and_then(|c| Ok((c, server.into_std()?)));
+    let (client, server) = match socks {
+        Ok(s) => s,
+        Err(e) => return (Outcome::Error(e), Counters::default()),
+    };
+    let (tx, rx) = oneshot::channel();
+    let relay = Relay::new(
+        Sock::new(client),
+        Sock::new(server),
+        opts,
+        obs,
+        Instant::now(),
+    );
+    let job = Box::new(Waited {
+        relay,
+        done: Some(tx),
+    });
+    let id = match reactor::add(job) {
+        Ok(id) => id,
+        Err(e) => return (Outcome::Error(e), Counters::default()),
+    };
+    let mut guard = Cancel(Some(id));
+    let end = rx.await;
+    guard.0 = None;
+    end.unwrap_or_else(|_| {
+        let e = io::Error::other("the TCP event loop stopped");
+        (Outcome::Error(e), Counters::default())
+    })
+}
+
+/// Takes an unfinished relay out of the loop when [`run`]'s future is dropped.
+struct Cancel(Option<reactor::JobId>);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        if let Some(id) = self.0.take() {
+            reactor::cancel(id);
         }
-        (stop, relay.counters)
-    };
-    (close(stop, client, server), counters)
+    }
 }
 
-/// Closes both sockets as the end requires: normally after `Done`, with RST otherwise.
-fn close(stop: Stop, client: TcpStream, server: TcpStream) -> Outcome {
-    let outcome = match stop {
-        Stop::Done => return Outcome::Closed,
-        Stop::Reset(Side::Client) => Outcome::ClientReset,
-        Stop::Reset(Side::Server) => Outcome::ServerReset,
-        Stop::Abort => Outcome::Aborted,
-        Stop::Error(e) => Outcome::Error(e),
-    };
-    // The side that reset is already closed in the kernel; lingering 0 on it too makes
-    // sure nothing but a RST can leave either socket.
-    reset(client);
-    reset(server);
-    outcome
+/// [`run`]'s job: the relay and where its end goes.
+struct Waited<O> {
+    relay: Relay<O>,
+    done: Option<oneshot::Sender<(Outcome, Counters)>>,
 }
 
-fn reset(s: TcpStream) {
-    let _ = s.set_zero_linger();
-    drop(s);
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Client,
-    Server,
-}
-
-impl Side {
-    fn peer(self) -> Side {
-        match self {
-            Side::Client => Side::Server,
-            Side::Server => Side::Client,
+impl<O: Observer> Job for Waited<O> {
+    fn run(&mut self, now: Instant) -> Step {
+        match self.relay.turn(now) {
+            Turn::Wait => Step::Wait,
+            Turn::Again => Step::Again,
+            Turn::End(outcome) => {
+                if let Some(tx) = self.done.take() {
+                    let _ = tx.send((outcome, self.relay.counters()));
+                }
+                Step::Done
+            }
         }
     }
 
+    fn sock(&mut self, side: Side) -> &mut Sock {
+        self.relay.sock(side)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Some(self.relay.deadline())
+    }
+}
+
+/// What a [`Relay::turn`] ended with.
+#[derive(Debug)]
+pub(crate) enum Turn {
+    /// Waiting for readiness or the deadline.
+    Wait,
+    /// Used its rounds: more to do now.
+    Again,
+    /// Over; the sockets are closed when the relay is dropped (with a reset unless the
+    /// outcome is [`Outcome::Closed`]).
+    End(Outcome),
+}
+
+impl Side {
     fn reset_event(self) -> Event {
         match self {
             Side::Client => Event::ClientReset,
@@ -281,7 +310,7 @@ enum Flow {
 /// What one direction did in a wake-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pump {
-    /// Waiting for readiness (a waker is registered) or over.
+    /// Waiting for readiness or over.
     Blocked,
     /// Used its rounds and may have more to do.
     Busy,
@@ -307,6 +336,9 @@ struct Half {
     held: Vec<u8>,
     /// How much of `held` has been sent.
     held_sent: usize,
+    /// Bytes at the front of `held` that are not payload (a PROXY protocol header): sent
+    /// first, not counted.
+    uncounted: usize,
     /// Bytes read since the source was last found empty.
     burst: usize,
     flow: Flow,
@@ -327,6 +359,7 @@ impl Half {
             pipe: None,
             held: Vec::new(),
             held_sent: 0,
+            uncounted: 0,
             burst: 0,
             flow: Flow::Open,
             bytes: 0,
@@ -349,15 +382,14 @@ impl Half {
     /// the other direction is over, so when this one ends both sockets close at once.
     fn pump(
         &mut self,
-        src: &TcpStream,
-        dst: &TcpStream,
+        src: &mut Sock,
+        dst: &mut Sock,
         from: Side,
         last: bool,
-        cx: &mut Context<'_>,
     ) -> Result<Pump, Stop> {
         for _ in 0..ROUNDS {
             if self.has_backlog() {
-                if !ready(dst.poll_write_ready(cx))? {
+                if !dst.can_write() {
                     return Ok(Pump::Blocked);
                 }
                 self.flush(dst).map_err(|e| classify(e, from.peer()))?;
@@ -372,10 +404,10 @@ impl Half {
                 Flow::Shut => return Ok(Pump::Blocked),
             }
             // Copy mode sends what it receives at once: it reads only when there is room.
-            if self.mode == Mode::Copy && !ready(dst.poll_write_ready(cx))? {
+            if self.mode == Mode::Copy && !dst.can_write() {
                 return Ok(Pump::Blocked);
             }
-            if !ready(src.poll_read_ready(cx))? {
+            if !src.can_read() {
                 self.source_empty();
                 return Ok(Pump::Blocked);
             }
@@ -388,7 +420,7 @@ impl Half {
     }
 
     /// Sends the backlog (copy buffer first: it holds older bytes than any pipe could).
-    fn flush(&mut self, dst: &TcpStream) -> io::Result<()> {
+    fn flush(&mut self, dst: &mut Sock) -> io::Result<()> {
         let n = if self.held_sent < self.held.len() {
             let n = ops::send_some(dst, &self.held[self.held_sent..])?;
             self.held_sent += n;
@@ -402,7 +434,9 @@ impl Half {
         } else {
             0
         };
-        self.bytes += n as u64;
+        let skip = n.min(self.uncounted);
+        self.uncounted -= skip;
+        self.bytes += (n - skip) as u64;
         Ok(())
     }
 
@@ -419,7 +453,7 @@ impl Half {
 
     /// Copy mode: one receive into the scratch buffer, sent at once; what the destination
     /// does not take is held. A full buffer switches the direction to splice mode.
-    fn copy(&mut self, src: &TcpStream, dst: &TcpStream, from: Side) -> Result<(), Stop> {
+    fn copy(&mut self, src: &mut Sock, dst: &mut Sock, from: Side) -> Result<(), Stop> {
         ops::with_scratch(|buf| {
             let n = match ops::recv_some(src, buf).map_err(|e| classify(e, from))? {
                 None => return Ok(()),
@@ -447,7 +481,7 @@ impl Half {
     }
 
     /// Splice mode: one splice from the source into the (empty) pipe.
-    fn fill(&mut self, src: &TcpStream, from: Side) -> Result<(), Stop> {
+    fn fill(&mut self, src: &mut Sock, from: Side) -> Result<(), Stop> {
         let pipe = match self.pipe.as_mut() {
             Some(p) => p,
             None => self.pipe.insert(pipe::take().map_err(Stop::Error)?),
@@ -463,24 +497,15 @@ impl Half {
     /// The source ended and nothing is left to deliver: FIN to the destination. When this
     /// is the `last` direction, the close that follows at once sends that FIN (the socket's
     /// receive side has ended too, so nothing unread could turn it into a RST).
-    fn finish(&mut self, dst: &TcpStream, dst_side: Side, last: bool) -> Result<(), Stop> {
+    fn finish(&mut self, dst: &Sock, dst_side: Side, last: bool) -> Result<(), Stop> {
         self.flow = Flow::Shut;
         self.release();
         if last {
             return Ok(());
         }
-        socket2::SockRef::from(dst)
+        socket2::SockRef::from(&dst.stream)
             .shutdown(Shutdown::Write)
             .map_err(|e| classify(e, dst_side))
-    }
-}
-
-/// `Ok(true)` when ready, `Ok(false)` when a waker is registered.
-fn ready(p: Poll<io::Result<()>>) -> Result<bool, Stop> {
-    match p {
-        Poll::Ready(Ok(())) => Ok(true),
-        Poll::Ready(Err(e)) => Err(Stop::Error(e)),
-        Poll::Pending => Ok(false),
     }
 }
 
@@ -490,33 +515,31 @@ fn after(t: Instant, d: Duration) -> Instant {
         .unwrap_or_else(|| t + Duration::from_secs(30 * 365 * 86_400))
 }
 
-/// The state of one relay, borrowed sockets included.
-struct Relay<'a, O> {
-    client: &'a TcpStream,
-    server: &'a TcpStream,
+/// One relayed connection: both sockets, both directions, the observer and its timing.
+pub(crate) struct Relay<O> {
+    client: Sock,
+    server: Sock,
     c2s: Half,
     s2c: Half,
     report_every: Duration,
     idle: Option<Duration>,
-    obs: &'a mut O,
+    obs: O,
     counters: Counters,
-    /// Counters (TCP_INFO included) are up to date: read in this wake-up, and no byte, FIN
-    /// or error since. Events of one wake-up then share one reading.
+    /// Counters (TCP_INFO included) are up to date: read in this turn, and no byte, FIN or
+    /// error since. Events of one turn then share one reading.
     fresh: bool,
     /// Bytes moved (both ways) when the observer last heard of them.
     reported: u64,
-    /// Bytes moved (both ways) at the end of the last wake-up.
+    /// Bytes moved (both ways) at the end of the last turn.
     seen: u64,
     last_progress: Instant,
     last_activity: Instant,
-    /// Deadline the timer is armed for.
-    timer_at: Instant,
 }
 
-impl<'a, O: Observer> Relay<'a, O> {
-    fn new(client: &'a TcpStream, server: &'a TcpStream, opts: &RelayOpts, obs: &'a mut O) -> Self {
-        let now = Instant::now();
-        let mut r = Relay {
+impl<O: Observer> Relay<O> {
+    /// A relay of two connected, non-blocking sockets (not yet in the loop).
+    pub(crate) fn new(client: Sock, server: Sock, opts: &RelayOpts, obs: O, now: Instant) -> Self {
+        Relay {
             client,
             server,
             c2s: Half::new(),
@@ -530,61 +553,81 @@ impl<'a, O: Observer> Relay<'a, O> {
             seen: 0,
             last_progress: now,
             last_activity: now,
-            timer_at: now,
-        };
-        r.timer_at = r.next_deadline();
-        r
-    }
-
-    fn poll<W: Future<Output = io::Result<Ready>>>(
-        &mut self,
-        cx: &mut Context<'_>,
-        sleep: Pin<&mut Sleep>,
-        client_err: Pin<&mut Option<W>>,
-        server_err: Pin<&mut Option<W>>,
-    ) -> Poll<Stop> {
-        match self.step(cx, sleep, client_err, server_err) {
-            Ok(busy) => {
-                if busy {
-                    cx.waker().wake_by_ref();
-                }
-                Poll::Pending
-            }
-            Err(Stop::Reset(side)) => {
-                self.fresh = false;
-                self.emit(side.reset_event());
-                Poll::Ready(Stop::Reset(side))
-            }
-            Err(stop) => Poll::Ready(stop),
         }
     }
 
-    /// One wake-up: both directions, then reports and timers. `Ok(true)`: more to do now.
-    fn step<W: Future<Output = io::Result<Ready>>>(
-        &mut self,
-        cx: &mut Context<'_>,
-        mut sleep: Pin<&mut Sleep>,
-        client_err: Pin<&mut Option<W>>,
-        server_err: Pin<&mut Option<W>>,
-    ) -> Result<bool, Stop> {
-        let (client, server) = (self.client, self.server);
+    /// The server receives `bytes` (a PROXY protocol header) before anything from the
+    /// client; they are not counted as payload.
+    pub(crate) fn server_first(&mut self, bytes: Vec<u8>) {
+        debug_assert!(!self.c2s.has_backlog() && self.c2s.bytes == 0);
+        self.c2s.uncounted = bytes.len();
+        self.c2s.held = bytes;
+        self.c2s.held_sent = 0;
+    }
+
+    pub(crate) fn sock(&mut self, side: Side) -> &mut Sock {
+        match side {
+            Side::Client => &mut self.client,
+            Side::Server => &mut self.server,
+        }
+    }
+
+    /// The final counters (after [`Turn::End`]).
+    pub(crate) fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Moves what can move, reports, handles the deadlines that passed by `now`.
+    pub(crate) fn turn(&mut self, now: Instant) -> Turn {
+        match self.step(now) {
+            Ok(true) => Turn::Again,
+            Ok(false) => Turn::Wait,
+            Err(Stop::Reset(side)) => {
+                self.fresh = false;
+                self.emit(side.reset_event());
+                Turn::End(self.close(Stop::Reset(side)))
+            }
+            Err(stop) => Turn::End(self.close(stop)),
+        }
+    }
+
+    /// Final counters, and both sockets set to close as the end requires: normally after
+    /// `Done`, with RST otherwise.
+    fn close(&mut self, stop: Stop) -> Outcome {
+        if !self.fresh {
+            self.refresh();
+        }
+        let outcome = match stop {
+            Stop::Done => return Outcome::Closed,
+            Stop::Reset(Side::Client) => Outcome::ClientReset,
+            Stop::Reset(Side::Server) => Outcome::ServerReset,
+            Stop::Abort => Outcome::Aborted,
+            Stop::Error(e) => Outcome::Error(e),
+        };
+        // The side that reset is already closed in the kernel; lingering 0 on it too makes
+        // sure nothing but a RST can leave either socket.
+        self.client.reset_on_close();
+        self.server.reset_on_close();
+        outcome
+    }
+
+    /// Both directions, then reports and timers. `Ok(true)`: more to do now.
+    fn step(&mut self, now: Instant) -> Result<bool, Stop> {
         self.fresh = false;
         let a = self.c2s.pump(
-            client,
-            server,
+            &mut self.client,
+            &mut self.server,
             Side::Client,
             self.s2c.flow == Flow::Shut,
-            cx,
         )?;
         if a == Pump::Ended {
             self.emit_or_abort(Event::ClientEof)?;
         }
         let b = self.s2c.pump(
-            server,
-            client,
+            &mut self.server,
+            &mut self.client,
             Side::Server,
             self.c2s.flow == Flow::Shut,
-            cx,
         )?;
         if b == Pump::Ended {
             self.fresh = false;
@@ -594,14 +637,16 @@ impl<'a, O: Observer> Relay<'a, O> {
             self.emit(Event::Done);
             return Err(Stop::Done);
         }
-        self.note_movement(sleep.as_mut())?;
+        self.note_movement(now)?;
+        // A side whose read direction is over is not read any more: its reset shows only as
+        // a socket error.
         if self.c2s.flow == Flow::Shut {
-            watch_reset(cx, client_err, client, Side::Client)?;
+            watch_reset(&mut self.client, Side::Client)?;
         }
         if self.s2c.flow == Flow::Shut {
-            watch_reset(cx, server_err, server, Side::Server)?;
+            watch_reset(&mut self.server, Side::Server)?;
         }
-        self.poll_timer(cx, sleep)?;
+        self.timers(now)?;
         Ok(a == Pump::Busy || b == Pump::Busy)
     }
 
@@ -609,25 +654,17 @@ impl<'a, O: Observer> Relay<'a, O> {
         self.c2s.bytes + self.s2c.bytes
     }
 
-    /// After I/O: activity time, and a Progress report now or a timer for it.
-    fn note_movement(&mut self, sleep: Pin<&mut Sleep>) -> Result<(), Stop> {
+    /// After I/O: activity time, and a Progress report now if one is due.
+    fn note_movement(&mut self, now: Instant) -> Result<(), Stop> {
         let total = self.total();
         if total == self.seen {
             return Ok(());
         }
         self.seen = total;
         self.fresh = false;
-        let now = Instant::now();
         self.last_activity = now;
-        if total == self.reported {
-            return Ok(());
-        }
-        let due = after(self.last_progress, self.report_every);
-        if now >= due {
+        if total != self.reported && now >= after(self.last_progress, self.report_every) {
             return self.progress(now);
-        }
-        if due < self.timer_at {
-            self.arm(sleep, due);
         }
         Ok(())
     }
@@ -637,32 +674,22 @@ impl<'a, O: Observer> Relay<'a, O> {
         self.emit_or_abort(Event::Progress)
     }
 
-    /// Handles the timer: a Progress that fell due, idleness; re-arms it.
-    fn poll_timer(&mut self, cx: &mut Context<'_>, mut sleep: Pin<&mut Sleep>) -> Result<(), Stop> {
-        for _ in 0..TIMER_ROUNDS {
-            if sleep.as_mut().poll(cx).is_pending() {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if self.total() != self.reported && now >= after(self.last_progress, self.report_every)
-            {
-                self.progress(now)?;
-            }
-            if let Some(idle) = self.idle {
-                if now >= after(self.last_activity, idle) {
-                    self.emit_or_abort(Event::Idle)?;
-                    self.last_activity = now;
-                }
-            }
-            let next = self.next_deadline();
-            self.arm(sleep.as_mut(), next);
+    /// A Progress that fell due, idleness.
+    fn timers(&mut self, now: Instant) -> Result<(), Stop> {
+        if self.total() != self.reported && now >= after(self.last_progress, self.report_every) {
+            self.progress(now)?;
         }
-        cx.waker().wake_by_ref();
+        if let Some(idle) = self.idle {
+            if now >= after(self.last_activity, idle) {
+                self.emit_or_abort(Event::Idle)?;
+                self.last_activity = now;
+            }
+        }
         Ok(())
     }
 
     /// The earliest of the pending Progress and the idle deadline.
-    fn next_deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         let far = after(self.last_activity, Duration::MAX);
         let idle = self.idle.map_or(far, |d| after(self.last_activity, d));
         if self.total() != self.reported {
@@ -672,21 +699,16 @@ impl<'a, O: Observer> Relay<'a, O> {
         }
     }
 
-    fn arm(&mut self, sleep: Pin<&mut Sleep>, at: Instant) {
-        self.timer_at = at;
-        sleep.reset(at);
-    }
-
     /// Reads TCP_INFO of both sockets into the counters (keeping old values on failure).
     fn refresh(&mut self) {
         let c = &mut self.counters;
         c.c2s_bytes = self.c2s.bytes;
         c.s2c_bytes = self.s2c.bytes;
-        if let Ok(i) = tcpinfo::info(self.client.as_raw_fd()) {
+        if let Ok(i) = tcpinfo::info(self.client.fd()) {
             (c.client_segs_in, c.client_segs_out) = (i.segs_in, i.segs_out);
             c.client_timestamps = i.timestamps;
         }
-        if let Ok(i) = tcpinfo::info(self.server.as_raw_fd()) {
+        if let Ok(i) = tcpinfo::info(self.server.fd()) {
             (c.server_segs_in, c.server_segs_out) = (i.segs_in, i.segs_out);
             c.server_timestamps = i.timestamps;
         }
@@ -716,21 +738,12 @@ impl<'a, O: Observer> Relay<'a, O> {
     }
 }
 
-/// Watches the socket of a side whose read direction is over for an error: a RST that
-/// arrives after its FIN shows only there. Resolves once; a spurious wake ends the watch.
-fn watch_reset<W: Future<Output = io::Result<Ready>>>(
-    cx: &mut Context<'_>,
-    mut watch: Pin<&mut Option<W>>,
-    sock: &TcpStream,
-    side: Side,
-) -> Result<(), Stop> {
-    let Some(fut) = watch.as_mut().as_pin_mut() else {
-        return Ok(());
-    };
-    if fut.poll(cx).is_pending() {
+/// Looks at the error a side's socket reported after its read direction ended (a RST that
+/// arrives after its FIN shows only there).
+fn watch_reset(sock: &mut Sock, side: Side) -> Result<(), Stop> {
+    if !sock.error {
         return Ok(());
     }
-    watch.set(None);
     match sock.take_error() {
         Ok(Some(e)) => Err(classify(e, side)),
         Ok(None) => Ok(()),

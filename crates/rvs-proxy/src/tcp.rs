@@ -9,27 +9,28 @@
 //! kernel, so only the client's side is reported for them (the kernel's input-only states).
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rvs_core::conn::{ConnId, Direction, PacketInfo};
 use rvs_core::datapath::{ConnKey, Forwarding, Liveness, Packet, TcpFlags, Verdict};
+use rvs_core::dest::DestId;
 use rvs_core::model::{Forward, Protocol, ProxyProtocol};
-use tokio::io::AsyncWriteExt;
-use tokio::io::Interest;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::unix::AsyncFd;
+use tokio::time::Instant;
 
-use crate::relay::{self, Counters, Event, Observer, Outcome, RelayOpts};
-use crate::{proxy_header, tcpinfo, Ctx, DestEventKind, Listen};
+use crate::reactor::{self, Job, Side, Sock, Step};
+use crate::relay::{Counters, Event, Observer, Outcome, Relay, RelayOpts, Turn};
+use crate::{proxy_header, Ctx, DestEventKind, Listen};
 
 /// Accept connections until the task is cancelled. A connection is accepted only with a
 /// permit of the descriptor budget (see [`crate::limits`]): at the budget, new connections
 /// wait in the listen backlog and nothing spins. Should the process still run out of file
 /// descriptors (or the kernel out of memory), accept backs off, doubling from 10 ms to 1 s.
-pub(crate) async fn accept_loop(l: TcpListener, key: Listen, ctx: Arc<Ctx>) {
+/// Each accepted connection becomes a [`Session`] in the thread's TCP event loop.
+pub(crate) async fn accept_loop(l: AsyncFd<TcpListener>, key: Listen, ctx: Arc<Ctx>) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let permit = match ctx.slots.clone().try_acquire_owned() {
@@ -47,10 +48,10 @@ pub(crate) async fn accept_loop(l: TcpListener, key: Listen, ctx: Arc<Ctx>) {
                 }
             }
         };
-        match l.accept().await {
+        match accept(&l).await {
             Ok((client, peer)) => {
                 backoff = Duration::from_millis(10);
-                tokio::spawn(session(client, peer, key.addr, ctx.clone(), permit));
+                start(client, peer, key.addr, &ctx, permit);
             }
             Err(e) => {
                 let scarce = matches!(
@@ -72,6 +73,17 @@ pub(crate) async fn accept_loop(l: TcpListener, key: Listen, ctx: Arc<Ctx>) {
     }
 }
 
+/// The next connection of a listener (non-blocking, close-on-exec, not registered with tokio).
+async fn accept(l: &AsyncFd<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = l.readable().await?;
+        match ready.try_io(|l| reactor::accept(l.get_ref())) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
 /// Counts a relayed connection for the drain on SIGTERM.
 struct Open(Arc<Ctx>);
 
@@ -83,10 +95,7 @@ impl Drop for Open {
 
 /// Close with a reset (SO_LINGER 0) rather than a FIN.
 fn reset(s: TcpStream) {
-    if let Ok(std) = s.into_std() {
-        let sock = socket2::Socket::from(std);
-        let _ = sock.set_linger(Some(Duration::ZERO));
-    }
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
 }
 
 /// `tcpi_segs_in` of an accepted socket right after the handshake (SYN, ACK).
@@ -100,15 +109,17 @@ fn header_len(ip: &IpAddr, timestamps: bool) -> u64 {
     ip + 20 + if timestamps { 12 } else { 0 }
 }
 
-async fn session(
+/// Schedules a new connection and starts connecting to the chosen real server; the rest is
+/// the [`Session`]'s, in the thread's TCP event loop.
+fn start(
     client: TcpStream,
     peer: SocketAddr,
     vip: SocketAddr,
-    ctx: Arc<Ctx>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    ctx: &Arc<Ctx>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     ctx.sessions.fetch_add(1, Ordering::SeqCst);
-    let _open = Open(ctx.clone());
+    let open = Open(ctx.clone());
     // The listener is bound to the virtual address itself, so that is the local address
     // (no getsockname per connection); only a wildcard or port 0 would need to ask.
     let local = if vip.ip().is_unspecified() || vip.port() == 0 {
@@ -147,137 +158,242 @@ async fn session(
             _ => return reset(client),
         }
     };
-    // TCP_NODELAY: the accepted socket inherits it from the listener
-    let target = SocketAddr::new(fw.daddr, fw.dport);
-    let server = match connect(target, ctx.opts.connect_timeout).await {
-        Ok(s) => s,
-        Err(e) => {
-            ctx.opts.event(local, target, DestEventKind::ConnectFailure);
-            return refused(&ctx, &fw, &key, target, e, client);
-        }
-    };
     let Some(id) = fw.conn else {
         return; // no entry to follow (cannot happen for TCP: one-packet scheduling is UDP's)
     };
-    let nat = fw.fwd == Forward::Masq;
-    handshake(&ctx, &key, &fw, target, nat);
-    let mut server = server;
-    if let Some(v) = proxy_version(pp) {
-        let mut hdr = Vec::with_capacity(64);
-        proxy_header::encode(v, peer, local, &mut hdr);
-        if server.write_all(&hdr).await.is_err() {
-            return reset(client);
+    // TCP_NODELAY: the accepted socket inherits it from the listener
+    let target = SocketAddr::new(fw.daddr, fw.dport);
+    let server = match connect(target) {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.opts.event(local, target, DestEventKind::ConnectFailure);
+            return refused(ctx, &fw, &key, target, e, client);
         }
-    }
-    // Counted from here on: the handshake went through packet_in/packet_out above. Its
-    // segments are also in the sockets' TCP_INFO counters, so they start from what a
-    // handshake leaves there: the accepted socket has received the SYN and the ACK, the
-    // connected one the SYN+ACK. (Reading TCP_INFO here instead would cost two syscalls per
-    // connection and miss a request that arrived in the meantime.)
-    let mut track = Track {
+    };
+    let now = Instant::now();
+    let session = Session {
         ctx: ctx.clone(),
         id,
         key,
-        nat,
-        rs: target.ip(),
-        seen: Counters {
-            client_segs_in: HANDSHAKE_SEGS_ACCEPTED,
-            server_segs_in: HANDSHAKE_SEGS_CONNECTED,
-            ..Counters::default()
+        fw,
+        pp,
+        peer,
+        local,
+        target,
+        paused: false,
+        recheck: now,
+        phase: Phase::Connecting {
+            client: Sock::new(client),
+            server: Sock::new(server),
+            deadline: now + ctx.opts.connect_timeout,
         },
-        client_first: None,
+        _open: open,
+        _permit: permit,
     };
-    let opts = RelayOpts {
-        report_every: ctx.opts.report_every,
-        idle: Duration::from_secs(60),
-    };
-    let fds = (client.as_raw_fd(), server.as_raw_fd());
-    let removal = Removal::register(&ctx, fw.dest);
-    let run = relay::run(client, server, &opts, &mut track);
-    tokio::pin!(run);
-    loop {
-        tokio::select! {
-            (outcome, _) = &mut run => {
+    if let Err(e) = reactor::add(Box::new(session)) {
+        if ctx.may_warn() {
+            tracing::warn!(client = %peer, "cannot follow the connection: {e}; client reset");
+        }
+    }
+}
+
+/// One proxied TCP connection: connecting to the real server, then relaying.
+struct Session {
+    ctx: Arc<Ctx>,
+    id: ConnId,
+    key: ConnKey,
+    fw: Forwarding,
+    pp: ProxyProtocol,
+    peer: SocketAddr,
+    local: SocketAddr,
+    target: SocketAddr,
+    /// The real server is unavailable: no byte moves (the sockets' buffers and TCP flow
+    /// control hold what arrives) until it is back; the entry is looked at every second.
+    paused: bool,
+    /// When a paused session looks at its entry again.
+    recheck: Instant,
+    phase: Phase,
+    _open: Open,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+enum Phase {
+    /// The connect to the real server is under way.
+    Connecting {
+        client: Sock,
+        server: Sock,
+        deadline: Instant,
+    },
+    Relaying(Box<Relay<Track>>),
+    /// Swapped in while changing phase.
+    Over,
+}
+
+impl Session {
+    /// The connect failed or timed out: count it, reset the client.
+    fn failed(&mut self, e: io::Error) -> Step {
+        let Phase::Connecting { client, .. } = &self.phase else {
+            return Step::Done;
+        };
+        client.reset_on_close();
+        let ctx = &self.ctx;
+        ctx.opts
+            .event(self.local, self.target, DestEventKind::ConnectFailure);
+        count_refused(ctx, &self.fw, &self.key, self.target, e);
+        Step::Done
+    }
+
+    /// Connected: the handshake reaches the core and the relay takes over (the PROXY header,
+    /// if the real server wants one, goes first).
+    fn connected(&mut self, now: Instant) {
+        let Phase::Connecting { client, server, .. } =
+            std::mem::replace(&mut self.phase, Phase::Over)
+        else {
+            return;
+        };
+        let nat = self.fw.fwd == Forward::Masq;
+        handshake(&self.ctx, &self.key, &self.fw, self.target, nat);
+        // Counted from here on: the handshake went through packet_in/packet_out above. Its
+        // segments are also in the sockets' TCP_INFO counters, so they start from what a
+        // handshake leaves there: the accepted socket has received the SYN and the ACK, the
+        // connected one the SYN+ACK. (Reading TCP_INFO here instead would cost two syscalls
+        // per connection and miss a request that arrived in the meantime.)
+        let track = Track {
+            ctx: self.ctx.clone(),
+            id: self.id,
+            key: self.key,
+            nat,
+            rs: self.target.ip(),
+            seen: Counters {
+                client_segs_in: HANDSHAKE_SEGS_ACCEPTED,
+                server_segs_in: HANDSHAKE_SEGS_CONNECTED,
+                ..Counters::default()
+            },
+            client_first: None,
+        };
+        let opts = RelayOpts {
+            report_every: self.ctx.opts.report_every,
+            idle: Duration::from_secs(60),
+        };
+        let mut relay = Relay::new(client, server, &opts, track, now);
+        if let Some(v) = proxy_version(self.pp) {
+            let mut hdr = Vec::with_capacity(64);
+            proxy_header::encode(v, self.peer, self.local, &mut hdr);
+            relay.server_first(hdr);
+        }
+        self.phase = Phase::Relaying(Box::new(relay));
+    }
+
+    /// A paused session at its recheck: true when its server is back.
+    fn resume(&mut self, now: Instant) -> Option<Step> {
+        if now < self.recheck {
+            return Some(Step::Wait);
+        }
+        let liveness = self.ctx.core.lock().conn_liveness(self.id, &self.key);
+        match liveness {
+            Liveness::Live => {
+                self.paused = false;
+                None
+            }
+            Liveness::Gone => {
+                // the entry ended while paused: both sockets close with a reset
+                self.sock(Side::Client).reset_on_close();
+                self.sock(Side::Server).reset_on_close();
+                Some(Step::Done)
+            }
+            Liveness::DestUnavailable => {
+                self.recheck = now + PAUSE_RECHECK;
+                Some(Step::Wait)
+            }
+        }
+    }
+}
+
+/// How often a paused session looks whether its entry expired.
+const PAUSE_RECHECK: Duration = Duration::from_secs(1);
+
+impl Job for Session {
+    fn run(&mut self, now: Instant) -> Step {
+        if let Phase::Connecting {
+            server, deadline, ..
+        } = &mut self.phase
+        {
+            // The outcome is read from the readiness of the connecting socket: writable
+            // without an error is connected, an error (refused, unreachable) comes with
+            // EPOLLERR and is fetched then only, so a successful connect costs no SO_ERROR
+            // query.
+            if server.error || server.write_closed {
+                let e = match server.take_error() {
+                    Ok(Some(e)) | Err(e) => e,
+                    Ok(None) => io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        "connection closed while connecting",
+                    ),
+                };
+                return self.failed(e);
+            }
+            if !server.can_write() {
+                if now >= *deadline {
+                    let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                    return self.failed(e);
+                }
+                return Step::Wait;
+            }
+            self.connected(now);
+        }
+        if self.paused {
+            if let Some(step) = self.resume(now) {
+                return step;
+            }
+        }
+        let Phase::Relaying(relay) = &mut self.phase else {
+            return Step::Done;
+        };
+        match relay.turn(now) {
+            Turn::Wait => Step::Wait,
+            Turn::Again => Step::Again,
+            Turn::End(outcome) => {
                 let kind = match outcome {
                     Outcome::ServerReset => DestEventKind::Reset,
                     _ => DestEventKind::Success,
                 };
-                ctx.opts.event(local, target, kind);
+                self.ctx.opts.event(self.local, self.target, kind);
                 if let Outcome::Error(e) = outcome {
-                    tracing::debug!(client = %peer, "relay: {e}");
+                    tracing::debug!(client = %self.peer, "relay: {e}");
                 }
-                return;
-            }
-            () = removal.notify.notified() => {
-                // the real server was removed: the relay is not polled (no byte moves; the
-                // sockets' buffers and TCP flow control hold what arrives) until it is back
-                if !paused(&ctx, &removal, fw.conn, &key).await {
-                    // the entry ended while paused: both sockets (still owned by the pinned
-                    // relay) close with a reset when it is dropped
-                    for fd in [fds.0, fds.1] {
-                        let _ = tcpinfo::reset_on_close(fd);
-                    }
-                    return;
-                }
+                Step::Done
             }
         }
     }
-}
 
-/// Wait while the connection's real server is unavailable; true when it is back, false when
-/// the entry is gone (expired) meanwhile.
-async fn paused(ctx: &Ctx, removal: &Removal, id: Option<ConnId>, key: &ConnKey) -> bool {
-    let Some(id) = id else {
-        return false;
-    };
-    loop {
-        match ctx.core.lock().conn_liveness(id, key) {
-            Liveness::Live => return true,
-            Liveness::Gone => return false,
-            Liveness::DestUnavailable => {}
-        }
-        // woken when the server is revived; otherwise look again now and then for expiry
-        let _ = tokio::time::timeout(Duration::from_secs(1), removal.notify.notified()).await;
-    }
-}
-
-/// A session's entry in the by-real-server registry (removed when the session ends).
-struct Removal {
-    ctx: Arc<Ctx>,
-    dest: rvs_core::dest::DestId,
-    id: u64,
-    notify: Arc<tokio::sync::Notify>,
-}
-
-impl Removal {
-    fn register(ctx: &Arc<Ctx>, dest: rvs_core::dest::DestId) -> Removal {
-        let id = ctx.next_session.fetch_add(1, Ordering::Relaxed);
-        let notify = Arc::new(tokio::sync::Notify::new());
-        ctx.by_dest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(dest)
-            .or_default()
-            .sessions
-            .insert(id, notify.clone());
-        Removal {
-            ctx: ctx.clone(),
-            dest,
-            id,
-            notify,
+    fn sock(&mut self, side: Side) -> &mut Sock {
+        match &mut self.phase {
+            Phase::Connecting { client, server, .. } => match side {
+                Side::Client => client,
+                Side::Server => server,
+            },
+            Phase::Relaying(relay) => relay.sock(side),
+            Phase::Over => unreachable!("a session is over only while changing phase"),
         }
     }
-}
 
-impl Drop for Removal {
-    fn drop(&mut self) {
-        let mut map = self.ctx.by_dest.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = map.get_mut(&self.dest) {
-            d.sessions.remove(&self.id);
-            if d.sessions.is_empty() {
-                map.remove(&self.dest);
-            }
+    fn deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Connecting { deadline, .. } => Some(*deadline),
+            Phase::Relaying(_) if self.paused => Some(self.recheck),
+            Phase::Relaying(relay) => Some(relay.deadline()),
+            Phase::Over => None,
         }
+    }
+
+    fn dest(&self) -> Option<DestId> {
+        Some(self.fw.dest)
+    }
+
+    fn set_paused(&mut self, paused: bool, now: Instant) {
+        // a session told to go on looks at its entry at once
+        self.paused = true;
+        self.recheck = if paused { now + PAUSE_RECHECK } else { now };
     }
 }
 
@@ -289,12 +405,9 @@ fn proxy_version(pp: ProxyProtocol) -> Option<proxy_header::Version> {
     }
 }
 
-/// Connect to a real server within `timeout` (TCP_NODELAY set).
-///
-/// The outcome is read from the readiness of the connecting socket: writable without an
-/// error is connected, an error (refused, unreachable) comes with `EPOLLERR` and is fetched
-/// then only, so a successful connect costs no `SO_ERROR` query.
-async fn connect(target: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+/// Starts a non-blocking connect to a real server (TCP_NODELAY set); the event loop sees
+/// how it ends.
+fn connect(target: SocketAddr) -> io::Result<TcpStream> {
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(target),
         socket2::Type::STREAM.nonblocking().cloexec(),
@@ -306,19 +419,7 @@ async fn connect(target: SocketAddr, timeout: Duration) -> io::Result<TcpStream>
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
-    let s = TcpStream::from_std(sock.into())?;
-    let ready = tokio::time::timeout(timeout, s.ready(Interest::WRITABLE))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    if ready.is_error() || ready.is_write_closed() {
-        return Err(s.take_error()?.unwrap_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                "connection closed while connecting",
-            )
-        }));
-    }
-    Ok(s)
+    Ok(sock.into())
 }
 
 /// The real server answered: its SYN+ACK (seen by the director with NAT only), then the
@@ -336,8 +437,8 @@ fn handshake(ctx: &Ctx, key: &ConnKey, fw: &Forwarding, target: SocketAddr, nat:
     ipvs.packet_in(&ack, now);
 }
 
-/// The real server refused (or did not answer in time): count it, let the entry see the
-/// server's reset (NAT), and reset the client.
+/// The real server refused at once: count it, let the entry see the server's reset (NAT),
+/// and reset the client.
 fn refused(
     ctx: &Ctx,
     fw: &Forwarding,
@@ -346,6 +447,13 @@ fn refused(
     e: io::Error,
     client: TcpStream,
 ) {
+    count_refused(ctx, fw, key, target, e);
+    reset(client);
+}
+
+/// A connect that failed (refused, unreachable, timed out): counted, warned about, and the
+/// entry sees the server's reset (NAT).
+fn count_refused(ctx: &Ctx, fw: &Forwarding, key: &ConnKey, target: SocketAddr, e: io::Error) {
     *ctx.connect_failures
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -361,7 +469,6 @@ fn refused(
             .lock()
             .conn_signal(id, key, Direction::Output, rst, now);
     }
-    reset(client);
 }
 
 /// Follows a relayed connection in the core.

@@ -1,6 +1,7 @@
 //! Worker threads: each runs a single-threaded tokio runtime with its own listening sockets
 //! (SO_REUSEPORT) and the connections they accept, so a connection never moves between
-//! threads. The manager ([`crate::Dataplane`]) talks to a worker over a command channel and
+//! threads. TCP connections live in the thread's event loop ([`crate::reactor`]), UDP flows
+//! and the listeners in tasks. The manager ([`crate::Dataplane`]) talks to a worker over a command channel and
 //! waits for its answer, which is how "the listener is bound when `rvsadm` returns" holds.
 
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ pub enum Cmd {
     Close { key: Listen, ack: SyncSender<()> },
     /// close every socket (draining: open connections go on)
     StopAccepting { ack: SyncSender<()> },
+    /// real servers may have become unavailable or available again: pause or resume their
+    /// TCP connections
+    CheckDests { ack: SyncSender<()> },
 }
 
 /// The manager's handle on one worker thread.
@@ -96,6 +100,12 @@ async fn run(mut rx: UnboundedReceiver<Cmd>, ctx: Arc<Ctx>) {
                 }
                 let _ = ack.send(());
             }
+            Cmd::CheckDests { ack } => {
+                let ipvs = ctx.core.lock();
+                crate::reactor::check_dests(|d| ipvs.dest(d).is_some_and(|d| d.is_available()));
+                drop(ipvs);
+                let _ = ack.send(());
+            }
         }
     }
 }
@@ -111,7 +121,7 @@ fn start(key: Listen, sock: Sock, ctx: &Arc<Ctx>) -> io::Result<Task<()>> {
     let ctx = ctx.clone();
     Ok(match sock {
         Sock::Tcp(l) => {
-            let l = tokio::net::TcpListener::from_std(l)?;
+            let l = crate::reactor::register(l)?;
             tokio::spawn(tcp::accept_loop(l, key, ctx))
         }
         Sock::Udp(s) => {

@@ -77,12 +77,12 @@ async fn start_narrow(
         None => {}
     }
     let log = Log::default();
-    let mut rec = Rec {
+    let rec = Rec {
         log: log.clone(),
         abort_on,
     };
     let relay =
-        tokio::spawn(async move { relay::run(relay_client, relay_server, &opts, &mut rec).await });
+        tokio::spawn(async move { relay::run(relay_client, relay_server, &opts, rec).await });
     Setup {
         client,
         server,
@@ -632,12 +632,12 @@ async fn an_ipv6_connection_is_relayed() {
     drop(l);
     let (client, relay_client) = connected("::1").await;
     let (server, relay_server) = connected("::1").await;
-    let mut rec = Rec {
+    let rec = Rec {
         log: Log::default(),
         abort_on: None,
     };
     let relay = tokio::spawn(async move {
-        relay::run(relay_client, relay_server, &RelayOpts::default(), &mut rec).await
+        relay::run(relay_client, relay_server, &RelayOpts::default(), rec).await
     });
     let (a, b) = timeout(LIMIT, async {
         tokio::join!(
@@ -667,12 +667,12 @@ fn the_relay_future_is_send() {
     rt.block_on(async {
         let (_a, b) = connected("127.0.0.1").await;
         let (_c, d) = connected("127.0.0.1").await;
-        let mut rec = Rec {
+        let rec = Rec {
             log: Log::default(),
             abort_on: None,
         };
         let opts = RelayOpts::default();
-        let fut = relay::run(b, d, &opts, &mut rec);
+        let fut = relay::run(b, d, &opts, rec);
         send(&fut);
     });
 }

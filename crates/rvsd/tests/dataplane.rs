@@ -556,6 +556,42 @@ fn a_removed_real_servers_connection_carries_nothing_more() {
     assert_eq!(net::read_line(&mut s), Got::Line("after".into()));
 }
 
+/// A real server whose listen queue is full drops the SYNs: after the director's connect
+/// timeout (`connect_timeout` of the configuration file) the client is reset and the failure
+/// logged.
+#[test]
+fn a_real_server_that_never_answers_costs_the_connect_timeout() {
+    let b = net::subnet();
+    let dir = TempDir::new("dp-ctimeout");
+    let conf = dir.path().join("rvs.toml");
+    std::fs::write(&conf, "[director]\nconnect_timeout = \"400ms\"\n").unwrap();
+    // backlog 0 and one connection never accepted: the queue is full
+    let silent = net::sa(b, 10, 7, 7);
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.bind(&silent.into()).unwrap();
+    l.listen(0).unwrap();
+    let _queued = std::net::TcpStream::connect(silent).unwrap();
+    let d = Director::start("ctimeout", &["--config", conf.to_str().unwrap()]);
+    let vip = net::sa(b, 0, 100, 80);
+    d.ok(&format!("-A -t {vip} -s rr"));
+    d.ok(&format!("-a -t {vip} -r {silent} -m"));
+    let t0 = Instant::now();
+    let mut s = net::connect_from(net::v4(b, 50, 4), 0, vip).unwrap();
+    assert_eq!(net::read_line(&mut s), Got::Reset);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(2500),
+        "reset after {took:?}"
+    );
+    assert!(
+        poll_for(Duration::from_secs(3), || d
+            .log()
+            .contains("connect timed out; client reset")),
+        "{}",
+        d.log()
+    );
+}
+
 /// `--state FILE`: rules restored at the next start serve the same VIP again, with the
 /// same list order (servers added out of address order: rr after the restart starts where a
 /// fresh engine given the original commands starts) and the PROXY setting.

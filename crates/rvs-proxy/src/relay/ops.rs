@@ -2,20 +2,17 @@
 //!
 //! Splice mode: [`read_some`] (socket → pipe) and [`write_some`] (pipe → socket). Copy mode:
 //! [`recv_some`] (socket → the thread's scratch buffer, lent by [`with_scratch`]) and
-//! [`send_some`] (bytes → socket, `MSG_NOSIGNAL`). Each runs inside tokio's `try_io`, so a
-//! call that finds the socket empty (or full) clears its readiness; a call that moved less than
-//! it could have clears it too, which saves the syscall that would only say `EAGAIN`: new
-//! bytes (or room) raise a new edge.
+//! [`send_some`] (bytes → socket, `MSG_NOSIGNAL`). A call that finds the socket empty (or
+//! full) clears its readiness flag; a call that moved less than it could have clears it too,
+//! which saves the syscall that would only say `EAGAIN`: new bytes (or room) raise a new edge.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 
 use socket2::SockRef;
-use tokio::io::Interest;
-use tokio::net::TcpStream;
 
 use crate::pipe::Pipe;
+use crate::reactor::Sock;
 
 /// Size of each thread's copy buffer: a receive that fills it means a bulk transfer.
 pub const SCRATCH: usize = 16 * 1024;
@@ -79,96 +76,78 @@ pub(super) fn with_scratch<T>(f: impl FnOnce(&mut [u8]) -> T) -> io::Result<T> {
         .map_err(|_| unavailable())?
 }
 
-/// Receives into `buf`. `Some(0)` is EOF, `None` means the socket had nothing (its readiness
-/// is cleared).
-pub(super) fn recv_some(src: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    let mut got = 0;
-    let r = src.try_io(Interest::READABLE, || {
-        count(|s| s.recvs += 1);
-        let n = (&*SockRef::from(src)).read(buf)?;
-        got = n;
-        // A TCP receive stops short only where the queue ran out (or at an urgent mark, see
-        // the module docs of the relay): the socket is empty now.
-        if n > 0 && n < buf.len() {
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
-    match r {
-        Ok(n) => Ok(Some(n)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((got > 0).then_some(got)),
-        Err(e) => Err(e),
-    }
+/// Receives into `buf`. `Some(0)` is EOF, `None` means the socket had nothing (its readable
+/// flag is cleared).
+pub(super) fn recv_some(src: &mut Sock, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    count(|s| s.recvs += 1);
+    let r = (&src.stream).read(buf);
+    // A TCP receive stops short only where the queue ran out (or at an urgent mark, see the
+    // module docs of the relay): the socket is empty now.
+    read_done(src, r, buf.len())
 }
 
 /// Sends from `buf` (never raising `SIGPIPE`); returns how many bytes went out (fewer than
-/// `buf.len()`, maybe 0, when the send buffer is full: its readiness is then cleared).
-pub(super) fn send_some(dst: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    let mut put = 0;
-    let r = dst.try_io(Interest::WRITABLE, || {
-        count(|s| s.sends += 1);
-        let n = SockRef::from(dst).send_with_flags(buf, libc::MSG_NOSIGNAL)?;
-        put = n;
-        if n < buf.len() {
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
-    match r {
-        Ok(n) => Ok(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(put),
-        Err(e) => Err(e),
-    }
+/// `buf.len()`, maybe 0, when the send buffer is full: its writable flag is then cleared).
+pub(super) fn send_some(dst: &mut Sock, buf: &[u8]) -> io::Result<usize> {
+    count(|s| s.sends += 1);
+    let r = SockRef::from(&dst.stream).send_with_flags(buf, libc::MSG_NOSIGNAL);
+    write_done(dst, r, buf.len())
 }
 
 /// Splices from `src` into the (empty) pipe. `Some(0)` is EOF, `None` means the socket had
-/// nothing (its readiness is cleared).
-pub(super) fn read_some(pipe: &mut Pipe, src: &TcpStream) -> io::Result<Option<usize>> {
+/// nothing (its readable flag is cleared).
+pub(super) fn read_some(pipe: &mut Pipe, src: &mut Sock) -> io::Result<Option<usize>> {
     debug_assert!(pipe.is_empty());
-    let fd = src.as_raw_fd();
-    let mut got = 0;
-    let r = src.try_io(Interest::READABLE, || {
-        let n = pipe.fill_from(fd)?;
-        got = n;
-        // Each pipe buffer holds at least one byte, so fewer bytes than buffers did not stop
-        // at a full pipe: the socket is empty.
-        if n > 0 && n < pipe.slots() {
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
+    let r = pipe.fill_from(src.fd());
+    // Each pipe buffer holds at least one byte, so fewer bytes than buffers did not stop at a
+    // full pipe: the socket is empty.
+    read_done(src, r, pipe.slots())
+}
+
+/// Splices the pipe's bytes to `dst`; returns how many went out (0 if the socket was full).
+pub(super) fn write_some(pipe: &mut Pipe, dst: &mut Sock) -> io::Result<usize> {
+    let want = pipe.len();
+    // splice(2) to a socket stops short only where the socket refused more (EAGAIN): its
+    // buffer is full.
+    match pipe.drain_to(dst.fd()) {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        r => write_done(dst, r, want),
+    }
+}
+
+/// A read that could take `room` bytes returned `r`: fewer (or `EAGAIN`) means the source is
+/// empty now.
+fn read_done(src: &mut Sock, r: io::Result<usize>, room: usize) -> io::Result<Option<usize>> {
     match r {
-        Ok(n) => Ok(Some(n)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((got > 0).then_some(got)),
+        Ok(n) => {
+            if n > 0 && n < room {
+                src.readable = false;
+            }
+            Ok(Some(n))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            src.readable = false;
+            Ok(None)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// Splices the pipe's bytes to `dst`; returns how many went out (0 if the socket was full).
-pub(super) fn write_some(pipe: &mut Pipe, dst: &TcpStream) -> io::Result<usize> {
-    let fd = dst.as_raw_fd();
-    let want = pipe.len();
-    let mut put = 0;
-    let r = dst.try_io(Interest::WRITABLE, || {
-        let n = pipe.drain_to(fd)?;
-        put = n;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        // splice(2) to a socket stops short only where the socket refused more (EAGAIN): its
-        // buffer is full.
-        if n < want {
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
+/// A write of `want` bytes returned `r`: fewer (or `EAGAIN`) means the destination is full.
+fn write_done(dst: &mut Sock, r: io::Result<usize>, want: usize) -> io::Result<usize> {
+    match r {
+        Ok(n) => {
+            if n < want {
+                dst.writable = false;
+            }
             Ok(n)
         }
-    });
-    match r {
-        Ok(n) => Ok(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(put),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            dst.writable = false;
+            Ok(0)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
         Err(e) => Err(e),
     }
 }

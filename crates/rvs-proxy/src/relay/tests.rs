@@ -1,8 +1,6 @@
 //! One direction of the relay driven in states the end-to-end tests cannot reach on purpose:
 //! a switch to splice mode while bytes are still held from copy mode.
 
-use std::future::poll_fn;
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,6 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{Half, Mode, Pump, Side, Stop};
 use crate::pipe;
+use crate::reactor::Sock;
 
 /// A connected pair: (the app's end, the relay's end).
 async fn connected() -> (TcpStream, TcpStream) {
@@ -19,17 +18,24 @@ async fn connected() -> (TcpStream, TcpStream) {
     (app, relay_end)
 }
 
-/// Pumps server → client until the direction ends (FIN sent) or stops; at most 20 s.
-async fn drive(half: &mut Half, src: &TcpStream, dst: &TcpStream) -> Result<(), Stop> {
-    let pump = poll_fn(|cx| match half.pump(src, dst, Side::Server, false, cx) {
-        Ok(Pump::Ended) => Poll::Ready(Ok(())),
-        Ok(Pump::Busy) => {
-            cx.waker().wake_by_ref();
-            Poll::Pending
+/// Pumps server → client until the direction ends (FIN sent) or stops; at most 20 s. No event
+/// loop: both sockets are taken as ready before every round (a call that finds one empty
+/// or full clears its flag, and the direction waits a millisecond).
+async fn drive(half: &mut Half, src: TcpStream, dst: TcpStream) -> Result<(), Stop> {
+    let mut src = Sock::new(src.into_std().unwrap());
+    let mut dst = Sock::new(dst.into_std().unwrap());
+    let pump = async {
+        loop {
+            src.readable = true;
+            dst.writable = true;
+            match half.pump(&mut src, &mut dst, Side::Server, false) {
+                Ok(Pump::Ended) => return Ok(()),
+                Ok(Pump::Busy) => tokio::task::yield_now().await,
+                Ok(Pump::Blocked) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(stop) => return Err(stop),
+            }
         }
-        Ok(Pump::Blocked) => Poll::Pending,
-        Err(stop) => Poll::Ready(Err(stop)),
-    });
+    };
     tokio::time::timeout(Duration::from_secs(20), pump)
         .await
         .expect("the direction ends")
@@ -60,7 +66,7 @@ async fn held_bytes_go_out_before_spliced_ones_then_fin() {
             server.write_all(&rest).await.unwrap();
             server.shutdown().await.unwrap();
         },
-        drive(&mut half, &relay_server, &relay_client),
+        drive(&mut half, relay_server, relay_client),
         async {
             let mut got = Vec::new();
             client.read_to_end(&mut got).await.unwrap();
@@ -86,7 +92,7 @@ async fn held_bytes_then_eof_in_copy_mode() {
     let held = pattern(5000, 3);
     let mut half = switched(Mode::Copy, &held);
     server.shutdown().await.unwrap();
-    let (r, got) = tokio::join!(drive(&mut half, &relay_server, &relay_client), async {
+    let (r, got) = tokio::join!(drive(&mut half, relay_server, relay_client), async {
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
         got
@@ -103,6 +109,6 @@ async fn held_bytes_to_a_reset_destination_blame_it() {
     drop(client);
     let mut half = switched(Mode::Splice, &pattern(4000, 4));
     // On loopback the RST is in before the close returns: the first send meets it.
-    let r = drive(&mut half, &relay_server, &relay_client).await;
+    let r = drive(&mut half, relay_server, relay_client).await;
     assert!(matches!(r, Err(Stop::Reset(Side::Client))), "{r:?}");
 }

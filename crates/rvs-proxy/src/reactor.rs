@@ -1,0 +1,688 @@
+//! The TCP event loop of a worker thread: an epoll set of its own holding every TCP socket the
+//! worker relays, driven by one task on the worker's tokio runtime.
+//!
+//! **Why not one tokio task per connection.** The relay's work per readiness event is a
+//! `recv` and a `send` (or two splices). With a task per connection, each event also costs
+//! tokio's dispatch: the driver sets the socket's readiness, takes its waiters' lock, wakes
+//! the task (reference counts, the task's state word, the run queue), and the task then polls
+//! its readiness futures again, which registers the waker again under that lock. On loopback
+//! keep-alive HTTP that bookkeeping was about a tenth of the balancer's CPU time and the
+//! difference to HAProxy's throughput. Here an event costs what it costs in HAProxy or nginx:
+//! the loop reads a batch of events and calls each connection's handler at once.
+//!
+//! **How it fits in tokio.** The epoll descriptor is itself pollable: it is readable while its
+//! ready list holds events. It is registered with the runtime ([`AsyncFd`]), and the driver
+//! task ([`Driver`]) is woken once per batch, reads the batch with a non-blocking
+//! `epoll_wait`, runs the handlers ([`Job::run`]), fires due timers, and yields back to the
+//! runtime after [`PASSES`] passes, so listeners, UDP flows and commands on the same thread
+//! keep their turn.
+//!
+//! **Readiness.** Sockets are registered edge-triggered for input, output and peer shutdown.
+//! An event sets flags on the [`Sock`]: readable, writable, and sticky ones for the peer's
+//! shutdown and for errors. The syscall that finds the socket empty (or full) clears its
+//! flag, and the next edge sets it again. Closing a socket removes it from the set (no
+//! `EPOLL_CTL_DEL`).
+//!
+//! **Timers.** A job tells its next deadline ([`Job::deadline`]); the loop keeps a binary heap
+//! of `(time, slot)` and a slot keeps the times it has in the heap. A deadline needs a new heap
+//! entry only when no entry of its slot comes earlier: an entry that fires early just runs
+//! the job, which looks at the clock and asks again. Entries belong to the slot, not the job,
+//! so a job that ends leaves its entries to the next job in the slot instead of piling up.
+//!
+//! One loop per thread, created on first use ([`add`]) on a current-thread runtime; it closes
+//! every socket it holds when its task is dropped (the runtime stopped).
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use rvs_core::dest::DestId;
+use tokio::io::unix::AsyncFd;
+use tokio::time::{Instant, Sleep};
+
+/// Events read by one `epoll_wait`.
+const BATCH: usize = 256;
+
+/// Passes (a batch of events, due timers, handlers that asked to run again) before the
+/// driver yields to the other tasks of its thread.
+const PASSES: usize = 8;
+
+/// Heap entries a slot keeps (see the module docs).
+const ARMED: usize = 3;
+
+/// Which of a job's two sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    pub(crate) fn peer(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+}
+
+/// A non-blocking TCP socket in a loop's set, with its readiness as last reported.
+#[derive(Debug)]
+pub(crate) struct Sock {
+    pub(crate) stream: TcpStream,
+    /// Input, peer shutdown or an error was reported and no read has found it empty since.
+    pub(crate) readable: bool,
+    /// Room (or an error) was reported and no write has found it full since.
+    pub(crate) writable: bool,
+    /// `EPOLLERR` was reported and not looked at yet.
+    pub(crate) error: bool,
+    /// The peer shut its sending side down, or the socket failed (`EPOLLRDHUP`, `EPOLLHUP`,
+    /// `EPOLLERR`). Sticky: an EOF that arrived with the last bytes raises no edge of its
+    /// own after a read that took the bytes.
+    pub(crate) read_closed: bool,
+    /// The socket can send no more (`EPOLLHUP`, `EPOLLERR`: both directions over, a reset,
+    /// or a failed connect). Sticky.
+    pub(crate) write_closed: bool,
+}
+
+impl Sock {
+    /// A socket not yet in any set; `stream` must be non-blocking.
+    pub(crate) fn new(stream: TcpStream) -> Sock {
+        Sock {
+            stream,
+            readable: false,
+            writable: false,
+            error: false,
+            read_closed: false,
+            write_closed: false,
+        }
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// Close with a reset (SO_LINGER 0) rather than a FIN when dropped.
+    pub(crate) fn reset_on_close(&self) {
+        let _ = crate::tcpinfo::reset_on_close(self.fd());
+    }
+
+    /// The pending socket error (`SO_ERROR`), clearing the error flag.
+    pub(crate) fn take_error(&mut self) -> io::Result<Option<io::Error>> {
+        self.error = false;
+        self.stream.take_error()
+    }
+
+    /// A read may find something (bytes, EOF or an error).
+    pub(crate) fn can_read(&self) -> bool {
+        self.readable || self.read_closed
+    }
+
+    /// A write may do something (send, or fail).
+    pub(crate) fn can_write(&self) -> bool {
+        self.writable || self.write_closed
+    }
+
+    fn apply(&mut self, ev: u32) {
+        const CLOSED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        const FAILED: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        self.readable |= ev & libc::EPOLLIN as u32 != 0;
+        self.writable |= ev & libc::EPOLLOUT as u32 != 0;
+        self.read_closed |= ev & CLOSED != 0;
+        self.write_closed |= ev & FAILED != 0;
+        self.error |= ev & libc::EPOLLERR as u32 != 0;
+    }
+}
+
+/// What a job wants after a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Waiting for readiness or its deadline.
+    Wait,
+    /// More to do now: run again after the others of this pass.
+    Again,
+    /// Over: the loop drops the job (closing its sockets).
+    Done,
+}
+
+/// A connection the loop drives: two sockets and what to do when they are ready.
+pub(crate) trait Job {
+    /// Called after an event on one of its sockets (flags set), at (or after) its deadline,
+    /// after [`Step::Again`] and after [`Job::set_paused`]. `now` is the time of the pass.
+    fn run(&mut self, now: Instant) -> Step;
+    /// The job's socket on `side`.
+    fn sock(&mut self, side: Side) -> &mut Sock;
+    /// When the job wants to run even without an event.
+    fn deadline(&self) -> Option<Instant>;
+    /// The real server the job's connection goes to, if pausing applies to it.
+    fn dest(&self) -> Option<DestId> {
+        None
+    }
+    /// The real server became unavailable (`true`) or available again (`false`).
+    fn set_paused(&mut self, _paused: bool, _now: Instant) {}
+}
+
+/// Identifies a job for [`cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JobId {
+    slot: u32,
+    gen: u32,
+}
+
+struct Slot {
+    gen: u32,
+    job: Option<Box<dyn Job>>,
+    /// In `ready` already.
+    queued: bool,
+    /// Times this slot has entries for in the heap.
+    armed: [Option<Instant>; ARMED],
+}
+
+/// Jobs per real server, and whether they were told to pause.
+#[derive(Default)]
+struct DestJobs {
+    jobs: usize,
+    paused: bool,
+}
+
+/// A thread's TCP event loop (see the module docs).
+pub(crate) struct Reactor {
+    ep: AsyncFd<OwnedFd>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    events: Vec<libc::epoll_event>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    sleep: Pin<Box<Sleep>>,
+    sleep_at: Option<Instant>,
+    /// Jobs to run in this pass (events, timers, pause changes).
+    ready: Vec<u32>,
+    /// Jobs that asked to run again: next pass.
+    again: Vec<u32>,
+    dests: HashMap<DestId, DestJobs>,
+    /// The driver's waker, for changes made from outside its task.
+    waker: Option<Waker>,
+    /// Alive while the driver task exists.
+    driver: Weak<()>,
+}
+
+thread_local! {
+    static LOOP: RefCell<Option<Reactor>> = const { RefCell::new(None) };
+}
+
+/// The token of an epoll registration: slot, generation (31 bits), side.
+fn token(slot: u32, gen: u32, side: Side) -> u64 {
+    (u64::from(slot) << 32) | (u64::from(gen & 0x7fff_ffff) << 1) | u64::from(side == Side::Server)
+}
+
+fn untoken(t: u64) -> (u32, u32, Side) {
+    let side = if t & 1 == 1 {
+        Side::Server
+    } else {
+        Side::Client
+    };
+    ((t >> 32) as u32, ((t >> 1) & 0x7fff_ffff) as u32, side)
+}
+
+/// Adds `job` to this thread's loop (creating the loop and its task on first use; the
+/// runtime must be a current-thread one) and registers both its sockets. On failure the
+/// job is dropped, its sockets closed with a reset.
+pub(crate) fn add(job: Box<dyn Job>) -> io::Result<JobId> {
+    let mut job = Some(job);
+    let r = with_loop(|r| r.add(job.take().expect("the job is added once")));
+    if let Some(mut job) = job {
+        // the loop could not be reached: the job never got in
+        job.sock(Side::Client).reset_on_close();
+        job.sock(Side::Server).reset_on_close();
+    }
+    r?
+}
+
+/// Drops the job `id` (its sockets close as they are) if it is still in this thread's loop.
+pub(crate) fn cancel(id: JobId) {
+    let job = LOOP
+        .try_with(|cell| {
+            cell.try_borrow_mut()
+                .ok()
+                .and_then(|mut g| g.as_mut().and_then(|r| r.remove(id)))
+        })
+        .ok()
+        .flatten();
+    drop(job);
+}
+
+/// Tells the jobs whose real server changed availability (`available(dest)`) to pause or
+/// go on. Does nothing when this thread has no loop.
+pub(crate) fn check_dests(available: impl Fn(DestId) -> bool) {
+    let _ = LOOP.try_with(|cell| {
+        if let Ok(mut g) = cell.try_borrow_mut() {
+            if let Some(r) = g.as_mut() {
+                r.check_dests(available, Instant::now());
+            }
+        }
+    });
+}
+
+/// Accepts one connection from a non-blocking listener: a non-blocking, close-on-exec
+/// socket (one `accept4`) and the peer's address.
+pub(crate) fn accept(l: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    // SAFETY: sockaddr_storage is plain data that may be all zeroes.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: accept4 writes at most `len` bytes of address into `storage` and the new
+    // descriptor is returned (or -1); no other memory is touched.
+    let fd = unsafe {
+        libc::accept4(
+            l.as_raw_fd(),
+            std::ptr::addr_of_mut!(storage).cast::<libc::sockaddr>(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor owned by nobody else.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    // SAFETY: the kernel filled `storage` with an address of `len` bytes.
+    let addr = unsafe { socket2::SockAddr::new(storage, len) };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("accepted a connection without an IP address"))?;
+    Ok((stream, peer))
+}
+
+fn with_loop<T>(f: impl FnOnce(&mut Reactor) -> T) -> io::Result<T> {
+    LOOP.try_with(|cell| {
+        let mut g = cell
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("the TCP event loop is busy"))?;
+        if g.as_ref().is_none_or(|r| r.driver.strong_count() == 0) {
+            let handle = tokio::runtime::Handle::try_current()
+                .map_err(|_| io::Error::other("the TCP event loop needs a tokio runtime"))?;
+            if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+                return Err(io::Error::other(
+                    "the TCP event loop needs a current-thread tokio runtime",
+                ));
+            }
+            let alive = Arc::new(());
+            let old = g.replace(Reactor::new(Arc::downgrade(&alive))?);
+            drop(old); // a loop whose runtime is gone: its sockets close
+            handle.spawn(Driver { alive });
+        }
+        Ok(f(g.as_mut().expect("the loop was just made")))
+    })
+    .map_err(|_| io::Error::other("the thread is exiting"))?
+}
+
+/// The task that drives this thread's loop.
+struct Driver {
+    alive: Arc<()>,
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let alive = Arc::downgrade(&self.alive);
+        LOOP.try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut g) => match g.as_mut() {
+                Some(r) if r.driver.ptr_eq(&alive) => r.poll(cx),
+                _ => Poll::Ready(()),
+            },
+            Err(_) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .unwrap_or(Poll::Ready(()))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let alive = Arc::downgrade(&self.alive);
+        // taken out first, dropped after the borrow: dropping jobs must not find it held
+        let r = LOOP
+            .try_with(|cell| {
+                let mut g = cell.try_borrow_mut().ok()?;
+                if g.as_ref().is_some_and(|r| r.driver.ptr_eq(&alive)) {
+                    g.take()
+                } else {
+                    None
+                }
+            })
+            .ok()
+            .flatten();
+        drop(r);
+    }
+}
+
+/// Registers an owned descriptor with the current runtime for readability.
+pub(crate) fn register<T: AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `T` owns its descriptor (an `OwnedFd` or a std socket), which stays open and
+    // the same for as long as the `AsyncFd` holds it.
+    unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
+        .map_err(io::Error::from)
+}
+
+fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; returns a new descriptor or -1.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Reactor {
+    fn new(driver: Weak<()>) -> io::Result<Reactor> {
+        let ep = register(epoll_create()?)?;
+        Ok(Reactor {
+            ep,
+            slots: Vec::new(),
+            free: Vec::new(),
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; BATCH],
+            timers: BinaryHeap::new(),
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            sleep_at: None,
+            ready: Vec::new(),
+            again: Vec::new(),
+            dests: HashMap::new(),
+            waker: None,
+            driver,
+        })
+    }
+
+    fn register(&self, fd: RawFd, data: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: data,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.ep.get_ref().as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd,
+                &mut ev,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, mut job: Box<dyn Job>) -> io::Result<JobId> {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                let s = u32::try_from(self.slots.len())
+                    .map_err(|_| io::Error::other("too many connections in one event loop"))?;
+                self.slots.push(Slot {
+                    gen: 0,
+                    job: None,
+                    queued: false,
+                    armed: [None; ARMED],
+                });
+                s
+            }
+        };
+        let gen = self.slots[slot as usize].gen;
+        let mut reg = Ok(());
+        for side in [Side::Client, Side::Server] {
+            let fd = job.sock(side).fd();
+            if reg.is_ok() {
+                reg = self.register(fd, token(slot, gen, side));
+            }
+        }
+        if let Err(e) = reg {
+            job.sock(Side::Client).reset_on_close();
+            job.sock(Side::Server).reset_on_close();
+            self.free.push(slot);
+            return Err(e);
+        }
+        if let Some(d) = job.dest() {
+            self.dests.entry(d).or_default().jobs += 1;
+        }
+        let deadline = job.deadline();
+        self.slots[slot as usize].job = Some(job);
+        self.arm(slot, deadline);
+        self.wake_driver();
+        Ok(JobId { slot, gen })
+    }
+
+    /// Takes job `id` out (the caller drops it, outside any borrow of the loop).
+    fn remove(&mut self, id: JobId) -> Option<Box<dyn Job>> {
+        let s = self.slots.get_mut(id.slot as usize)?;
+        if s.gen != id.gen || s.job.is_none() {
+            return None;
+        }
+        self.take(id.slot)
+    }
+
+    fn take(&mut self, slot: u32) -> Option<Box<dyn Job>> {
+        let s = &mut self.slots[slot as usize];
+        let job = s.job.take()?;
+        s.gen = s.gen.wrapping_add(1) & 0x7fff_ffff;
+        s.queued = false;
+        self.free.push(slot);
+        if let Some(d) = job.dest() {
+            if let Some(e) = self.dests.get_mut(&d) {
+                e.jobs -= 1;
+                if e.jobs == 0 {
+                    self.dests.remove(&d);
+                }
+            }
+        }
+        Some(job)
+    }
+
+    fn wake_driver(&self) {
+        if let Some(w) = &self.waker {
+            w.wake_by_ref();
+        }
+    }
+
+    fn queue(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        if !s.queued && s.job.is_some() {
+            s.queued = true;
+            self.ready.push(slot);
+        }
+    }
+
+    /// Makes sure the heap has an entry of `slot` no later than `deadline`.
+    fn arm(&mut self, slot: u32, deadline: Option<Instant>) {
+        let Some(d) = deadline else { return };
+        let armed = &mut self.slots[slot as usize].armed;
+        if armed.iter().flatten().any(|a| *a <= d) {
+            return;
+        }
+        // a free place, or forget the latest entry (it fires, finds itself forgotten, and
+        // does nothing)
+        let i = armed.iter().position(Option::is_none).unwrap_or_else(|| {
+            (0..ARMED)
+                .max_by_key(|&i| armed[i])
+                .expect("ARMED is not zero")
+        });
+        armed[i] = Some(d);
+        self.timers.push(Reverse((d, slot)));
+    }
+
+    fn check_dests(&mut self, available: impl Fn(DestId) -> bool, now: Instant) {
+        let mut changed = HashMap::new();
+        for (d, e) in self.dests.iter_mut() {
+            let pause = !available(*d);
+            if pause != e.paused {
+                e.paused = pause;
+                changed.insert(*d, pause);
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        for slot in 0..self.slots.len() {
+            let Some(job) = self.slots[slot].job.as_mut() else {
+                continue;
+            };
+            if let Some(&pause) = job.dest().and_then(|d| changed.get(&d)) {
+                job.set_paused(pause, now);
+                self.queue(slot as u32);
+            }
+        }
+        self.wake_driver();
+    }
+
+    /// Reads one batch of events without blocking; true when there may be more.
+    fn read_events(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        let mut guard = match self.ep.poll_read_ready(cx) {
+            Poll::Ready(Ok(g)) => g,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(false),
+        };
+        // SAFETY: `events` has room for BATCH entries, which the kernel fills from the start.
+        let n = unsafe {
+            libc::epoll_wait(
+                guard.get_inner().as_raw_fd(),
+                self.events.as_mut_ptr(),
+                BATCH as libc::c_int,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(true)
+            } else {
+                Err(e)
+            };
+        }
+        let n = n as usize;
+        // A batch that did not fill the buffer emptied the ready list. What becomes ready
+        // after this raises a new edge on the epoll descriptor, which the runtime sees on
+        // its next wait (clearing only forgets the readiness this guard saw).
+        if n < BATCH {
+            guard.clear_ready();
+        }
+        drop(guard);
+        for i in 0..n {
+            let (slot, gen, side) = untoken(self.events[i].u64);
+            let ev = self.events[i].events;
+            let Some(s) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            if s.gen != gen {
+                continue; // a job that ended earlier in this batch
+            }
+            let Some(job) = s.job.as_mut() else { continue };
+            job.sock(side).apply(ev);
+            self.queue(slot);
+        }
+        Ok(n == BATCH)
+    }
+
+    /// Queues the jobs whose heap entries are due.
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((t, slot))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let armed = &mut self.slots[slot as usize].armed;
+            if let Some(a) = armed.iter_mut().find(|a| **a == Some(t)) {
+                *a = None;
+                self.queue(slot);
+            }
+        }
+    }
+
+    fn run_jobs(&mut self, now: Instant) {
+        let mut list = std::mem::take(&mut self.ready);
+        list.append(&mut self.again);
+        for &slot in &list {
+            let s = &mut self.slots[slot as usize];
+            s.queued = false;
+            let Some(job) = s.job.as_mut() else { continue };
+            match job.run(now) {
+                Step::Wait => {
+                    let d = job.deadline();
+                    self.arm(slot, d);
+                }
+                Step::Again => {
+                    let d = job.deadline();
+                    self.arm(slot, d);
+                    self.again.push(slot);
+                }
+                Step::Done => drop(self.take(slot)),
+            }
+        }
+        list.clear();
+        // keep the allocation; jobs queued meanwhile (none today) are kept too
+        list.append(&mut self.ready);
+        self.ready = list;
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.waker = Some(cx.waker().clone());
+        }
+        for _ in 0..PASSES {
+            let more = match self.read_events(cx) {
+                Ok(more) => more,
+                Err(e) => {
+                    tracing::error!("TCP event loop: epoll: {e}");
+                    false
+                }
+            };
+            let now = Instant::now();
+            self.fire_timers(now);
+            self.run_jobs(now);
+            if more || !self.again.is_empty() || !self.ready.is_empty() {
+                continue;
+            }
+            // waiting: the earliest timer, then readiness of the set (polled by the next
+            // pass's read_events, which registers the waker when there is nothing)
+            if let Some(&Reverse((t, _))) = self.timers.peek() {
+                if self.sleep_at != Some(t) {
+                    self.sleep.as_mut().reset(t);
+                    self.sleep_at = Some(t);
+                }
+                if self.sleep.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
+            }
+            match self.ep.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(_) => continue,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for (slot, gen, side) in [
+            (0, 0, Side::Client),
+            (7, 3, Side::Server),
+            (u32::MAX, 0x7fff_ffff, Side::Server),
+        ] {
+            assert_eq!(untoken(token(slot, gen, side)), (slot, gen, side));
+        }
+    }
+}

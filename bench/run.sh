@@ -5,7 +5,7 @@
 #
 # Environment (all optional):
 #   BENCH_SECONDS=5       length of each measured wrk run
-#   BENCH_ROUNDS=3        rounds; every cell is the median of its rounds (balancer order rotates)
+#   BENCH_ROUNDS=5        rounds; every cell is the median of its rounds (balancer order rotates)
 #   BENCH_WARMUP=1        seconds of keep-alive traffic before measuring each balancer (0: none)
 #   BENCH_WRK_THREADS=2   wrk -t
 #   BENCH_CONNS=64        wrk -c for the `/` runs (keep-alive and new-connection)
@@ -21,7 +21,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 
 RUN_SECONDS=${BENCH_SECONDS:-5}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 WARMUP=${BENCH_WARMUP:-1}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 CONNS=${BENCH_CONNS:-64}

@@ -448,6 +448,10 @@ impl Reactor {
         if let Err(e) = reg {
             job.sock(Side::Client).reset_on_close();
             job.sock(Side::Server).reset_on_close();
+            // a socket that did get in leaves the set when the job drops it; its token is
+            // retired all the same
+            let s = &mut self.slots[slot as usize];
+            s.gen = s.gen.wrapping_add(1) & 0x7fff_ffff;
             self.free.push(slot);
             return Err(e);
         }

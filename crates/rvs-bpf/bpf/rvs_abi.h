@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The one description of everything the XDP programs and the Rust control plane share:
+ * map layouts, value structs, constants. The Rust side (src/abi.rs) mirrors each struct with
+ * #[repr(C)] and asserts its size and field offsets at compile time, so a change here that is
+ * not made there fails the build instead of corrupting a map.
+ *
+ * Byte order: addresses and ports are kept in network order, exactly as they sit in packets,
+ * so the programs compare and copy them without conversion. Everything else is host order.
+ */
+#ifndef RVS_ABI_H
+#define RVS_ABI_H
+
+#ifdef __BPF__
+#include <linux/types.h>
+#else
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+#endif
+
+/* Map sizes. */
+#define RVS_MAX_SERVICES 4096
+#define RVS_MAX_DESTS 16384
+/* Entries of all schedule sequences together (see struct rvs_service). */
+#define RVS_SEQ_SLOTS 262144
+#define RVS_MAX_FLOWS 1048576
+#define RVS_MAX_IFACES 64
+
+/* Address families, as the kernel numbers them. */
+#define RVS_AF_INET 2
+#define RVS_AF_INET6 10
+
+/* Forwarding methods of a real server (IP_VS_CONN_F_* values of the kernel). */
+#define RVS_FWD_MASQ 0
+#define RVS_FWD_LOCALNODE 1
+#define RVS_FWD_TUNNEL 2
+#define RVS_FWD_DROUTE 3
+
+/* rvs_service.flags */
+#define RVS_SVC_PERSISTENT 0x1
+#define RVS_SVC_ONEPACKET 0x4
+
+/* rvs_dest.flags */
+#define RVS_DEST_AVAILABLE 0x1
+
+/* Flow states kept by the programs (the kernel's input-only TCP table, IP_VS_TCP_S_*). */
+#define RVS_S_NONE 0
+#define RVS_S_ESTABLISHED 1
+#define RVS_S_SYN_SENT 2
+#define RVS_S_SYN_RECV 3
+#define RVS_S_FIN_WAIT 4
+#define RVS_S_TIME_WAIT 5
+#define RVS_S_CLOSE 6
+#define RVS_S_CLOSE_WAIT 7
+#define RVS_S_LAST_ACK 8
+#define RVS_S_LISTEN 9
+#define RVS_S_SYNACK 10
+
+/* Global counters (index into the per-CPU array `rvs_counters`). */
+enum rvs_counter {
+	RVS_C_PACKETS = 0,      /* every packet the program saw */
+	RVS_C_PASS_NOT_IP,      /* not IPv4/IPv6: to the kernel */
+	RVS_C_PASS_NO_SERVICE,  /* no virtual service for its destination: to the kernel */
+	RVS_C_MALFORMED,        /* truncated or inconsistent headers: dropped */
+	RVS_C_FRAGMENT,         /* a fragment of a VIP's traffic: to the kernel */
+	RVS_C_IP_OPTIONS,       /* IPv4 options or IPv6 extension headers before L4 */
+	RVS_C_NO_DEST,          /* service without an available real server: dropped */
+	RVS_C_FLOW_NEW,         /* first packet of a flow: scheduled */
+	RVS_C_FLOW_HIT,         /* packet of a known flow */
+	RVS_C_FLOW_FULL,        /* the flow map refused a new entry: forwarded unrecorded */
+	RVS_C_TX,               /* forwarded (XDP_TX) */
+	RVS_C_UNSUPPORTED_FWD,  /* real server's method not handled by this program: to the kernel */
+	RVS_C_COUNT
+};
+
+/* Key of `rvs_services`: the virtual address, port and protocol. IPv4 uses addr[0]. */
+struct rvs_vip {
+	__u32 addr[4];
+	__u16 port;   /* network order; 0: a port-0 (all ports) service */
+	__u8 proto;   /* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 family;  /* RVS_AF_INET, RVS_AF_INET6 */
+};
+
+/* Value of `rvs_services`. */
+struct rvs_service {
+	__u32 id;          /* index of its slot in the per-service arrays */
+	__u32 flags;       /* RVS_SVC_* */
+	/* The schedule: the real servers chosen for new flows, in the kernel's order, as
+	 * `seq_len` entries of `rvs_seq` from `seq_off`, taken in turn (rr, wrr). */
+	__u32 seq_off;
+	__u32 seq_len;
+	__u32 persist_timeout; /* seconds, with RVS_SVC_PERSISTENT */
+	__u32 netmask;         /* persistence granularity: IPv4 mask (network order) or IPv6 prefix length */
+};
+
+/* Value of `rvs_dests` (an array indexed by real server number). */
+struct rvs_dest {
+	__u32 addr[4];     /* the real server; IPv4 uses addr[0] */
+	__u16 port;        /* network order */
+	__u8 family;
+	__u8 fwd;          /* RVS_FWD_* */
+	__u8 mac[6];       /* next hop's Ethernet address (direct routing: the real server's) */
+	__u16 pad;
+	__u32 flags;       /* RVS_DEST_* */
+	__u32 svc;         /* its service's id */
+};
+
+/* Key of `rvs_flows`: a client's flow to a virtual service. */
+struct rvs_flow_key {
+	__u32 caddr[4];
+	__u32 vaddr[4];
+	__u16 cport;       /* network order */
+	__u16 vport;       /* network order */
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+/* Value of `rvs_flows`. */
+struct rvs_flow {
+	__u32 dest;        /* index into `rvs_dests` */
+	__u32 svc;         /* service id */
+	__u8 state;        /* RVS_S_* */
+	__u8 pad[7];
+	__u64 last_ns;     /* bpf_ktime_get_ns() of the last packet */
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Value of `rvs_ifaces`, keyed by ifindex: the director's own Ethernet address there. */
+struct rvs_iface {
+	__u8 mac[6];
+	__u16 pad;
+};
+
+/* Value of the per-CPU array `rvs_dest_stats`, indexed like `rvs_dests`: connections
+ * scheduled to the real server, packets and bytes (IP lengths) of its flows. */
+struct rvs_dest_stats {
+	__u64 conns;
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif /* RVS_ABI_H */

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * rvs's XDP data plane: virtual services forwarded by direct routing in the driver.
+ *
+ * For each packet: parse Ethernet, IPv4/IPv6 and TCP/UDP with every length checked against
+ * the packet; look up its virtual service (address, port, protocol; then port 0); follow its
+ * flow in `rvs_flows`, or schedule a new one from the service's sequence; count it; rewrite
+ * the Ethernet addresses toward the real server and transmit it back out (XDP_TX).
+ *
+ * What is not a virtual service's traffic goes to the kernel untouched (XDP_PASS), and so
+ * does what cannot be parsed (truncated or inconsistent headers: the kernel's own checks
+ * drop it), IPv4 fragments and IPv6 packets with extension headers; each case is counted.
+ * The fixture table (tests/fixtures.rs) pins the treatment of each.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "rvs_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_SERVICES);
+	__type(key, struct rvs_vip);
+	__type(value, struct rvs_service);
+} rvs_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct rvs_dest);
+} rvs_dests SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_SEQ_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} rvs_seq SEC(".maps");
+
+/* Next position in each service's sequence: shared by every CPU, so the order of choices is
+ * the kernel's (one sequence per service), whichever CPU a flow arrives on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u32);
+} rvs_pos SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RVS_MAX_FLOWS);
+	__type(key, struct rvs_flow_key);
+	__type(value, struct rvs_flow);
+} rvs_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct rvs_iface);
+} rvs_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_C_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} rvs_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct rvs_dest_stats);
+} rvs_dest_stats SEC(".maps");
+
+static __always_inline void count(__u32 c)
+{
+	__u64 *v = bpf_map_lookup_elem(&rvs_counters, &c);
+	if (v)
+		*v += 1;
+}
+
+/* What the parser found. */
+struct pkt {
+	struct rvs_flow_key key;
+	__u8 tcp_flags;  /* FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
+	__u32 len;       /* L3 length (the IP packet), what IPVS counts as bytes */
+};
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* P_PASS: not TCP or UDP over IP (the kernel's business); P_FRAG: an IPv4 fragment; P_EXT:
+ * IPv6 with extension headers before L4; P_DROP: malformed. */
+enum parsed { P_OK, P_PASS, P_FRAG, P_EXT, P_DROP };
+
+/* L4 ports and flags at `l4`; `proto` says which. `room` is the L4 length the IP header
+ * declares (already checked to lie within the frame); accesses are checked against the
+ * frame's end, which is what the verifier follows. */
+static __always_inline enum parsed parse_l4(void *l4, void *end, __u32 room, __u8 proto,
+					    struct pkt *p)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > end || room < sizeof(*th))
+			return P_DROP;
+		if (th->doff < 5 || th->doff * 4 > room)
+			return P_DROP;
+		p->key.cport = th->source;
+		p->key.vport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		return P_OK;
+	}
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+		if ((void *)(uh + 1) > end || room < sizeof(*uh))
+			return P_DROP;
+		__u32 ulen = bpf_ntohs(uh->len);
+		if (ulen < sizeof(*uh) || ulen > room)
+			return P_DROP;
+		p->key.cport = uh->source;
+		p->key.vport = uh->dest;
+		return P_OK;
+	}
+	return P_PASS;
+}
+
+static __always_inline enum parsed parse_v4(void *l3, void *end, struct pkt *p)
+{
+	struct iphdr *ip = l3;
+	if ((void *)(ip + 1) > end)
+		return P_DROP;
+	if (ip->version != 4 || ip->ihl < 5)
+		return P_DROP;
+	__u32 hlen = ip->ihl * 4;
+	__u32 tot = bpf_ntohs(ip->tot_len);
+	if (tot < hlen || tot > (__u32)(end - l3))
+		return P_DROP;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return P_PASS;
+	p->key.family = RVS_AF_INET;
+	p->key.proto = ip->protocol;
+	p->key.caddr[0] = ip->saddr;
+	p->key.vaddr[0] = ip->daddr;
+	p->len = tot;
+	/* a fragment: MF set or a non-zero offset */
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return P_FRAG;
+	return parse_l4(l3 + hlen, end, tot - hlen, ip->protocol, p);
+}
+
+static __always_inline enum parsed parse_v6(void *l3, void *end, struct pkt *p)
+{
+	struct ipv6hdr *ip6 = l3;
+	if ((void *)(ip6 + 1) > end)
+		return P_DROP;
+	if (ip6->version != 6)
+		return P_DROP;
+	__u32 plen = bpf_ntohs(ip6->payload_len);
+	if (plen > (__u32)(end - (void *)(ip6 + 1)))
+		return P_DROP;
+	p->key.family = RVS_AF_INET6;
+	__builtin_memcpy(p->key.caddr, &ip6->saddr, 16);
+	__builtin_memcpy(p->key.vaddr, &ip6->daddr, 16);
+	p->len = sizeof(*ip6) + plen;
+	switch (ip6->nexthdr) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+		break;
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_FRAGMENT:
+	case IPPROTO_DSTOPTS:
+		return P_EXT;
+	default:
+		return P_PASS;
+	}
+	p->key.proto = ip6->nexthdr;
+	return parse_l4(ip6 + 1, end, plen, ip6->nexthdr, p);
+}
+
+/* The virtual service of the packet's destination: address, port and protocol; then the same
+ * address with port 0 (a service for all ports). */
+static __always_inline struct rvs_service *find_service(struct pkt *p)
+{
+	struct rvs_vip vip = {};
+	__builtin_memcpy(vip.addr, p->key.vaddr, 16);
+	vip.port = p->key.vport;
+	vip.proto = p->key.proto;
+	vip.family = p->key.family;
+	struct rvs_service *svc = bpf_map_lookup_elem(&rvs_services, &vip);
+	if (svc)
+		return svc;
+	vip.port = 0;
+	return bpf_map_lookup_elem(&rvs_services, &vip);
+}
+
+/* The next real server of the service's sequence, or -1. */
+static __always_inline int schedule(struct rvs_service *svc)
+{
+	__u32 id = svc->id;
+	__u32 *pos = bpf_map_lookup_elem(&rvs_pos, &id);
+	if (!pos || svc->seq_len == 0)
+		return -1;
+	__u32 n = __sync_fetch_and_add(pos, 1);
+	__u32 slot = svc->seq_off + n % svc->seq_len;
+	__u32 *dest = bpf_map_lookup_elem(&rvs_seq, &slot);
+	if (!dest)
+		return -1;
+	return *dest;
+}
+
+/* The input-only TCP state table of IPVS (direct routing, tunnelling: the director sees the
+ * client's packets only): the state a client's segment moves the flow to. */
+static __always_inline __u8 next_state(__u8 state, __u8 flags)
+{
+	if (flags & TCP_RST)
+		return RVS_S_CLOSE;
+	if (flags & TCP_SYN)
+		return state == RVS_S_NONE || state == RVS_S_CLOSE || state == RVS_S_TIME_WAIT ||
+				       state == RVS_S_SYN_RECV
+			       ? RVS_S_SYN_RECV
+			       : state;
+	if (flags & TCP_FIN)
+		return state == RVS_S_NONE || state == RVS_S_SYN_RECV || state == RVS_S_ESTABLISHED
+			       ? RVS_S_FIN_WAIT
+			       : state;
+	if (flags & TCP_ACK)
+		return state == RVS_S_SYN_RECV || state == RVS_S_NONE ? RVS_S_ESTABLISHED : state;
+	return state;
+}
+
+static __always_inline void dest_stats(__u32 dest, __u32 len, int new_conn)
+{
+	struct rvs_dest_stats *st = bpf_map_lookup_elem(&rvs_dest_stats, &dest);
+	if (!st)
+		return;
+	st->conns += new_conn;
+	st->packets += 1;
+	st->bytes += len;
+}
+
+/* Direct routing: the frame goes back out with the real server's Ethernet address as its
+ * destination and the director's as its source; the IP packet is untouched. */
+static __always_inline int forward_dr(struct xdp_md *ctx, struct ethhdr *eth, struct rvs_dest *d)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	if (!me)
+		return XDP_PASS;
+	__builtin_memcpy(eth->h_dest, d->mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, me->mac, ETH_ALEN);
+	count(RVS_C_TX);
+	return XDP_TX;
+}
+
+SEC("xdp")
+int rvs_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct pkt p = {};
+	enum parsed r;
+
+	count(RVS_C_PACKETS);
+	if ((void *)(eth + 1) > end) {
+		count(RVS_C_PASS_NOT_IP);
+		return XDP_PASS;
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		r = parse_v4(eth + 1, end, &p);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		r = parse_v6(eth + 1, end, &p);
+	} else {
+		count(RVS_C_PASS_NOT_IP);
+		return XDP_PASS;
+	}
+	switch (r) {
+	case P_OK:
+		break;
+	case P_PASS:
+		count(RVS_C_PASS_NO_SERVICE);
+		return XDP_PASS;
+	case P_FRAG:
+		count(RVS_C_FRAGMENT);
+		return XDP_PASS;
+	case P_EXT:
+		count(RVS_C_IP_OPTIONS);
+		return XDP_PASS;
+	default:
+		/* Too short or inconsistent to say whose it is: the kernel's checks drop it too. */
+		count(RVS_C_MALFORMED);
+		return XDP_PASS;
+	}
+
+	struct rvs_service *svc = find_service(&p);
+	if (!svc) {
+		count(RVS_C_PASS_NO_SERVICE);
+		return XDP_PASS;
+	}
+
+	int new_conn = 0;
+	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, &p.key);
+	struct rvs_flow fresh = {};
+	__u32 dest_id;
+	if (f) {
+		count(RVS_C_FLOW_HIT);
+		dest_id = f->dest;
+	} else {
+		/* Only a SYN starts a TCP flow (IPVS without sloppy_tcp): other segments of
+		 * unknown flows are the kernel's. UDP: any datagram. */
+		if (p.key.proto == IPPROTO_TCP && !(p.tcp_flags & TCP_SYN)) {
+			count(RVS_C_PASS_NO_SERVICE);
+			return XDP_PASS;
+		}
+		int d = schedule(svc);
+		if (d < 0) {
+			count(RVS_C_NO_DEST);
+			return XDP_DROP;
+		}
+		dest_id = d;
+		new_conn = 1;
+		count(RVS_C_FLOW_NEW);
+	}
+
+	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
+	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE)) {
+		/* its real server was removed: IPVS drops the flow's packets (expire_nodest_conn 0) */
+		count(RVS_C_NO_DEST);
+		return XDP_DROP;
+	}
+	if (dest->fwd != RVS_FWD_DROUTE) {
+		count(RVS_C_UNSUPPORTED_FWD);
+		return XDP_PASS;
+	}
+
+	__u64 now = bpf_ktime_get_ns();
+	if (f) {
+		f->state = p.key.proto == IPPROTO_TCP ? next_state(f->state, p.tcp_flags) : f->state;
+		f->last_ns = now;
+		f->packets += 1;
+		f->bytes += p.len;
+	} else if (!(svc->flags & RVS_SVC_ONEPACKET) || p.key.proto != IPPROTO_UDP) {
+		fresh.dest = dest_id;
+		fresh.svc = svc->id;
+		fresh.state = p.key.proto == IPPROTO_TCP ? next_state(RVS_S_NONE, p.tcp_flags) : RVS_S_NONE;
+		fresh.last_ns = now;
+		fresh.packets = 1;
+		fresh.bytes = p.len;
+		if (bpf_map_update_elem(&rvs_flows, &p.key, &fresh, BPF_NOEXIST))
+			count(RVS_C_FLOW_FULL);
+	}
+	dest_stats(dest_id, p.len, new_conn);
+	return forward_dr(ctx, eth, dest);
+}
+
+char _license[] SEC("license") = "GPL";

@@ -1,0 +1,191 @@
+//! The Rust mirror of `bpf/rvs_abi.h`: the same structs with `#[repr(C)]`, and compile-time
+//! checks of every size and offset, so the two cannot drift apart silently.
+
+use std::mem::{offset_of, size_of};
+
+/// Map sizes (`RVS_MAX_*`).
+pub const MAX_SERVICES: u32 = 4096;
+/// Real servers of all services together.
+pub const MAX_DESTS: u32 = 16384;
+/// Entries of all schedule sequences together.
+pub const SEQ_SLOTS: u32 = 262_144;
+/// Flows the connection map holds.
+pub const MAX_FLOWS: u32 = 1_048_576;
+
+/// `RVS_AF_INET`
+pub const AF_INET: u8 = 2;
+/// `RVS_AF_INET6`
+pub const AF_INET6: u8 = 10;
+
+/// `RVS_FWD_MASQ`
+pub const FWD_MASQ: u8 = 0;
+/// `RVS_FWD_TUNNEL`
+pub const FWD_TUNNEL: u8 = 2;
+/// `RVS_FWD_DROUTE`
+pub const FWD_DROUTE: u8 = 3;
+
+/// `RVS_SVC_PERSISTENT`
+pub const SVC_PERSISTENT: u32 = 0x1;
+/// `RVS_SVC_ONEPACKET`
+pub const SVC_ONEPACKET: u32 = 0x4;
+/// `RVS_DEST_AVAILABLE`
+pub const DEST_AVAILABLE: u32 = 0x1;
+
+/// Flow states (`RVS_S_*`, the kernel's `IP_VS_TCP_S_*`).
+pub mod state {
+    pub const NONE: u8 = 0;
+    pub const ESTABLISHED: u8 = 1;
+    pub const SYN_SENT: u8 = 2;
+    pub const SYN_RECV: u8 = 3;
+    pub const FIN_WAIT: u8 = 4;
+    pub const TIME_WAIT: u8 = 5;
+    pub const CLOSE: u8 = 6;
+}
+
+/// Global counters, in the order of `enum rvs_counter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Counter {
+    Packets = 0,
+    PassNotIp,
+    PassNoService,
+    Malformed,
+    Fragment,
+    IpOptions,
+    NoDest,
+    FlowNew,
+    FlowHit,
+    FlowFull,
+    Tx,
+    UnsupportedFwd,
+}
+
+/// `RVS_C_COUNT`
+pub const COUNTERS: usize = 12;
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; COUNTERS] = [
+        Counter::Packets,
+        Counter::PassNotIp,
+        Counter::PassNoService,
+        Counter::Malformed,
+        Counter::Fragment,
+        Counter::IpOptions,
+        Counter::NoDest,
+        Counter::FlowNew,
+        Counter::FlowHit,
+        Counter::FlowFull,
+        Counter::Tx,
+        Counter::UnsupportedFwd,
+    ];
+}
+
+/// `struct rvs_vip`: key of the services map. Addresses and ports in network order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct Vip {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// `struct rvs_service`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Service {
+    pub id: u32,
+    pub flags: u32,
+    pub seq_off: u32,
+    pub seq_len: u32,
+    pub persist_timeout: u32,
+    pub netmask: u32,
+}
+
+/// `struct rvs_dest`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Dest {
+    pub addr: [u32; 4],
+    pub port: u16,
+    pub family: u8,
+    pub fwd: u8,
+    pub mac: [u8; 6],
+    pub pad: u16,
+    pub flags: u32,
+    pub svc: u32,
+}
+
+/// `struct rvs_flow_key`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct FlowKey {
+    pub caddr: [u32; 4],
+    pub vaddr: [u32; 4],
+    pub cport: u16,
+    pub vport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub pad: u16,
+}
+
+/// `struct rvs_flow`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Flow {
+    pub dest: u32,
+    pub svc: u32,
+    pub state: u8,
+    pub pad: [u8; 7],
+    pub last_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// `struct rvs_iface`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Iface {
+    pub mac: [u8; 6],
+    pub pad: u16,
+}
+
+/// `struct rvs_dest_stats` (per CPU)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DestStats {
+    pub conns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+// SAFETY (for aya's Pod): each type is #[repr(C)], made of integers only, with every padding
+// byte an explicit field, so any bit pattern is a valid value and none is uninitialised.
+unsafe impl aya::Pod for Vip {}
+unsafe impl aya::Pod for Service {}
+unsafe impl aya::Pod for Dest {}
+unsafe impl aya::Pod for FlowKey {}
+unsafe impl aya::Pod for Flow {}
+unsafe impl aya::Pod for Iface {}
+unsafe impl aya::Pod for DestStats {}
+
+const _: () = {
+    assert!(size_of::<Vip>() == 20);
+    assert!(offset_of!(Vip, port) == 16 && offset_of!(Vip, proto) == 18);
+    assert!(offset_of!(Vip, family) == 19);
+    assert!(size_of::<Service>() == 24);
+    assert!(offset_of!(Service, seq_off) == 8 && offset_of!(Service, netmask) == 20);
+    assert!(size_of::<Dest>() == 36);
+    assert!(offset_of!(Dest, port) == 16 && offset_of!(Dest, fwd) == 19);
+    assert!(offset_of!(Dest, mac) == 20 && offset_of!(Dest, flags) == 28);
+    assert!(offset_of!(Dest, svc) == 32);
+    assert!(size_of::<FlowKey>() == 40);
+    assert!(offset_of!(FlowKey, cport) == 32 && offset_of!(FlowKey, proto) == 36);
+    assert!(offset_of!(FlowKey, family) == 37);
+    assert!(size_of::<Flow>() == 40);
+    assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 16);
+    assert!(offset_of!(Flow, bytes) == 32);
+    assert!(size_of::<Iface>() == 8);
+    assert!(size_of::<DestStats>() == 24);
+};

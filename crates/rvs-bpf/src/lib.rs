@@ -1,0 +1,197 @@
+//! # rvs-bpf: the XDP data plane
+//!
+//! The BPF programs are C (`bpf/`), compiled by clang from `build.rs` and embedded here;
+//! [`Xdp`] loads them with aya, fills their maps (services, real servers, schedule
+//! sequences, the director's interfaces), reads their counters and flows, and runs a program
+//! on a packet without a network (`BPF_PROG_TEST_RUN`, [`Xdp::test_run`]). Every struct the
+//! programs share with Rust is declared once, in `bpf/rvs_abi.h`; [`abi`] mirrors it with
+//! compile-time size and offset checks.
+//!
+//! Loading needs root (CAP_BPF, CAP_NET_ADMIN).
+//!
+//! ```no_run
+//! use rvs_bpf::{abi, Xdp};
+//!
+//! let mut xdp = Xdp::load().unwrap();
+//! let vip = abi::Vip { addr: [u32::from_ne_bytes([10, 0, 0, 100]), 0, 0, 0], port: 80u16.to_be(), proto: 6, family: abi::AF_INET };
+//! xdp.set_service(&vip, &abi::Service { id: 0, seq_off: 0, seq_len: 1, ..Default::default() }).unwrap();
+//! xdp.set_dest(0, &abi::Dest { fwd: abi::FWD_DROUTE, flags: abi::DEST_AVAILABLE, ..Default::default() }).unwrap();
+//! xdp.set_seq(0, &[0]).unwrap();
+//! let run = xdp.test_run(&[0u8; 64], None, 1).unwrap();
+//! println!("verdict {}", run.verdict);
+//! ```
+
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)] // aya::Pod for the map structs (see abi.rs)
+pub mod abi;
+#[allow(unsafe_code)] // the bpf(2) call of BPF_PROG_TEST_RUN
+mod testrun;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::programs::Xdp as XdpProgram;
+use aya::Ebpf;
+
+pub use testrun::TestRun;
+
+/// The compiled object (`bpf/xdp_lb.c`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_lb.o"));
+
+/// Name of the XDP program in the object.
+const PROGRAM: &str = "rvs_xdp";
+
+/// XDP verdicts (`enum xdp_action`).
+pub mod verdict {
+    pub const ABORTED: u32 = 0;
+    pub const DROP: u32 = 1;
+    pub const PASS: u32 = 2;
+    pub const TX: u32 = 3;
+    pub const REDIRECT: u32 = 4;
+}
+
+/// What can go wrong loading or driving the programs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("loading the BPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("BPF program: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("BPF map: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("the object has no {0}")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The loaded XDP programs and their maps.
+pub struct Xdp {
+    ebpf: Ebpf,
+}
+
+impl Xdp {
+    /// Loads the object and its XDP program into the kernel (not attached to any interface).
+    pub fn load() -> Result<Xdp, Error> {
+        let mut ebpf = Ebpf::load(OBJECT)?;
+        let prog: &mut XdpProgram = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(Error::Missing("XDP program"))?
+            .try_into()?;
+        prog.load()?;
+        Ok(Xdp { ebpf })
+    }
+
+    fn map(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, Error> {
+        self.ebpf.map_mut(name).ok_or(Error::Missing(name))
+    }
+
+    /// Adds or replaces a virtual service.
+    pub fn set_service(&mut self, vip: &abi::Vip, svc: &abi::Service) -> Result<(), Error> {
+        let mut m: HashMap<&mut MapData, abi::Vip, abi::Service> =
+            HashMap::try_from(self.map("rvs_services")?)?;
+        m.insert(vip, svc, 0)?;
+        Ok(())
+    }
+
+    /// Removes a virtual service (its flows stay until they expire).
+    pub fn remove_service(&mut self, vip: &abi::Vip) -> Result<(), Error> {
+        let mut m: HashMap<&mut MapData, abi::Vip, abi::Service> =
+            HashMap::try_from(self.map("rvs_services")?)?;
+        m.remove(vip)?;
+        Ok(())
+    }
+
+    /// Sets real server number `idx`.
+    pub fn set_dest(&mut self, idx: u32, dest: &abi::Dest) -> Result<(), Error> {
+        let mut m: Array<&mut MapData, abi::Dest> = Array::try_from(self.map("rvs_dests")?)?;
+        m.set(idx, dest, 0)?;
+        Ok(())
+    }
+
+    /// Writes a schedule sequence (real server numbers) from slot `off` on.
+    pub fn set_seq(&mut self, off: u32, seq: &[u32]) -> Result<(), Error> {
+        let mut m: Array<&mut MapData, u32> = Array::try_from(self.map("rvs_seq")?)?;
+        for (i, d) in seq.iter().enumerate() {
+            let i = u32::try_from(i).map_err(|_| Error::Missing("room for the sequence"))?;
+            m.set(off + i, d, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the next position in service `id`'s sequence.
+    pub fn set_position(&mut self, id: u32, pos: u32) -> Result<(), Error> {
+        let mut m: Array<&mut MapData, u32> = Array::try_from(self.map("rvs_pos")?)?;
+        m.set(id, pos, 0)?;
+        Ok(())
+    }
+
+    /// The director's Ethernet address on interface `ifindex`.
+    pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), Error> {
+        let mut m: HashMap<&mut MapData, u32, abi::Iface> =
+            HashMap::try_from(self.map("rvs_ifaces")?)?;
+        m.insert(ifindex, abi::Iface { mac, pad: 0 }, 0)?;
+        Ok(())
+    }
+
+    /// Forgets interface `ifindex`: packets arriving there go to the kernel.
+    pub fn remove_iface(&mut self, ifindex: u32) -> Result<(), Error> {
+        let mut m: HashMap<&mut MapData, u32, abi::Iface> =
+            HashMap::try_from(self.map("rvs_ifaces")?)?;
+        m.remove(&ifindex)?;
+        Ok(())
+    }
+
+    /// The global counters, summed over CPUs, in [`abi::Counter::ALL`] order.
+    pub fn counters(&mut self) -> Result<[u64; abi::COUNTERS], Error> {
+        let m: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map("rvs_counters")?)?;
+        let mut out = [0u64; abi::COUNTERS];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let v = m.get(&(i as u32), 0)?;
+            *slot = v.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Real server `idx`'s counters, summed over CPUs.
+    pub fn dest_stats(&mut self, idx: u32) -> Result<abi::DestStats, Error> {
+        let m: PerCpuArray<&mut MapData, abi::DestStats> =
+            PerCpuArray::try_from(self.map("rvs_dest_stats")?)?;
+        let v = m.get(&idx, 0)?;
+        Ok(v.iter()
+            .fold(abi::DestStats::default(), |a, s| abi::DestStats {
+                conns: a.conns + s.conns,
+                packets: a.packets + s.packets,
+                bytes: a.bytes + s.bytes,
+            }))
+    }
+
+    /// The flow of `key`, if the map has it.
+    pub fn flow(&mut self, key: &abi::FlowKey) -> Result<Option<abi::Flow>, Error> {
+        // an LRU hash map reads like a hash map
+        let m: HashMap<&mut MapData, abi::FlowKey, abi::Flow> =
+            HashMap::try_from(self.map("rvs_flows")?)?;
+        match m.get(key, 0) {
+            Ok(f) => Ok(Some(f)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs the XDP program on `packet` (`repeat` times) as if it arrived on interface
+    /// `ifindex` of the caller's network namespace (None: its loopback), without a network.
+    /// The packet must hold at least an Ethernet header (14 bytes), as every frame XDP sees.
+    pub fn test_run(
+        &mut self,
+        packet: &[u8],
+        ifindex: Option<u32>,
+        repeat: u32,
+    ) -> Result<TestRun, Error> {
+        let prog: &XdpProgram = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(Error::Missing("XDP program"))?
+            .try_into()?;
+        let fd = prog.fd()?;
+        Ok(testrun::run(fd, packet, ifindex, repeat)?)
+    }
+}

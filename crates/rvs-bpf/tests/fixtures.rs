@@ -1,0 +1,666 @@
+//! The XDP program packet by packet through `BPF_PROG_TEST_RUN`: a table of (input packet,
+//! expected verdict, expected output, expected counter changes), run in order against one
+//! set of maps (so flows created by earlier rows are seen by later ones).
+//!
+//! Needs root (loading BPF programs).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use rvs_bpf::abi::{self, Counter};
+use rvs_bpf::{verdict, Xdp};
+
+const LO: u32 = 1; // every network namespace has lo as interface 1
+const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+
+fn rs_mac(i: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 1, i]
+}
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+
+fn v4(a: &str) -> Ipv4Addr {
+    a.parse().unwrap()
+}
+
+fn v6(a: &str) -> Ipv6Addr {
+    a.parse().unwrap()
+}
+
+fn addr4(a: Ipv4Addr) -> [u32; 4] {
+    [u32::from_ne_bytes(a.octets()), 0, 0, 0]
+}
+
+fn addr6(a: Ipv6Addr) -> [u32; 4] {
+    let o = a.octets();
+    let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// An L4 header: TCP (20 bytes, `flags`) or UDP (8 bytes), then `payload` bytes.
+fn l4(proto: u8, sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    if proto == TCP {
+        h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    } else {
+        h.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+        h.extend_from_slice(&[0, 0]);
+    }
+    h.extend(std::iter::repeat_n(0xabu8, payload));
+    h
+}
+
+fn eth(ethertype: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&DIRECTOR_MAC);
+    f.extend_from_slice(&ROUTER_MAC);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+/// Ethernet + IPv4 (with `opts` option bytes) + `l4`; `frag` is the flags/offset field.
+fn ip4_opts(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, opts: &[u8], frag: u16, l4: &[u8]) -> Vec<u8> {
+    let hlen = 20 + opts.len();
+    let mut f = eth(0x0800);
+    f.push(0x40 | (hlen / 4) as u8);
+    f.push(0);
+    f.extend_from_slice(&((hlen + l4.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0x12, 0x34]);
+    f.extend_from_slice(&frag.to_be_bytes());
+    f.extend_from_slice(&[64, proto, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(opts);
+    f.extend_from_slice(l4);
+    f
+}
+
+fn ip4(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, flags: u8) -> Vec<u8> {
+    ip4_opts(
+        v4(src),
+        v4(dst),
+        proto,
+        &[],
+        0,
+        &l4(proto, sport, dport, flags, 16),
+    )
+}
+
+fn ip6_raw(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = eth(0x86dd);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[next, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn ip6(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, flags: u8) -> Vec<u8> {
+    ip6_raw(v6(src), v6(dst), proto, &l4(proto, sport, dport, flags, 16))
+}
+
+/// Sets a byte of a frame (malformed variants).
+fn poke(mut f: Vec<u8>, at: usize, v: u8) -> Vec<u8> {
+    f[at] = v;
+    f
+}
+
+fn cut(mut f: Vec<u8>, len: usize) -> Vec<u8> {
+    f.truncate(len);
+    f
+}
+
+/// What a row expects.
+#[derive(Debug)]
+enum Out {
+    /// XDP_PASS, the packet unchanged
+    Pass,
+    /// XDP_DROP
+    Drop,
+    /// XDP_TX toward real server `n` (its MAC as destination, the director's as source), the
+    /// rest of the frame unchanged
+    To(u8),
+}
+
+struct Row {
+    name: &'static str,
+    packet: Vec<u8>,
+    out: Out,
+    counters: &'static [(Counter, u64)],
+}
+
+fn row(name: &'static str, packet: Vec<u8>, out: Out, counters: &'static [(Counter, u64)]) -> Row {
+    Row {
+        name,
+        packet,
+        out,
+        counters,
+    }
+}
+
+/// Services and real servers of the table.
+fn setup(xdp: &mut Xdp) {
+    xdp.set_iface(LO, DIRECTOR_MAC).unwrap();
+    let svc = |id, seq_off, seq_len| abi::Service {
+        id,
+        seq_off,
+        seq_len,
+        ..Default::default()
+    };
+    let vip4 = |a: &str, port: u16, proto| abi::Vip {
+        addr: addr4(v4(a)),
+        port: port.to_be(),
+        proto,
+        family: abi::AF_INET,
+    };
+    // TCP 10.0.0.100:80, rr over real servers 0, 1, 2
+    xdp.set_service(&vip4("10.0.0.100", 80, TCP), &svc(0, 0, 3))
+        .unwrap();
+    xdp.set_seq(0, &[0, 1, 2]).unwrap();
+    // UDP 10.0.0.100:53 -> 3
+    xdp.set_service(&vip4("10.0.0.100", 53, UDP), &svc(1, 3, 1))
+        .unwrap();
+    xdp.set_seq(3, &[3]).unwrap();
+    // TCP [2001:db8::100]:80 -> 4
+    let vip6 = abi::Vip {
+        addr: addr6(v6("2001:db8::100")),
+        port: 80u16.to_be(),
+        proto: TCP,
+        family: abi::AF_INET6,
+    };
+    xdp.set_service(&vip6, &svc(2, 4, 1)).unwrap();
+    xdp.set_seq(4, &[4]).unwrap();
+    // TCP 10.0.0.101:0 (every port) -> 5
+    xdp.set_service(&vip4("10.0.0.101", 0, TCP), &svc(3, 5, 1))
+        .unwrap();
+    xdp.set_seq(5, &[5]).unwrap();
+    // TCP 10.0.0.102:80 without real servers
+    xdp.set_service(&vip4("10.0.0.102", 80, TCP), &svc(4, 6, 0))
+        .unwrap();
+    // TCP 10.0.0.103:80 -> 6, a NAT real server (not this program's)
+    xdp.set_service(&vip4("10.0.0.103", 80, TCP), &svc(5, 6, 1))
+        .unwrap();
+    xdp.set_seq(6, &[6]).unwrap();
+    for i in 0..=6u8 {
+        let (family, addr) = if i == 4 {
+            (abi::AF_INET6, addr6(v6("2001:db8::14")))
+        } else {
+            (abi::AF_INET, addr4(Ipv4Addr::new(10, 0, 1, 10 + i)))
+        };
+        let dest = abi::Dest {
+            addr,
+            port: 80u16.to_be(),
+            family,
+            fwd: if i == 6 {
+                abi::FWD_MASQ
+            } else {
+                abi::FWD_DROUTE
+            },
+            mac: rs_mac(i),
+            flags: abi::DEST_AVAILABLE,
+            ..Default::default()
+        };
+        xdp.set_dest(u32::from(i), &dest).unwrap();
+    }
+}
+
+fn rows() -> Vec<Row> {
+    use Counter::*;
+    const NEW: &[(Counter, u64)] = &[(Packets, 1), (FlowNew, 1), (Tx, 1)];
+    const HIT: &[(Counter, u64)] = &[(Packets, 1), (FlowHit, 1), (Tx, 1)];
+    const NO_SVC: &[(Counter, u64)] = &[(Packets, 1), (PassNoService, 1)];
+    const BAD: &[(Counter, u64)] = &[(Packets, 1), (Malformed, 1)];
+    const FRAG: &[(Counter, u64)] = &[(Packets, 1), (Fragment, 1)];
+    let c = "192.0.2.10";
+    let vip = "10.0.0.100";
+    let tcp_syn = ip4(c, 40000, vip, 80, TCP, SYN);
+    vec![
+        row(
+            "v4 TCP SYN: first of the sequence",
+            tcp_syn.clone(),
+            Out::To(0),
+            NEW,
+        ),
+        row(
+            "v4 TCP ACK of that flow",
+            ip4(c, 40000, vip, 80, TCP, ACK),
+            Out::To(0),
+            HIT,
+        ),
+        row(
+            "v4 TCP SYN, another client port: second",
+            ip4(c, 40001, vip, 80, TCP, SYN),
+            Out::To(1),
+            NEW,
+        ),
+        row(
+            "v4 TCP SYN: third",
+            ip4(c, 40002, vip, 80, TCP, SYN),
+            Out::To(2),
+            NEW,
+        ),
+        row(
+            "v4 TCP SYN: the sequence wraps",
+            ip4(c, 40003, vip, 80, TCP, SYN),
+            Out::To(0),
+            NEW,
+        ),
+        row("v4 TCP SYN again on a known flow", tcp_syn, Out::To(0), HIT),
+        row(
+            "v4 TCP ACK of no flow: the kernel's",
+            ip4(c, 41000, vip, 80, TCP, ACK),
+            Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "v4 UDP: any datagram starts a flow",
+            ip4(c, 5353, vip, 53, UDP, 0),
+            Out::To(3),
+            NEW,
+        ),
+        row(
+            "v4 UDP, same flow",
+            ip4(c, 5353, vip, 53, UDP, 0),
+            Out::To(3),
+            HIT,
+        ),
+        row(
+            "v6 TCP SYN",
+            ip6("2001:db8::c", 40000, "2001:db8::100", 80, TCP, SYN),
+            Out::To(4),
+            NEW,
+        ),
+        row(
+            "v6 TCP ACK of that flow",
+            ip6("2001:db8::c", 40000, "2001:db8::100", 80, TCP, ACK),
+            Out::To(4),
+            HIT,
+        ),
+        row(
+            "port-0 service takes any port",
+            ip4(c, 40000, "10.0.0.101", 8443, TCP, SYN),
+            Out::To(5),
+            NEW,
+        ),
+        row(
+            "v4 TCP to another address",
+            ip4(c, 40000, "10.0.0.200", 80, TCP, SYN),
+            Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "v4 TCP to the VIP on another port",
+            ip4(c, 40000, vip, 81, TCP, SYN),
+            Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "v4 UDP to the TCP port",
+            ip4(c, 40000, vip, 80, UDP, 0),
+            Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "v6 to another address",
+            ip6("2001:db8::c", 1, "2001:db8::200", 80, TCP, SYN),
+            Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "ICMP to the VIP",
+            ip4_opts(v4(c), v4(vip), 1, &[], 0, &[8, 0, 0, 0, 0, 1, 0, 1]),
+            Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "ARP",
+            {
+                let mut f = eth(0x0806);
+                f.extend_from_slice(&[0; 28]);
+                f
+            },
+            Out::Pass,
+            &[(Packets, 1), (PassNotIp, 1)],
+        ),
+        row(
+            "Ethernet header only, unknown type",
+            eth(0x88b5),
+            Out::Pass,
+            &[(Packets, 1), (PassNotIp, 1)],
+        ),
+        row("Ethernet only, IPv4 type", eth(0x0800), Out::Pass, BAD),
+        row(
+            "v4 header cut at 19 bytes",
+            cut(ip4(c, 1, vip, 80, TCP, SYN), 14 + 19),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 IHL 4",
+            poke(ip4(c, 1, vip, 80, TCP, SYN), 14, 0x44),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 version 6 in a v4 frame",
+            poke(ip4(c, 1, vip, 80, TCP, SYN), 14, 0x65),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 IHL 15, past the packet",
+            cut(poke(ip4(c, 1, vip, 80, TCP, SYN), 14, 0x4f), 14 + 40),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 total length past the frame",
+            poke(ip4(c, 1, vip, 80, TCP, SYN), 16, 0x7f),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 total length under the header",
+            poke(poke(ip4(c, 1, vip, 80, TCP, SYN), 16, 0), 17, 12),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 TCP header cut at 10 bytes",
+            cut(
+                poke(poke(ip4(c, 1, vip, 80, TCP, SYN), 16, 0), 17, 30),
+                14 + 30,
+            ),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 TCP data offset 4",
+            poke(ip4(c, 2, vip, 80, TCP, SYN), 14 + 20 + 12, 0x40),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 TCP data offset past the packet",
+            poke(ip4(c, 3, vip, 80, TCP, SYN), 14 + 20 + 12, 0xf0),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 UDP header cut at 4 bytes",
+            cut(
+                poke(poke(ip4(c, 1, vip, 53, UDP, 0), 16, 0), 17, 24),
+                14 + 24,
+            ),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 UDP length past the packet",
+            poke(ip4(c, 1, vip, 53, UDP, 0), 14 + 20 + 4, 0x7f),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 UDP length under 8",
+            poke(
+                poke(ip4(c, 1, vip, 53, UDP, 0), 14 + 20 + 4, 0),
+                14 + 20 + 5,
+                7,
+            ),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v4 with options: forwarded as is",
+            ip4_opts(
+                v4(c),
+                v4(vip),
+                TCP,
+                &[1, 1, 1, 0],
+                0,
+                &l4(TCP, 40010, 80, SYN, 0),
+            ),
+            Out::To(1),
+            NEW,
+        ),
+        row(
+            "v4 first fragment",
+            ip4_opts(
+                v4(c),
+                v4(vip),
+                TCP,
+                &[],
+                0x2000,
+                &l4(TCP, 40011, 80, SYN, 16),
+            ),
+            Out::Pass,
+            FRAG,
+        ),
+        row(
+            "v4 later fragment",
+            ip4_opts(v4(c), v4(vip), TCP, &[], 0x0010, &[0xab; 24]),
+            Out::Pass,
+            FRAG,
+        ),
+        row(
+            "v6 hop-by-hop header first",
+            ip6_raw(v6("2001:db8::c"), v6("2001:db8::100"), 0, &{
+                let mut p = vec![TCP, 0, 1, 4, 0, 0, 0, 0];
+                p.extend(l4(TCP, 1, 80, SYN, 0));
+                p
+            }),
+            Out::Pass,
+            &[(Packets, 1), (IpOptions, 1)],
+        ),
+        row(
+            "v6 header cut at 39 bytes",
+            cut(
+                ip6("2001:db8::c", 1, "2001:db8::100", 80, TCP, SYN),
+                14 + 39,
+            ),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v6 payload length past the frame",
+            poke(
+                ip6("2001:db8::c", 1, "2001:db8::100", 80, TCP, SYN),
+                14 + 4,
+                0x7f,
+            ),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "v6 version 4 in a v6 frame",
+            poke(
+                ip6("2001:db8::c", 1, "2001:db8::100", 80, TCP, SYN),
+                14,
+                0x40,
+            ),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "service without real servers: dropped",
+            ip4(c, 1, "10.0.0.102", 80, TCP, SYN),
+            Out::Drop,
+            &[(Packets, 1), (NoDest, 1)],
+        ),
+        row(
+            "NAT real server: not this program's",
+            ip4(c, 1, "10.0.0.103", 80, TCP, SYN),
+            Out::Pass,
+            &[(Packets, 1), (FlowNew, 1), (UnsupportedFwd, 1)],
+        ),
+        row(
+            "Ethernet padding after the IP packet",
+            {
+                let mut f = ip4(c, 40020, vip, 80, TCP, SYN);
+                f.extend_from_slice(&[0; 6]);
+                f
+            },
+            Out::To(2),
+            NEW,
+        ),
+    ]
+}
+
+fn load() -> Xdp {
+    let mut xdp = Xdp::load().expect("loading the XDP program (needs root)");
+    setup(&mut xdp);
+    xdp
+}
+
+#[test]
+fn every_row_gives_its_verdict_output_and_counts() {
+    let mut xdp = load();
+    let mut failures = Vec::new();
+    let rows = rows();
+    for r in &rows {
+        let before = xdp.counters().unwrap();
+        let run = xdp.test_run(&r.packet, Some(LO), 1).unwrap();
+        let after = xdp.counters().unwrap();
+        let (want_verdict, want_packet) = match r.out {
+            Out::Pass => (verdict::PASS, r.packet.clone()),
+            Out::Drop => (verdict::DROP, r.packet.clone()),
+            Out::To(n) => {
+                let mut p = r.packet.clone();
+                p[0..6].copy_from_slice(&rs_mac(n));
+                p[6..12].copy_from_slice(&DIRECTOR_MAC);
+                (verdict::TX, p)
+            }
+        };
+        if run.verdict != want_verdict {
+            failures.push(format!(
+                "{}: verdict {} want {}",
+                r.name, run.verdict, want_verdict
+            ));
+            continue;
+        }
+        // a dropped packet's bytes do not matter
+        if want_verdict != verdict::DROP && run.packet != want_packet {
+            failures.push(format!("{}: output differs", r.name));
+        }
+        for c in Counter::ALL {
+            let got = after[c as usize] - before[c as usize];
+            let want = r
+                .counters
+                .iter()
+                .find(|(k, _)| *k == c)
+                .map_or(0, |(_, v)| *v);
+            if got != want {
+                failures.push(format!("{}: counter {c:?} +{got}, want +{want}", r.name));
+            }
+        }
+    }
+    assert!(rows.len() >= 40, "{} rows", rows.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+}
+
+fn key4(c: &str, cport: u16, v: &str, vport: u16, proto: u8) -> abi::FlowKey {
+    abi::FlowKey {
+        caddr: addr4(v4(c)),
+        vaddr: addr4(v4(v)),
+        cport: cport.to_be(),
+        vport: vport.to_be(),
+        proto,
+        family: abi::AF_INET,
+        pad: 0,
+    }
+}
+
+#[test]
+fn flows_follow_the_client_tcp_flags_and_count_ip_bytes() {
+    let mut xdp = load();
+    let (c, v) = ("198.51.100.7", "10.0.0.100");
+    let key = key4(c, 50000, v, 80, TCP);
+    let mut bytes = 0u64;
+    for (flags, want) in [
+        (SYN, abi::state::SYN_RECV),
+        (ACK, abi::state::ESTABLISHED),
+        (ACK, abi::state::ESTABLISHED),
+        (FIN | ACK, abi::state::FIN_WAIT),
+        (RST, abi::state::CLOSE),
+    ] {
+        let p = ip4(c, 50000, v, 80, TCP, flags);
+        bytes += (p.len() - 14) as u64;
+        assert_eq!(xdp.test_run(&p, Some(LO), 1).unwrap().verdict, verdict::TX);
+        let f = xdp.flow(&key).unwrap().expect("the flow is recorded");
+        assert_eq!(f.state, want, "after flags {flags:#x}");
+        assert_eq!(f.dest, 0);
+    }
+    let f = xdp.flow(&key).unwrap().unwrap();
+    assert_eq!((f.packets, f.bytes), (5, bytes));
+    let st = xdp.dest_stats(0).unwrap();
+    assert_eq!((st.conns, st.packets, st.bytes), (1, 5, bytes));
+    // a client port never seen has no flow
+    assert_eq!(xdp.flow(&key4(c, 50001, v, 80, TCP)).unwrap(), None);
+}
+
+#[test]
+fn a_removed_real_server_s_flows_are_dropped() {
+    let mut xdp = load();
+    let p = ip4("198.51.100.8", 50000, "10.0.0.100", 80, TCP, SYN);
+    assert_eq!(xdp.test_run(&p, Some(LO), 1).unwrap().verdict, verdict::TX);
+    let mut d = abi::Dest {
+        addr: addr4(Ipv4Addr::new(10, 0, 1, 10)),
+        port: 80u16.to_be(),
+        family: abi::AF_INET,
+        fwd: abi::FWD_DROUTE,
+        mac: rs_mac(0),
+        ..Default::default()
+    };
+    xdp.set_dest(0, &d).unwrap(); // no longer available
+    let ack = ip4("198.51.100.8", 50000, "10.0.0.100", 80, TCP, ACK);
+    assert_eq!(
+        xdp.test_run(&ack, Some(LO), 1).unwrap().verdict,
+        verdict::DROP
+    );
+    d.flags = abi::DEST_AVAILABLE;
+    xdp.set_dest(0, &d).unwrap();
+    assert_eq!(
+        xdp.test_run(&ack, Some(LO), 1).unwrap().verdict,
+        verdict::TX
+    );
+}
+
+#[test]
+fn the_sequence_position_is_shared_and_settable() {
+    let mut xdp = load();
+    xdp.set_position(0, 2).unwrap();
+    let run = xdp
+        .test_run(
+            &ip4("198.51.100.9", 1, "10.0.0.100", 80, TCP, SYN),
+            Some(LO),
+            1,
+        )
+        .unwrap();
+    assert_eq!(&run.packet[0..6], &rs_mac(2));
+}
+
+#[test]
+fn without_the_interface_s_address_the_packet_goes_to_the_kernel() {
+    let mut xdp = load();
+    xdp.remove_iface(LO).unwrap();
+    let p = ip4("198.51.100.10", 1, "10.0.0.100", 80, TCP, SYN);
+    let run = xdp.test_run(&p, Some(LO), 1).unwrap();
+    assert_eq!(run.verdict, verdict::PASS);
+    assert_eq!(run.packet, p);
+}

@@ -39,12 +39,27 @@ typedef uint64_t __u64;
 #define RVS_FWD_TUNNEL 2
 #define RVS_FWD_DROUTE 3
 
-/* rvs_service.flags */
+/* rvs_service.flags: the kernel's IP_VS_SVC_F_* values */
 #define RVS_SVC_PERSISTENT 0x1
 #define RVS_SVC_ONEPACKET 0x4
+#define RVS_SVC_SCHED1 0x8   /* sh-fallback, mh-fallback */
+#define RVS_SVC_SCHED2 0x10  /* sh-port, mh-port */
+
+/* rvs_service.sched: how a new flow's real server is chosen */
+#define RVS_SCHED_SEQ 0      /* the next entry of the service's sequence (rr, wrr) */
+#define RVS_SCHED_SH 1       /* bucket of the source address (and port): ip_vs_sh */
+#define RVS_SCHED_DH 2       /* bucket of the destination address: ip_vs_dh */
+
+/* Buckets of an sh or dh table (CONFIG_IP_VS_SH_TAB_BITS, CONFIG_IP_VS_DH_TAB_BITS: 8). */
+#define RVS_HASH_TAB_BITS 8
+#define RVS_HASH_TAB_SIZE (1 << RVS_HASH_TAB_BITS)
+
+/* An empty bucket or sequence entry. */
+#define RVS_NO_DEST 0xffffffff
 
 /* rvs_dest.flags */
-#define RVS_DEST_AVAILABLE 0x1
+#define RVS_DEST_AVAILABLE 0x1  /* in its service (not deleted) */
+#define RVS_DEST_OVERLOAD 0x2   /* over its upper connection threshold */
 
 /* Flow states kept by the programs (the kernel's input-only TCP table, IP_VS_TCP_S_*). */
 #define RVS_S_NONE 0
@@ -88,8 +103,10 @@ struct rvs_vip {
 struct rvs_service {
 	__u32 id;          /* index of its slot in the per-service arrays */
 	__u32 flags;       /* RVS_SVC_* */
-	/* The schedule: the real servers chosen for new flows, in the kernel's order, as
-	 * `seq_len` entries of `rvs_seq` from `seq_off`, taken in turn (rr, wrr). */
+	__u32 sched;       /* RVS_SCHED_* */
+	/* The schedule, `seq_len` entries of `rvs_seq` from `seq_off`: for RVS_SCHED_SEQ the
+	 * real servers chosen for new flows in the kernel's order, taken in turn; for
+	 * RVS_SCHED_SH and RVS_SCHED_DH the RVS_HASH_TAB_SIZE buckets of the kernel's table. */
 	__u32 seq_off;
 	__u32 seq_len;
 	__u32 persist_timeout; /* seconds, with RVS_SVC_PERSISTENT */
@@ -106,6 +123,7 @@ struct rvs_dest {
 	__u16 pad;
 	__u32 flags;       /* RVS_DEST_* */
 	__u32 svc;         /* its service's id */
+	__s32 weight;      /* its IPVS weight: 0 takes no new flows */
 };
 
 /* Key of `rvs_flows`: a client's flow to a virtual service. */

@@ -206,19 +206,95 @@ static __always_inline struct rvs_service *find_service(struct pkt *p)
 	return bpf_map_lookup_elem(&rvs_services, &vip);
 }
 
-/* The next real server of the service's sequence, or -1. */
-static __always_inline int schedule(struct rvs_service *svc)
+/* Entry `i` of the service's sequence or table, or -1 (empty, out of range). */
+static __always_inline int entry(struct rvs_service *svc, __u32 i)
+{
+	if (i >= svc->seq_len)
+		return -1;
+	__u32 slot = svc->seq_off + i;
+	__u32 *dest = bpf_map_lookup_elem(&rvs_seq, &slot);
+	if (!dest || *dest == RVS_NO_DEST)
+		return -1;
+	return *dest;
+}
+
+/* The next real server of the service's sequence (rr, wrr), or -1. */
+static __always_inline int sched_seq(struct rvs_service *svc)
 {
 	__u32 id = svc->id;
 	__u32 *pos = bpf_map_lookup_elem(&rvs_pos, &id);
 	if (!pos || svc->seq_len == 0)
 		return -1;
 	__u32 n = __sync_fetch_and_add(pos, 1);
-	__u32 slot = svc->seq_off + n % svc->seq_len;
-	__u32 *dest = bpf_map_lookup_elem(&rvs_seq, &slot);
-	if (!dest)
+	return entry(svc, n % svc->seq_len);
+}
+
+/* The kernel's hash_32() (include/linux/hash.h). */
+static __always_inline __u32 hash_32(__u32 v, __u32 bits)
+{
+	return (v * 0x61C88647u) >> (32 - bits);
+}
+
+/* An address as IPVS's hashing schedulers fold it: IPv4 in host order, IPv6 the XOR of its
+ * four words (XOR first, byte swap after: the same number). */
+static __always_inline __u32 fold(const __u32 *a, __u8 family)
+{
+	if (family == RVS_AF_INET)
+		return bpf_ntohl(a[0]);
+	return bpf_ntohl(a[0] ^ a[1] ^ a[2] ^ a[3]);
+}
+
+/* is_unavailable() of ip_vs_sh.c and the test of ip_vs_dh.c: gone, weight 0 or overloaded. */
+static __always_inline int usable(int idx)
+{
+	__u32 i = idx;
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &i);
+	return d && (d->flags & RVS_DEST_AVAILABLE) && d->weight > 0 &&
+	       !(d->flags & RVS_DEST_OVERLOAD);
+}
+
+/* ip_vs_sh: the bucket of the source address (plus the source port with sh-port); with
+ * sh-fallback an unusable bucket's choice is replaced by probing from twice the hash, as
+ * ip_vs_sh_get_fallback() does. */
+static __always_inline int sched_sh(struct rvs_service *svc, struct pkt *p)
+{
+	__u32 port = svc->flags & RVS_SVC_SCHED2 ? bpf_ntohs(p->key.cport) : 0;
+	__u32 ihash = hash_32(port + fold(p->key.caddr, p->key.family), RVS_HASH_TAB_BITS);
+	int d = entry(svc, ihash);
+	if (d < 0)
 		return -1;
-	return *dest;
+	if (usable(d))
+		return d;
+	if (!(svc->flags & RVS_SVC_SCHED1))
+		return -1;
+	for (__u32 off = 0; off < RVS_HASH_TAB_SIZE; off++) {
+		__u32 roff = (off + ihash) % RVS_HASH_TAB_SIZE;
+		d = entry(svc, (roff + ihash) & (RVS_HASH_TAB_SIZE - 1));
+		if (d < 0)
+			return -1;
+		if (usable(d))
+			return d;
+	}
+	return -1;
+}
+
+/* ip_vs_dh: the bucket of the destination address. */
+static __always_inline int sched_dh(struct rvs_service *svc, struct pkt *p)
+{
+	int d = entry(svc, hash_32(fold(p->key.vaddr, p->key.family), RVS_HASH_TAB_BITS));
+	return d >= 0 && usable(d) ? d : -1;
+}
+
+static __always_inline int schedule(struct rvs_service *svc, struct pkt *p)
+{
+	switch (svc->sched) {
+	case RVS_SCHED_SH:
+		return sched_sh(svc, p);
+	case RVS_SCHED_DH:
+		return sched_dh(svc, p);
+	default:
+		return sched_seq(svc);
+	}
 }
 
 /* The input-only TCP state table of IPVS (direct routing, tunnelling: the director sees the
@@ -325,7 +401,7 @@ int rvs_xdp(struct xdp_md *ctx)
 			count(RVS_C_PASS_NO_SERVICE);
 			return XDP_PASS;
 		}
-		int d = schedule(svc);
+		int d = schedule(svc, &p);
 		if (d < 0) {
 			count(RVS_C_NO_DEST);
 			return XDP_DROP;

@@ -28,8 +28,24 @@ pub const FWD_DROUTE: u8 = 3;
 pub const SVC_PERSISTENT: u32 = 0x1;
 /// `RVS_SVC_ONEPACKET`
 pub const SVC_ONEPACKET: u32 = 0x4;
+/// `RVS_SVC_SCHED1` (sh-fallback, mh-fallback)
+pub const SVC_SCHED1: u32 = 0x8;
+/// `RVS_SVC_SCHED2` (sh-port, mh-port)
+pub const SVC_SCHED2: u32 = 0x10;
+/// `RVS_SCHED_SEQ`: the service's sequence, in turn (rr, wrr)
+pub const SCHED_SEQ: u32 = 0;
+/// `RVS_SCHED_SH`: the kernel's sh table
+pub const SCHED_SH: u32 = 1;
+/// `RVS_SCHED_DH`: the kernel's dh table
+pub const SCHED_DH: u32 = 2;
+/// `RVS_HASH_TAB_SIZE`: buckets of an sh or dh table
+pub const HASH_TAB_SIZE: u32 = 256;
+/// `RVS_NO_DEST`: an empty bucket
+pub const NO_DEST: u32 = u32::MAX;
 /// `RVS_DEST_AVAILABLE`
 pub const DEST_AVAILABLE: u32 = 0x1;
+/// `RVS_DEST_OVERLOAD`
+pub const DEST_OVERLOAD: u32 = 0x2;
 
 /// Flow states (`RVS_S_*`, the kernel's `IP_VS_TCP_S_*`).
 pub mod state {
@@ -97,6 +113,7 @@ pub struct Vip {
 pub struct Service {
     pub id: u32,
     pub flags: u32,
+    pub sched: u32,
     pub seq_off: u32,
     pub seq_len: u32,
     pub persist_timeout: u32,
@@ -115,6 +132,7 @@ pub struct Dest {
     pub pad: u16,
     pub flags: u32,
     pub svc: u32,
+    pub weight: i32,
 }
 
 /// `struct rvs_flow_key`
@@ -174,9 +192,11 @@ const _: () = {
     assert!(size_of::<Vip>() == 20);
     assert!(offset_of!(Vip, port) == 16 && offset_of!(Vip, proto) == 18);
     assert!(offset_of!(Vip, family) == 19);
-    assert!(size_of::<Service>() == 24);
-    assert!(offset_of!(Service, seq_off) == 8 && offset_of!(Service, netmask) == 20);
-    assert!(size_of::<Dest>() == 36);
+    assert!(size_of::<Service>() == 28);
+    assert!(offset_of!(Service, sched) == 8 && offset_of!(Service, seq_off) == 12);
+    assert!(offset_of!(Service, netmask) == 24);
+    assert!(size_of::<Dest>() == 40);
+    assert!(offset_of!(Dest, weight) == 36);
     assert!(offset_of!(Dest, port) == 16 && offset_of!(Dest, fwd) == 19);
     assert!(offset_of!(Dest, mac) == 20 && offset_of!(Dest, flags) == 28);
     assert!(offset_of!(Dest, svc) == 32);

@@ -207,6 +207,7 @@ fn setup(xdp: &mut Xdp) {
             },
             mac: rs_mac(i),
             flags: abi::DEST_AVAILABLE,
+            weight: 1,
             ..Default::default()
         };
         xdp.set_dest(u32::from(i), &dest).unwrap();
@@ -625,6 +626,7 @@ fn a_removed_real_server_s_flows_are_dropped() {
         family: abi::AF_INET,
         fwd: abi::FWD_DROUTE,
         mac: rs_mac(0),
+        weight: 1,
         ..Default::default()
     };
     xdp.set_dest(0, &d).unwrap(); // no longer available

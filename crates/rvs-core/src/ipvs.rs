@@ -460,6 +460,19 @@ impl Ipvs {
             .map(move |id| self.dests.get(*id).expect("live"))
     }
 
+    /// The bucket table of the service's scheduler, if it picks by a hash of the packet (sh,
+    /// dh; see [`crate::sched::Scheduler::table`]), with the real server of each bucket.
+    pub fn sched_table(&self, key: &ServiceKey) -> Option<Vec<Option<DestId>>> {
+        let svc = self.service(key)?;
+        let table = svc.sched.table()?;
+        Some(
+            table
+                .into_iter()
+                .map(|pos| pos.and_then(|p| svc.dests.get(p).copied()))
+                .collect(),
+        )
+    }
+
     /// The live destination `addr`:`port` of the service `key` (what `-e` and `-d` name).
     pub fn find_dest(&self, key: &ServiceKey, addr: &std::net::IpAddr, port: u16) -> Option<&Dest> {
         let svc = self.services.get(self.services.find(key)?)?;

@@ -68,6 +68,10 @@ impl Scheduler for Dh {
         "dh"
     }
 
+    fn table(&self) -> Option<Vec<Option<usize>>> {
+        Some((0..DH_TAB_SIZE).map(|i| self.bucket(i)).collect())
+    }
+
     fn dests_changed(&mut self, list: DestList<'_>, change: DestChange) {
         match change {
             // no upd_dest callback in ip_vs_dh.c: an edit keeps the table

@@ -104,6 +104,14 @@ pub trait Scheduler: Send + fmt::Debug {
         false
     }
 
+    /// The bucket table of a scheduler that picks by a hash of the packet (sh, dh): for each
+    /// bucket, the list position it holds (`None`: empty). A data plane that hashes packets
+    /// itself (XDP) takes the table over and makes the same choice; other schedulers have
+    /// none.
+    fn table(&self) -> Option<Vec<Option<usize>>> {
+        None
+    }
+
     /// Periodic housekeeping (lblc/lblcr table expiry); the engine calls it at least once a
     /// minute with the current time.
     fn housekeeping(&mut self, _list: DestList<'_>, _now: Tick) {}

@@ -111,6 +111,10 @@ impl Scheduler for Sh {
         self.reassign(list);
     }
 
+    fn table(&self) -> Option<Vec<Option<usize>>> {
+        Some((0..SH_TAB_SIZE).map(|i| self.bucket(i)).collect())
+    }
+
     fn schedule(
         &mut self,
         list: DestList<'_>,

@@ -1,0 +1,307 @@
+//! The XDP program's hashing schedulers choose what rvs-core chooses (and rvs-core's choices
+//! are held to the kernel's by its golden tests): for thousands of new flows, the real server
+//! the program sends a flow to is the one `Ipvs::packet_in` schedules for the same packet,
+//! with the bucket table taken from the core (`Ipvs::sched_table`).
+//!
+//! Needs root (loading BPF programs).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use rvs_bpf::{abi, verdict, Xdp};
+use rvs_core::datapath::{Packet, TcpFlags, Verdict};
+use rvs_core::dest::DestId;
+use rvs_core::ipvs::{Config, Ipvs};
+use rvs_core::model::{svc_flags, DestConf, Family, Protocol, ServiceConf, ServiceKey};
+use rvs_core::rng::Rng;
+use rvs_core::time::Tick;
+
+const LO: u32 = 1;
+const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+fn rs_mac(i: u32) -> [u8; 6] {
+    let b = i.to_be_bytes();
+    [0x02, 0x01, b[0], b[1], b[2], b[3]]
+}
+
+fn words(a: IpAddr) -> ([u32; 4], u8) {
+    match a {
+        IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], abi::AF_INET),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([w(0), w(4), w(8), w(12)], abi::AF_INET6)
+        }
+    }
+}
+
+/// Ethernet + IP + a TCP SYN from `src:sport` to `dst:80`.
+fn syn(src: IpAddr, sport: u16, dst: IpAddr) -> Vec<u8> {
+    let mut tcp = Vec::new();
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&80u16.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    let mut f = Vec::new();
+    f.extend_from_slice(&DIRECTOR_MAC);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xfe]);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            f.extend_from_slice(&0x0800u16.to_be_bytes());
+            f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            f.extend_from_slice(&0x86ddu16.to_be_bytes());
+            f.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+        }
+        _ => unreachable!("one family per packet"),
+    }
+    f.extend_from_slice(&tcp);
+    f
+}
+
+/// A random client address of the family asked for.
+fn client(rng: &mut Rng, v6: bool) -> IpAddr {
+    let r = rng.next_u64();
+    if v6 {
+        IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            (r >> 48) as u16,
+            (r >> 32) as u16,
+            0,
+            0,
+            (r >> 16) as u16,
+            r as u16,
+        ))
+    } else {
+        IpAddr::V4(Ipv4Addr::from((r >> 32) as u32))
+    }
+}
+
+/// A director with one hashing service per VIP, and the XDP program loaded with the same
+/// services, real servers and tables. Real server `k` of the whole setup is XDP dest `k`.
+struct Setup {
+    ipvs: Ipvs,
+    xdp: Xdp,
+    dests: Vec<DestId>,
+}
+
+fn setup(sched: &str, flags: u32, vips: &[IpAddr], weights: &[i32]) -> Setup {
+    let mut ipvs = Ipvs::new(Config::default());
+    let mut xdp = Xdp::load().expect("loading the XDP program (needs root)");
+    xdp.set_iface(LO, DIRECTOR_MAC).unwrap();
+    let mut dests = Vec::new();
+    for (s, vip) in vips.iter().enumerate() {
+        let af = if vip.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        let key = ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: *vip,
+            port: 80,
+        };
+        let mut conf = ServiceConf::new(af, sched);
+        conf.flags |= flags;
+        ipvs.add_service(key, conf).unwrap();
+        let first = dests.len();
+        for (i, w) in weights.iter().enumerate() {
+            let addr = match vip {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(10, 1, s as u8, 10 + i as u8)),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    1,
+                    s as u16,
+                    0,
+                    0,
+                    0,
+                    10 + i as u16,
+                )),
+            };
+            let mut dc = DestConf::new(addr, 80);
+            dc.weight = *w;
+            let id = ipvs.add_dest(&key, dc).unwrap();
+            let (addr, family) = words(addr);
+            let idx = dests.len() as u32;
+            xdp.set_dest(
+                idx,
+                &abi::Dest {
+                    addr,
+                    port: 80u16.to_be(),
+                    family,
+                    fwd: abi::FWD_DROUTE,
+                    mac: rs_mac(idx),
+                    flags: abi::DEST_AVAILABLE,
+                    svc: s as u32,
+                    weight: *w,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            dests.push(id);
+        }
+        let table: Vec<u32> = ipvs
+            .sched_table(&key)
+            .expect("a hashing scheduler has a table")
+            .into_iter()
+            .map(|d| match d {
+                Some(id) => {
+                    dests[first..].iter().position(|x| *x == id).unwrap() as u32 + first as u32
+                }
+                None => abi::NO_DEST,
+            })
+            .collect();
+        assert_eq!(table.len() as u32, abi::HASH_TAB_SIZE);
+        let off = s as u32 * abi::HASH_TAB_SIZE;
+        xdp.set_seq(off, &table).unwrap();
+        let (addr, family) = words(*vip);
+        let vip = abi::Vip {
+            addr,
+            port: 80u16.to_be(),
+            proto: 6,
+            family,
+        };
+        let sched_id = if sched == "sh" {
+            abi::SCHED_SH
+        } else {
+            abi::SCHED_DH
+        };
+        let svc = abi::Service {
+            id: s as u32,
+            flags,
+            sched: sched_id,
+            seq_off: off,
+            seq_len: abi::HASH_TAB_SIZE,
+            ..Default::default()
+        };
+        xdp.set_service(&vip, &svc).unwrap();
+    }
+    Setup { ipvs, xdp, dests }
+}
+
+impl Setup {
+    /// What the program and the core choose for a SYN: the real server's number, or None.
+    fn choices(&mut self, src: IpAddr, sport: u16, vip: IpAddr) -> (Option<u32>, Option<u32>) {
+        let run = self
+            .xdp
+            .test_run(&syn(src, sport, vip), Some(LO), 1)
+            .unwrap();
+        let xdp = match run.verdict {
+            verdict::TX => {
+                let mac = &run.packet[0..6];
+                Some(u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]))
+            }
+            verdict::DROP => None,
+            v => panic!("verdict {v} for a SYN to a service"),
+        };
+        let pkt = Packet::tcp(src, sport, vip, 80, TcpFlags::SYN).len(40);
+        let core = match self.ipvs.packet_in(&pkt, Tick::from_secs(1)) {
+            Verdict::Forward(f) => {
+                Some(self.dests.iter().position(|d| *d == f.dest).unwrap() as u32)
+            }
+            _ => None,
+        };
+        (xdp, core)
+    }
+}
+
+/// Runs `flows` SYNs from random clients through both and requires the same choice each time;
+/// returns the choices made.
+fn agree(
+    sched: &str,
+    flags: u32,
+    vips: &[IpAddr],
+    weights: &[i32],
+    flows: usize,
+    seed: u64,
+) -> std::collections::BTreeSet<Option<u32>> {
+    let mut s = setup(sched, flags, vips, weights);
+    let mut rng = Rng::seeded(seed);
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..flows {
+        let vip = vips[i % vips.len()];
+        let src = client(&mut rng, vip.is_ipv6());
+        let sport = 1024 + (i % 60000) as u16;
+        let (xdp, core) = s.choices(src, sport, vip);
+        assert_eq!(
+            xdp, core,
+            "{sched} flags {flags:#x}: client {src}:{sport} to {vip}"
+        );
+        seen.insert(core);
+    }
+    seen
+}
+
+/// Every server with a weight was chosen (the flows spread over the whole table).
+fn all_chosen(seen: &std::collections::BTreeSet<Option<u32>>, weights: &[i32]) {
+    let usable = weights.iter().filter(|w| **w > 0).count();
+    assert_eq!(seen.iter().flatten().count(), usable, "{seen:?}");
+}
+
+fn v4(a: &str) -> IpAddr {
+    a.parse().unwrap()
+}
+
+#[test]
+fn sh_by_source_address_as_the_core() {
+    let seen = agree("sh", 0, &[v4("10.0.0.100")], &[1, 2, 3, 4], 3000, 1);
+    all_chosen(&seen, &[1, 2, 3, 4]);
+}
+
+#[test]
+fn sh_over_ipv6_as_the_core() {
+    let seen = agree("sh", 0, &[v4("2001:db8::100")], &[3, 1, 5], 2000, 2);
+    all_chosen(&seen, &[3, 1, 5]);
+}
+
+#[test]
+fn sh_port_adds_the_source_port_as_the_core() {
+    let seen = agree(
+        "sh",
+        svc_flags::SCHED_SH_PORT,
+        &[v4("10.0.0.100")],
+        &[1, 1, 2],
+        2000,
+        3,
+    );
+    all_chosen(&seen, &[1, 1, 2]);
+}
+
+#[test]
+fn sh_with_weight_zero_servers_refuses_or_falls_back_as_the_core() {
+    // weight 0 servers still own buckets: without fallback their clients get no server
+    let seen = agree("sh", 0, &[v4("10.0.0.100")], &[2, 0, 3, 0], 2000, 4);
+    assert!(seen.contains(&None), "{seen:?}");
+    all_chosen(&seen, &[2, 0, 3, 0]);
+    let seen = agree(
+        "sh",
+        svc_flags::SCHED_SH_FALLBACK,
+        &[v4("10.0.0.100")],
+        &[2, 0, 3, 0],
+        2000,
+        5,
+    );
+    assert!(!seen.contains(&None), "fallback finds a server: {seen:?}");
+    let seen = agree(
+        "sh",
+        svc_flags::SCHED_SH_FALLBACK | svc_flags::SCHED_SH_PORT,
+        &[v4("2001:db8::100")],
+        &[0, 1, 0, 4],
+        2000,
+        6,
+    );
+    assert!(!seen.contains(&None), "fallback finds a server: {seen:?}");
+}
+
+#[test]
+fn dh_by_destination_address_as_the_core() {
+    let vips: Vec<IpAddr> = (1..=12).map(|i| v4(&format!("10.0.0.{i}"))).collect();
+    let seen = agree("dh", 0, &vips, &[1, 2, 0, 3], 1200, 7);
+    // one bucket per virtual address: most of the 12 get a server, some a weight-0 one's
+    assert!(seen.iter().flatten().count() >= 6, "{seen:?}");
+}

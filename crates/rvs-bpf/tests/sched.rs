@@ -100,15 +100,10 @@ fn setup(sched: &str, flags: u32, vips: &[IpAddr], weights: &[i32]) -> Setup {
         } else {
             Family::V6
         };
-        let key = ServiceKey::Addr {
-            proto: Protocol::Tcp,
-            addr: *vip,
-            port: 80,
-        };
+        let key = service_key(*vip);
         let mut conf = ServiceConf::new(af, sched);
         conf.flags |= flags;
         ipvs.add_service(key, conf).unwrap();
-        let first = dests.len();
         for (i, w) in weights.iter().enumerate() {
             let addr = match vip {
                 IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(10, 1, s as u8, 10 + i as u8)),
@@ -126,65 +121,92 @@ fn setup(sched: &str, flags: u32, vips: &[IpAddr], weights: &[i32]) -> Setup {
             let mut dc = DestConf::new(addr, 80);
             dc.weight = *w;
             let id = ipvs.add_dest(&key, dc).unwrap();
-            let (addr, family) = words(addr);
             let idx = dests.len() as u32;
-            xdp.set_dest(
-                idx,
-                &abi::Dest {
-                    addr,
-                    port: 80u16.to_be(),
-                    family,
-                    fwd: abi::FWD_DROUTE,
-                    mac: rs_mac(idx),
-                    flags: abi::DEST_AVAILABLE,
-                    svc: s as u32,
-                    weight: *w,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            xdp.set_dest(idx, &dest_entry(idx, addr, s as u32, *w))
+                .unwrap();
             dests.push(id);
         }
-        let table: Vec<u32> = ipvs
-            .sched_table(&key)
-            .expect("a hashing scheduler has a table")
-            .into_iter()
-            .map(|d| match d {
-                Some(id) => {
-                    dests[first..].iter().position(|x| *x == id).unwrap() as u32 + first as u32
-                }
-                None => abi::NO_DEST,
-            })
-            .collect();
-        assert_eq!(table.len() as u32, abi::HASH_TAB_SIZE);
-        let off = s as u32 * abi::HASH_TAB_SIZE;
-        xdp.set_seq(off, &table).unwrap();
-        let (addr, family) = words(*vip);
+    }
+    let mut setup = Setup { ipvs, xdp, dests };
+    for (s, vip) in vips.iter().enumerate() {
+        setup.load_schedule(s as u32, *vip, flags);
+    }
+    setup
+}
+
+/// Real server number `idx` at `addr` (direct routing), of service `svc`.
+fn dest_entry(idx: u32, addr: IpAddr, svc: u32, weight: i32) -> abi::Dest {
+    let (addr, family) = words(addr);
+    abi::Dest {
+        addr,
+        port: 80u16.to_be(),
+        family,
+        fwd: abi::FWD_DROUTE,
+        mac: rs_mac(idx),
+        flags: abi::DEST_AVAILABLE,
+        svc,
+        weight,
+        ..Default::default()
+    }
+}
+
+fn service_key(vip: IpAddr) -> ServiceKey {
+    ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: vip,
+        port: 80,
+    }
+}
+
+impl Setup {
+    /// Gives service `s` (at `vip`) the core's schedule: its bucket table (sh, dh) or its
+    /// next cycle of choices (rr, wrr) from the position 0. Real servers are numbered by
+    /// their place in `dests`.
+    fn load_schedule(&mut self, s: u32, vip: IpAddr, flags: u32) {
+        let key = service_key(vip);
+        let index = |id: DestId| self.dests.iter().position(|x| *x == id).unwrap() as u32;
+        let (sched, entries) = match self.ipvs.sched_table(&key) {
+            Some(table) => {
+                assert_eq!(table.len() as u32, abi::HASH_TAB_SIZE);
+                let sched = match self.ipvs.service(&key).unwrap().sched.name() {
+                    "sh" => abi::SCHED_SH,
+                    _ => abi::SCHED_DH,
+                };
+                let t = table
+                    .into_iter()
+                    .map(|d| d.map_or(abi::NO_DEST, index))
+                    .collect();
+                (sched, t)
+            }
+            None => {
+                let seq = self.ipvs.sched_sequence(&key).expect("rr or wrr");
+                (
+                    abi::SCHED_SEQ,
+                    seq.into_iter().map(index).collect::<Vec<u32>>(),
+                )
+            }
+        };
+        let off = s * abi::HASH_TAB_SIZE;
+        self.xdp.set_seq(off, &entries).unwrap();
+        self.xdp.set_position(s, 0).unwrap();
+        let (addr, family) = words(vip);
         let vip = abi::Vip {
             addr,
             port: 80u16.to_be(),
             proto: 6,
             family,
         };
-        let sched_id = if sched == "sh" {
-            abi::SCHED_SH
-        } else {
-            abi::SCHED_DH
-        };
         let svc = abi::Service {
-            id: s as u32,
+            id: s,
             flags,
-            sched: sched_id,
+            sched,
             seq_off: off,
-            seq_len: abi::HASH_TAB_SIZE,
+            seq_len: entries.len() as u32,
             ..Default::default()
         };
-        xdp.set_service(&vip, &svc).unwrap();
+        self.xdp.set_service(&vip, &svc).unwrap();
     }
-    Setup { ipvs, xdp, dests }
-}
 
-impl Setup {
     /// What the program and the core choose for a SYN: the real server's number, or None.
     fn choices(&mut self, src: IpAddr, sport: u16, vip: IpAddr) -> (Option<u32>, Option<u32>) {
         let run = self
@@ -304,4 +326,33 @@ fn dh_by_destination_address_as_the_core() {
     let seen = agree("dh", 0, &vips, &[1, 2, 0, 3], 1200, 7);
     // one bucket per virtual address: most of the 12 get a server, some a weight-0 one's
     assert!(seen.iter().flatten().count() >= 6, "{seen:?}");
+}
+
+#[test]
+fn rr_and_wrr_take_the_core_s_cycle_in_the_core_s_order() {
+    for (sched, weights) in [
+        ("wrr", &[2, 5, 5][..]),
+        ("wrr", &[4, 0, 3, 2]),
+        ("rr", &[1, 0, 7, 1]),
+    ] {
+        let vip = v4("10.0.0.100");
+        let mut s = setup(sched, 0, &[vip], weights);
+        let mut rng = Rng::seeded(8);
+        for i in 0..60u16 {
+            let (xdp, core) = s.choices(client(&mut rng, false), 2000 + i, vip);
+            assert!(core.is_some());
+            assert_eq!(xdp, core, "{sched} {weights:?}: flow {i}");
+        }
+        // a weight changes: the core's wrr starts a new cycle; the program takes it over
+        let first = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 10));
+        let mut d = DestConf::new(first, 80);
+        d.weight = 3;
+        s.ipvs.edit_dest(&service_key(vip), d).unwrap();
+        s.xdp.set_dest(0, &dest_entry(0, first, 0, 3)).unwrap();
+        s.load_schedule(0, vip, 0);
+        for i in 0..60u16 {
+            let (xdp, core) = s.choices(client(&mut rng, false), 3000 + i, vip);
+            assert_eq!(xdp, core, "{sched} {weights:?} after the edit: flow {i}");
+        }
+    }
 }

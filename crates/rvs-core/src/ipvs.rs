@@ -473,6 +473,14 @@ impl Ipvs {
         )
     }
 
+    /// The next whole cycle of choices of the service's scheduler, if it picks by its own
+    /// state alone (rr, wrr; see [`crate::sched::Scheduler::sequence`]), without moving it.
+    pub fn sched_sequence(&self, key: &ServiceKey) -> Option<Vec<DestId>> {
+        let svc = self.service(key)?;
+        let seq = svc.sched.sequence(svc.list(&self.dests))?;
+        Some(seq.into_iter().map(|p| svc.dests[p]).collect())
+    }
+
     /// The live destination `addr`:`port` of the service `key` (what `-e` and `-d` name).
     pub fn find_dest(&self, key: &ServiceKey, addr: &std::net::IpAddr, port: u16) -> Option<&Dest> {
         let svc = self.services.get(self.services.find(key)?)?;

@@ -112,6 +112,15 @@ pub trait Scheduler: Send + fmt::Debug {
         None
     }
 
+    /// The choices of the next whole cycle of a scheduler that picks by its own state alone
+    /// (rr, wrr), as list positions, without moving that state. The cycle repeats as long as
+    /// the list, weights and overload flags stay: a data plane that schedules itself (XDP)
+    /// takes the sequence in turn. Empty when no server can be chosen; `None` for
+    /// schedulers that depend on the packet or on connection counts.
+    fn sequence(&self, _list: DestList<'_>) -> Option<Vec<usize>> {
+        None
+    }
+
     /// Periodic housekeeping (lblc/lblcr table expiry); the engine calls it at least once a
     /// minute with the current time.
     fn housekeeping(&mut self, _list: DestList<'_>, _now: Tick) {}
@@ -124,6 +133,34 @@ pub trait Scheduler: Send + fmt::Debug {
         pkt: &SchedPacket,
         ctx: &mut SchedCtx<'_>,
     ) -> Option<usize>;
+}
+
+/// The next `n` choices of `s` (rr, wrr: they ignore the packet and the context), made on a
+/// copy, stopping early if no server can be chosen.
+fn peek<S: Scheduler + Clone>(s: &S, list: DestList<'_>, n: usize) -> Vec<usize> {
+    let mut copy = s.clone();
+    let mut rng = Rng::seeded(0);
+    let mut ctx = SchedCtx {
+        now: Tick::ZERO,
+        svc_flags: 0,
+        rng: &mut rng,
+    };
+    let any = IpAddr::from([0, 0, 0, 0]);
+    let pkt = SchedPacket {
+        proto: Protocol::Tcp,
+        saddr: any,
+        sport: 0,
+        daddr: any,
+        dport: 0,
+    };
+    (0..n)
+        .map_while(|_| copy.schedule(list, &pkt, &mut ctx))
+        .collect()
+}
+
+/// Whether rr/wrr may choose `d` (a positive weight, OVERLOAD clear).
+fn choosable(d: &crate::dest::Dest) -> bool {
+    d.weight > 0 && !d.is_overloaded()
 }
 
 /// Names the kernel knows, in ipvsadm's help order (plus `twos`, newer than ipvsadm 1.31).

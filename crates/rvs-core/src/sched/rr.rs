@@ -96,6 +96,12 @@ impl Scheduler for Rr {
         "rr"
     }
 
+    fn sequence(&self, list: DestList<'_>) -> Option<Vec<usize>> {
+        // one turn: each choosable server once
+        let n = list.iter().filter(|d| super::choosable(d)).count();
+        Some(super::peek(self, list, n))
+    }
+
     fn dests_changed(&mut self, list: DestList<'_>, change: DestChange) {
         match change {
             DestChange::Init => self.mark = None,

@@ -217,6 +217,21 @@ impl Scheduler for Wrr {
         "wrr"
     }
 
+    fn sequence(&self, list: DestList<'_>) -> Option<Vec<usize>> {
+        // one cycle of passes: a server of weight w is chosen w / gcd times (the gcd of all
+        // positive weights, as the kernel's `di`)
+        let g = list
+            .iter()
+            .filter(|d| d.weight > 0)
+            .fold(0, |g, d| gcd(g, d.weight));
+        let n: usize = list
+            .iter()
+            .filter(|d| super::choosable(d))
+            .map(|d| (d.weight / g.max(1)) as usize)
+            .sum();
+        Some(super::peek(self, list, n))
+    }
+
     fn dests_changed(&mut self, list: DestList<'_>, change: DestChange) {
         self.recompute(list, change == DestChange::Init);
         self.index.rebuild(list, open_weight);

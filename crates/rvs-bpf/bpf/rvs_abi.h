@@ -57,6 +57,14 @@ typedef uint64_t __u64;
 /* An empty bucket or sequence entry. */
 #define RVS_NO_DEST 0xffffffff
 
+/* Tunnel types of a real server (IP_VS_CONN_F_TUNNEL_TYPE_*). */
+#define RVS_TUN_IPIP 0
+#define RVS_TUN_GUE 1
+#define RVS_TUN_GRE 2
+
+/* Outer header fields the tunnel programs write. */
+#define RVS_TUN_TTL 64
+
 /* rvs_dest.flags */
 #define RVS_DEST_AVAILABLE 0x1  /* in its service (not deleted) */
 #define RVS_DEST_OVERLOAD 0x2   /* over its upper connection threshold */
@@ -88,6 +96,7 @@ enum rvs_counter {
 	RVS_C_FLOW_FULL,        /* the flow map refused a new entry: forwarded unrecorded */
 	RVS_C_TX,               /* forwarded (XDP_TX) */
 	RVS_C_UNSUPPORTED_FWD,  /* real server's method not handled by this program: to the kernel */
+	RVS_C_NO_ROOM,          /* no headroom for a tunnel header: dropped */
 	RVS_C_COUNT
 };
 
@@ -124,6 +133,9 @@ struct rvs_dest {
 	__u32 flags;       /* RVS_DEST_* */
 	__u32 svc;         /* its service's id */
 	__s32 weight;      /* its IPVS weight: 0 takes no new flows */
+	__u8 tun_type;     /* RVS_TUN_*, with RVS_FWD_TUNNEL */
+	__u8 tun_flags;    /* the kernel's IP_VS_TUNNEL_ENCAP_FLAG_* */
+	__u16 tun_port;    /* GUE/GRE-over-UDP port, network order */
 };
 
 /* Key of `rvs_flows`: a client's flow to a virtual service. */
@@ -148,10 +160,13 @@ struct rvs_flow {
 	__u64 bytes;
 };
 
-/* Value of `rvs_ifaces`, keyed by ifindex: the director's own Ethernet address there. */
+/* Value of `rvs_ifaces`, keyed by ifindex: the director's own Ethernet address there, and
+ * the addresses tunnels leave from (their outer source; 0 / :: when it has none). */
 struct rvs_iface {
 	__u8 mac[6];
 	__u16 pad;
+	__u32 addr4;
+	__u32 addr6[4];
 };
 
 /* Value of the per-CPU array `rvs_dest_stats`, indexed like `rvs_dests`: connections

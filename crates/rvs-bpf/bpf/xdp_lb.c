@@ -341,6 +341,97 @@ static __always_inline int forward_dr(struct xdp_md *ctx, struct ethhdr *eth, st
 	return XDP_TX;
 }
 
+/* The ones' complement checksum of an IPv4 header without options. */
+static __always_inline __u16 ip4_csum(struct iphdr *ip)
+{
+	__u16 *w = (__u16 *)ip;
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*ip) / 2); i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+/* Whether this program can forward to real server `d` a packet of family `family`: direct
+ * routing, or an IPIP / IPv6-in-IPv6 tunnel of the packet's own family. */
+static __always_inline int forwardable(struct rvs_dest *d, __u8 family)
+{
+	if (d->fwd == RVS_FWD_DROUTE)
+		return 1;
+	return d->fwd == RVS_FWD_TUNNEL && d->tun_type == RVS_TUN_IPIP && d->family == family;
+}
+
+/* IP tunnelling (ip_vs_tunnel_xmit): the IP packet gets an outer IPv4 header (protocol 4,
+ * IPIP) or IPv6 header (next header 41) from the director's address on this interface to the
+ * real server, TTL / hop limit RVS_TUN_TTL, the inner TOS / traffic class and (IPv4) DF bit
+ * copied, IPv4 ID 0; then a new Ethernet header toward the real server's next hop. */
+static __always_inline int forward_tun(struct xdp_md *ctx, struct rvs_dest *d, struct pkt *p)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	int v4 = p->key.family == RVS_AF_INET;
+	if (!me || (v4 ? !me->addr4 : !(me->addr6[0] | me->addr6[1] | me->addr6[2] | me->addr6[3]))) {
+		count(RVS_C_UNSUPPORTED_FWD);
+		return XDP_PASS;
+	}
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u8 *inner = (void *)(eth + 1);
+	if ((void *)(inner + 8) > end)
+		return XDP_PASS;
+	/* IPv4: TOS and DF; IPv6: the first word (version, traffic class, flow label) */
+	__u8 tos = inner[1];
+	__u16 df = ((struct iphdr *)inner)->frag_off & bpf_htons(0x4000);
+	__u32 word = *(__u32 *)inner;
+	int grow = v4 ? (int)sizeof(struct iphdr) : (int)sizeof(struct ipv6hdr);
+	if (bpf_xdp_adjust_head(ctx, -grow)) {
+		count(RVS_C_NO_ROOM);
+		return XDP_DROP;
+	}
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	if ((void *)(eth + 1) + grow > end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, d->mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, me->mac, ETH_ALEN);
+	if (v4) {
+		struct iphdr *o = (void *)(eth + 1);
+		if ((void *)(o + 1) > end)
+			return XDP_DROP;
+		eth->h_proto = bpf_htons(ETH_P_IP);
+		o->version = 4;
+		o->ihl = 5;
+		o->tos = tos;
+		o->tot_len = bpf_htons(p->len + sizeof(*o));
+		o->id = 0;
+		o->frag_off = df;
+		o->ttl = RVS_TUN_TTL;
+		o->protocol = IPPROTO_IPIP;
+		o->check = 0;
+		o->saddr = me->addr4;
+		o->daddr = d->addr[0];
+		o->check = ip4_csum(o);
+	} else {
+		struct ipv6hdr *o = (void *)(eth + 1);
+		if ((void *)(o + 1) > end)
+			return XDP_DROP;
+		eth->h_proto = bpf_htons(ETH_P_IPV6);
+		/* version 6, the inner traffic class, flow label 0 */
+		*(__u32 *)o = (word & bpf_htonl(0x0ff00000)) | bpf_htonl(0x60000000);
+		o->payload_len = bpf_htons(p->len);
+		o->nexthdr = IPPROTO_IPV6;
+		o->hop_limit = RVS_TUN_TTL;
+		__builtin_memcpy(&o->saddr, me->addr6, 16);
+		__builtin_memcpy(&o->daddr, d->addr, 16);
+	}
+	count(RVS_C_TX);
+	return XDP_TX;
+}
+
 SEC("xdp")
 int rvs_xdp(struct xdp_md *ctx)
 {
@@ -417,7 +508,7 @@ int rvs_xdp(struct xdp_md *ctx)
 		count(RVS_C_NO_DEST);
 		return XDP_DROP;
 	}
-	if (dest->fwd != RVS_FWD_DROUTE) {
+	if (!forwardable(dest, p.key.family)) {
 		count(RVS_C_UNSUPPORTED_FWD);
 		return XDP_PASS;
 	}
@@ -439,6 +530,8 @@ int rvs_xdp(struct xdp_md *ctx)
 			count(RVS_C_FLOW_FULL);
 	}
 	dest_stats(dest_id, p.len, new_conn);
+	if (dest->fwd == RVS_FWD_TUNNEL)
+		return forward_tun(ctx, dest, &p);
 	return forward_dr(ctx, eth, dest);
 }
 

@@ -24,6 +24,16 @@ pub const FWD_TUNNEL: u8 = 2;
 /// `RVS_FWD_DROUTE`
 pub const FWD_DROUTE: u8 = 3;
 
+/// `RVS_FWD_LOCALNODE`
+pub const FWD_LOCALNODE: u8 = 1;
+/// `RVS_TUN_IPIP`
+pub const TUN_IPIP: u8 = 0;
+/// `RVS_TUN_GUE`
+pub const TUN_GUE: u8 = 1;
+/// `RVS_TUN_GRE`
+pub const TUN_GRE: u8 = 2;
+/// `RVS_TUN_TTL`: TTL / hop limit of an outer header
+pub const TUN_TTL: u8 = 64;
 /// `RVS_SVC_PERSISTENT`
 pub const SVC_PERSISTENT: u32 = 0x1;
 /// `RVS_SVC_ONEPACKET`
@@ -74,10 +84,11 @@ pub enum Counter {
     FlowFull,
     Tx,
     UnsupportedFwd,
+    NoRoom,
 }
 
 /// `RVS_C_COUNT`
-pub const COUNTERS: usize = 12;
+pub const COUNTERS: usize = 13;
 
 impl Counter {
     /// Every counter, in index order.
@@ -94,6 +105,7 @@ impl Counter {
         Counter::FlowFull,
         Counter::Tx,
         Counter::UnsupportedFwd,
+        Counter::NoRoom,
     ];
 }
 
@@ -133,6 +145,9 @@ pub struct Dest {
     pub flags: u32,
     pub svc: u32,
     pub weight: i32,
+    pub tun_type: u8,
+    pub tun_flags: u8,
+    pub tun_port: u16,
 }
 
 /// `struct rvs_flow_key`
@@ -167,6 +182,10 @@ pub struct Flow {
 pub struct Iface {
     pub mac: [u8; 6],
     pub pad: u16,
+    /// outer source of IPv4 tunnels (network order; 0: none)
+    pub addr4: u32,
+    /// outer source of IPv6 tunnels (network order; all 0: none)
+    pub addr6: [u32; 4],
 }
 
 /// `struct rvs_dest_stats` (per CPU)
@@ -195,8 +214,9 @@ const _: () = {
     assert!(size_of::<Service>() == 28);
     assert!(offset_of!(Service, sched) == 8 && offset_of!(Service, seq_off) == 12);
     assert!(offset_of!(Service, netmask) == 24);
-    assert!(size_of::<Dest>() == 40);
-    assert!(offset_of!(Dest, weight) == 36);
+    assert!(size_of::<Dest>() == 44);
+    assert!(offset_of!(Dest, weight) == 36 && offset_of!(Dest, tun_type) == 40);
+    assert!(offset_of!(Dest, tun_port) == 42);
     assert!(offset_of!(Dest, port) == 16 && offset_of!(Dest, fwd) == 19);
     assert!(offset_of!(Dest, mac) == 20 && offset_of!(Dest, flags) == 28);
     assert!(offset_of!(Dest, svc) == 32);
@@ -206,6 +226,7 @@ const _: () = {
     assert!(size_of::<Flow>() == 40);
     assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 16);
     assert!(offset_of!(Flow, bytes) == 32);
-    assert!(size_of::<Iface>() == 8);
+    assert!(size_of::<Iface>() == 28);
+    assert!(offset_of!(Iface, addr4) == 8 && offset_of!(Iface, addr6) == 12);
     assert!(size_of::<DestStats>() == 24);
 };

@@ -125,11 +125,22 @@ impl Xdp {
         Ok(())
     }
 
-    /// The director's Ethernet address on interface `ifindex`.
+    /// The director's Ethernet address on interface `ifindex`, without tunnel sources.
     pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), Error> {
+        self.set_iface_full(
+            ifindex,
+            &abi::Iface {
+                mac,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Everything the program knows of interface `ifindex` (see [`abi::Iface`]).
+    pub fn set_iface_full(&mut self, ifindex: u32, iface: &abi::Iface) -> Result<(), Error> {
         let mut m: HashMap<&mut MapData, u32, abi::Iface> =
             HashMap::try_from(self.map("rvs_ifaces")?)?;
-        m.insert(ifindex, abi::Iface { mac, pad: 0 }, 0)?;
+        m.insert(ifindex, iface, 0)?;
         Ok(())
     }
 

@@ -129,6 +129,68 @@ enum Out {
     /// XDP_TX toward real server `n` (its MAC as destination, the director's as source), the
     /// rest of the frame unchanged
     To(u8),
+    /// XDP_TX toward real server `n` through an IPIP or IPv6-in-IPv6 tunnel: a new Ethernet
+    /// header, the outer IP header from the director's tunnel address, then the IP packet
+    Tun(u8),
+}
+
+/// The director's tunnel source addresses on lo.
+const TUN_SRC4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const TUN_SRC6: &str = "2001:db8::1";
+
+fn tun_dst4(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 2, n)
+}
+
+fn tun_dst6(n: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, u16::from(n))
+}
+
+/// RFC 1071 checksum of a header.
+fn csum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// What the tunnel of real server `n` makes of `frame` (written out field by field here, not
+/// with the program's logic).
+fn tunnelled(frame: &[u8], n: u8) -> Vec<u8> {
+    let inner = &frame[14..];
+    let mut out = rs_mac(n).to_vec();
+    out.extend_from_slice(&DIRECTOR_MAC);
+    if inner[0] >> 4 == 4 {
+        let ip_len = u16::from_be_bytes([inner[2], inner[3]]);
+        let df = u16::from_be_bytes([inner[6], inner[7]]) & 0x4000;
+        let mut o = vec![0x45, inner[1]];
+        o.extend_from_slice(&(ip_len + 20).to_be_bytes());
+        o.extend_from_slice(&[0, 0]);
+        o.extend_from_slice(&df.to_be_bytes());
+        o.extend_from_slice(&[abi::TUN_TTL, 4, 0, 0]);
+        o.extend_from_slice(&TUN_SRC4.octets());
+        o.extend_from_slice(&tun_dst4(n).octets());
+        let c = csum(&o);
+        o[10..12].copy_from_slice(&c.to_be_bytes());
+        out.extend_from_slice(&0x0800u16.to_be_bytes());
+        out.extend_from_slice(&o);
+    } else {
+        let payload = u16::from_be_bytes([inner[4], inner[5]]) + 40;
+        let tc = (u16::from_be_bytes([inner[0], inner[1]]) >> 4) & 0xff;
+        let first = 0x6000_0000u32 | (u32::from(tc) << 20);
+        out.extend_from_slice(&0x86ddu16.to_be_bytes());
+        out.extend_from_slice(&first.to_be_bytes());
+        out.extend_from_slice(&payload.to_be_bytes());
+        out.extend_from_slice(&[41, abi::TUN_TTL]);
+        out.extend_from_slice(&v6(TUN_SRC6).octets());
+        out.extend_from_slice(&tun_dst6(n).octets());
+    }
+    out.extend_from_slice(inner);
+    out
 }
 
 struct Row {
@@ -149,7 +211,16 @@ fn row(name: &'static str, packet: Vec<u8>, out: Out, counters: &'static [(Count
 
 /// Services and real servers of the table.
 fn setup(xdp: &mut Xdp) {
-    xdp.set_iface(LO, DIRECTOR_MAC).unwrap();
+    xdp.set_iface_full(
+        LO,
+        &abi::Iface {
+            mac: DIRECTOR_MAC,
+            addr4: u32::from_ne_bytes(TUN_SRC4.octets()),
+            addr6: addr6(v6(TUN_SRC6)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let svc = |id, seq_off, seq_len| abi::Service {
         id,
         seq_off,
@@ -190,6 +261,38 @@ fn setup(xdp: &mut Xdp) {
     xdp.set_service(&vip4("10.0.0.103", 80, TCP), &svc(5, 6, 1))
         .unwrap();
     xdp.set_seq(6, &[6]).unwrap();
+    // tunnelled real servers: TCP 10.0.0.104:80 -> 7 (IPIP), TCP [2001:db8::104]:80 -> 8
+    // (IPv6 in IPv6), UDP 10.0.0.104:53 -> 9 (an IPv6 tunnel for an IPv4 service)
+    xdp.set_service(&vip4("10.0.0.104", 80, TCP), &svc(6, 7, 1))
+        .unwrap();
+    xdp.set_seq(7, &[7]).unwrap();
+    let vip6_tun = abi::Vip {
+        addr: addr6(v6("2001:db8::104")),
+        ..vip6
+    };
+    xdp.set_service(&vip6_tun, &svc(7, 8, 1)).unwrap();
+    xdp.set_seq(8, &[8]).unwrap();
+    xdp.set_service(&vip4("10.0.0.104", 53, UDP), &svc(8, 9, 1))
+        .unwrap();
+    xdp.set_seq(9, &[9]).unwrap();
+    for (i, family, addr) in [
+        (7u8, abi::AF_INET, addr4(tun_dst4(7))),
+        (8, abi::AF_INET6, addr6(tun_dst6(8))),
+        (9, abi::AF_INET6, addr6(tun_dst6(9))),
+    ] {
+        let dest = abi::Dest {
+            addr,
+            port: 80u16.to_be(),
+            family,
+            fwd: abi::FWD_TUNNEL,
+            tun_type: abi::TUN_IPIP,
+            mac: rs_mac(i),
+            flags: abi::DEST_AVAILABLE,
+            weight: 1,
+            ..Default::default()
+        };
+        xdp.set_dest(u32::from(i), &dest).unwrap();
+    }
     for i in 0..=6u8 {
         let (family, addr) = if i == 4 {
             (abi::AF_INET6, addr6(v6("2001:db8::14")))
@@ -505,6 +608,54 @@ fn rows() -> Vec<Row> {
             &[(Packets, 1), (FlowNew, 1), (UnsupportedFwd, 1)],
         ),
         row(
+            "v4 TCP SYN to a tunnelled real server: IPIP",
+            ip4(c, 40030, "10.0.0.104", 80, TCP, SYN),
+            Out::Tun(7),
+            NEW,
+        ),
+        row(
+            "its ACK, same tunnel",
+            ip4(c, 40030, "10.0.0.104", 80, TCP, ACK),
+            Out::Tun(7),
+            HIT,
+        ),
+        row(
+            "IPIP keeps DF and TOS",
+            {
+                let mut f = poke(ip4(c, 40031, "10.0.0.104", 80, TCP, SYN), 14 + 6, 0x40);
+                f[15] = 0xb8;
+                f
+            },
+            Out::Tun(7),
+            NEW,
+        ),
+        row(
+            "v6 TCP SYN tunnelled: IPv6 in IPv6",
+            ip6("2001:db8::c", 40032, "2001:db8::104", 80, TCP, SYN),
+            Out::Tun(8),
+            NEW,
+        ),
+        row(
+            "v6 traffic class kept",
+            poke(
+                poke(
+                    ip6("2001:db8::c", 40033, "2001:db8::104", 80, TCP, SYN),
+                    14,
+                    0x6b,
+                ),
+                15,
+                0x80,
+            ),
+            Out::Tun(8),
+            NEW,
+        ),
+        row(
+            "v4 service, IPv6 tunnel: not this program's",
+            ip4(c, 40034, "10.0.0.104", 53, UDP, 0),
+            Out::Pass,
+            &[(Packets, 1), (FlowNew, 1), (UnsupportedFwd, 1)],
+        ),
+        row(
             "Ethernet padding after the IP packet",
             {
                 let mut f = ip4(c, 40020, vip, 80, TCP, SYN);
@@ -541,6 +692,7 @@ fn every_row_gives_its_verdict_output_and_counts() {
                 p[6..12].copy_from_slice(&DIRECTOR_MAC);
                 (verdict::TX, p)
             }
+            Out::Tun(n) => (verdict::TX, tunnelled(&r.packet, n)),
         };
         if run.verdict != want_verdict {
             failures.push(format!(
@@ -565,7 +717,7 @@ fn every_row_gives_its_verdict_output_and_counts() {
             }
         }
     }
-    assert!(rows.len() >= 40, "{} rows", rows.len());
+    assert!(rows.len() >= 48, "{} rows", rows.len());
     assert!(
         failures.is_empty(),
         "{} of {} rows:\n{}",

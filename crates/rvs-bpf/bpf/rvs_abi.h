@@ -62,9 +62,6 @@ typedef uint64_t __u64;
 #define RVS_TUN_GUE 1
 #define RVS_TUN_GRE 2
 
-/* Outer header fields the tunnel programs write. */
-#define RVS_TUN_TTL 64
-
 /* rvs_dest.flags */
 #define RVS_DEST_AVAILABLE 0x1  /* in its service (not deleted) */
 #define RVS_DEST_OVERLOAD 0x2   /* over its upper connection threshold */
@@ -97,6 +94,8 @@ enum rvs_counter {
 	RVS_C_TX,               /* forwarded (XDP_TX) */
 	RVS_C_UNSUPPORTED_FWD,  /* real server's method not handled by this program: to the kernel */
 	RVS_C_NO_ROOM,          /* no headroom for a tunnel header: dropped */
+	RVS_C_TTL_EXPIRED,      /* TTL / hop limit 1 or 0 on a packet to forward: dropped */
+	RVS_C_NO_IFACE,         /* arrived on an interface the control plane did not set up: to the kernel */
 	RVS_C_COUNT
 };
 

@@ -68,6 +68,14 @@ struct {
 	__type(value, struct rvs_iface);
 } rvs_ifaces SEC(".maps");
 
+/* Per CPU: the IPv4 ID of the next outer header (fresh for every tunnelled packet). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rvs_ipid SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, RVS_C_COUNT);
@@ -329,16 +337,51 @@ static __always_inline void dest_stats(__u32 dest, __u32 len, int new_conn)
 
 /* Direct routing: the frame goes back out with the real server's Ethernet address as its
  * destination and the director's as its source; the IP packet is untouched. */
-static __always_inline int forward_dr(struct xdp_md *ctx, struct ethhdr *eth, struct rvs_dest *d)
+static __always_inline int forward_dr(struct ethhdr *eth, struct rvs_dest *d, struct rvs_iface *me)
 {
-	__u32 ifindex = ctx->ingress_ifindex;
-	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
-	if (!me)
-		return XDP_PASS;
 	__builtin_memcpy(eth->h_dest, d->mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, me->mac, ETH_ALEN);
 	count(RVS_C_TX);
 	return XDP_TX;
+}
+
+/* The director forwards: the TTL / hop limit goes down by one (the IPv4 checksum follows, as
+ * ip_decrease_ttl() updates it); a packet that arrives with 1 or 0 is not forwarded. */
+static __always_inline int decrement_ttl(void *l3, void *end, __u8 family)
+{
+	if (family == RVS_AF_INET) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end || ip->ttl <= 1)
+			return -1;
+		__u32 check = ip->check;
+		check += bpf_htons(0x0100);
+		ip->check = (__u16)(check + (check >= 0xffff));
+		ip->ttl--;
+		return 0;
+	}
+	struct ipv6hdr *ip6 = l3;
+	if ((void *)(ip6 + 1) > end || ip6->hop_limit <= 1)
+		return -1;
+	ip6->hop_limit--;
+	return 0;
+}
+
+/* INET_ECN_encapsulate(): the outer DS field is the inner one, except that a Congestion
+ * Experienced mark becomes ECT(0). */
+static __always_inline __u8 ecn_encap(__u8 ds)
+{
+	return (ds & 3) == 3 ? (ds & ~3) | 2 : ds;
+}
+
+/* A fresh IPv4 ID: a per-CPU counter, the CPU number in the top bits so CPUs never collide. */
+static __always_inline __u16 fresh_id(void)
+{
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&rvs_ipid, &zero);
+	if (!n)
+		return 0;
+	*n += 1;
+	return (__u16)((bpf_get_smp_processor_id() << 11) ^ *n);
 }
 
 /* The ones' complement checksum of an IPv4 header without options. */
@@ -354,38 +397,41 @@ static __always_inline __u16 ip4_csum(struct iphdr *ip)
 	return ~sum;
 }
 
-/* Whether this program can forward to real server `d` a packet of family `family`: direct
- * routing, or an IPIP / IPv6-in-IPv6 tunnel of the packet's own family. */
-static __always_inline int forwardable(struct rvs_dest *d, __u8 family)
+/* Whether this program can forward to real server `d` a packet of family `family` leaving
+ * from interface `me`: direct routing, or an IPIP / IPv6-in-IPv6 tunnel of the packet's own
+ * family when the interface has an address of that family to be the outer source. */
+static __always_inline int forwardable(struct rvs_dest *d, __u8 family, struct rvs_iface *me)
 {
 	if (d->fwd == RVS_FWD_DROUTE)
 		return 1;
-	return d->fwd == RVS_FWD_TUNNEL && d->tun_type == RVS_TUN_IPIP && d->family == family;
+	if (d->fwd != RVS_FWD_TUNNEL || d->tun_type != RVS_TUN_IPIP || d->family != family)
+		return 0;
+	if (family == RVS_AF_INET)
+		return me->addr4 != 0;
+	return (me->addr6[0] | me->addr6[1] | me->addr6[2] | me->addr6[3]) != 0;
 }
 
-/* IP tunnelling (ip_vs_tunnel_xmit): the IP packet gets an outer IPv4 header (protocol 4,
- * IPIP) or IPv6 header (next header 41) from the director's address on this interface to the
- * real server, TTL / hop limit RVS_TUN_TTL, the inner TOS / traffic class and (IPv4) DF bit
- * copied, IPv4 ID 0; then a new Ethernet header toward the real server's next hop. */
-static __always_inline int forward_tun(struct xdp_md *ctx, struct rvs_dest *d, struct pkt *p)
+/* IP tunnelling (ip_vs_tunnel_xmit): the IP packet (its TTL already decremented) gets an
+ * outer IPv4 header (protocol 4, IPIP) or IPv6 header (next header 41) from the director's
+ * address on this interface to the real server, with the inner TTL / hop limit, the inner DS
+ * field with its ECN encapsulated, the inner DF bit (pmtu_disc 1, the default) and a fresh
+ * IPv4 ID; then a new Ethernet header toward the real server's next hop. */
+static __always_inline int forward_tun(struct xdp_md *ctx, struct rvs_dest *d, struct pkt *p,
+				       struct rvs_iface *me)
 {
-	__u32 ifindex = ctx->ingress_ifindex;
-	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
 	int v4 = p->key.family == RVS_AF_INET;
-	if (!me || (v4 ? !me->addr4 : !(me->addr6[0] | me->addr6[1] | me->addr6[2] | me->addr6[3]))) {
-		count(RVS_C_UNSUPPORTED_FWD);
-		return XDP_PASS;
-	}
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	__u8 *inner = (void *)(eth + 1);
-	if ((void *)(inner + 8) > end)
+	if ((void *)(inner + 12) > end)
 		return XDP_PASS;
-	/* IPv4: TOS and DF; IPv6: the first word (version, traffic class, flow label) */
+	/* IPv4: TOS, DF and TTL; IPv6: traffic class and hop limit */
 	__u8 tos = inner[1];
 	__u16 df = ((struct iphdr *)inner)->frag_off & bpf_htons(0x4000);
-	__u32 word = *(__u32 *)inner;
+	__u8 ttl = inner[8];
+	__u8 tclass = (inner[0] << 4) | (inner[1] >> 4);
+	__u8 hops = inner[7];
 	int grow = v4 ? (int)sizeof(struct iphdr) : (int)sizeof(struct ipv6hdr);
 	if (bpf_xdp_adjust_head(ctx, -grow)) {
 		count(RVS_C_NO_ROOM);
@@ -405,11 +451,11 @@ static __always_inline int forward_tun(struct xdp_md *ctx, struct rvs_dest *d, s
 		eth->h_proto = bpf_htons(ETH_P_IP);
 		o->version = 4;
 		o->ihl = 5;
-		o->tos = tos;
+		o->tos = ecn_encap(tos);
 		o->tot_len = bpf_htons(p->len + sizeof(*o));
-		o->id = 0;
+		o->id = bpf_htons(fresh_id());
 		o->frag_off = df;
-		o->ttl = RVS_TUN_TTL;
+		o->ttl = ttl;
 		o->protocol = IPPROTO_IPIP;
 		o->check = 0;
 		o->saddr = me->addr4;
@@ -420,11 +466,11 @@ static __always_inline int forward_tun(struct xdp_md *ctx, struct rvs_dest *d, s
 		if ((void *)(o + 1) > end)
 			return XDP_DROP;
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
-		/* version 6, the inner traffic class, flow label 0 */
-		*(__u32 *)o = (word & bpf_htonl(0x0ff00000)) | bpf_htonl(0x60000000);
+		/* version 6, the inner traffic class (ECN encapsulated), flow label 0 */
+		*(__u32 *)o = bpf_htonl(0x60000000 | ((__u32)ecn_encap(tclass) << 20));
 		o->payload_len = bpf_htons(p->len);
 		o->nexthdr = IPPROTO_IPV6;
-		o->hop_limit = RVS_TUN_TTL;
+		o->hop_limit = hops;
 		__builtin_memcpy(&o->saddr, me->addr6, 16);
 		__builtin_memcpy(&o->daddr, d->addr, 16);
 	}
@@ -508,9 +554,21 @@ int rvs_xdp(struct xdp_md *ctx)
 		count(RVS_C_NO_DEST);
 		return XDP_DROP;
 	}
-	if (!forwardable(dest, p.key.family)) {
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	if (!me) {
+		/* an interface the control plane did not set up: the kernel's */
+		count(RVS_C_NO_IFACE);
+		return XDP_PASS;
+	}
+	if (!forwardable(dest, p.key.family, me)) {
 		count(RVS_C_UNSUPPORTED_FWD);
 		return XDP_PASS;
+	}
+	if (decrement_ttl(eth + 1, end, p.key.family)) {
+		/* IPVS answers ICMP time exceeded here; this program only drops */
+		count(RVS_C_TTL_EXPIRED);
+		return XDP_DROP;
 	}
 
 	__u64 now = bpf_ktime_get_ns();
@@ -531,8 +589,8 @@ int rvs_xdp(struct xdp_md *ctx)
 	}
 	dest_stats(dest_id, p.len, new_conn);
 	if (dest->fwd == RVS_FWD_TUNNEL)
-		return forward_tun(ctx, dest, &p);
-	return forward_dr(ctx, eth, dest);
+		return forward_tun(ctx, dest, &p, me);
+	return forward_dr(eth, dest, me);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -32,8 +32,6 @@ pub const TUN_IPIP: u8 = 0;
 pub const TUN_GUE: u8 = 1;
 /// `RVS_TUN_GRE`
 pub const TUN_GRE: u8 = 2;
-/// `RVS_TUN_TTL`: TTL / hop limit of an outer header
-pub const TUN_TTL: u8 = 64;
 /// `RVS_SVC_PERSISTENT`
 pub const SVC_PERSISTENT: u32 = 0x1;
 /// `RVS_SVC_ONEPACKET`
@@ -85,10 +83,12 @@ pub enum Counter {
     Tx,
     UnsupportedFwd,
     NoRoom,
+    TtlExpired,
+    NoIface,
 }
 
 /// `RVS_C_COUNT`
-pub const COUNTERS: usize = 13;
+pub const COUNTERS: usize = 15;
 
 impl Counter {
     /// Every counter, in index order.
@@ -106,6 +106,8 @@ impl Counter {
         Counter::Tx,
         Counter::UnsupportedFwd,
         Counter::NoRoom,
+        Counter::TtlExpired,
+        Counter::NoIface,
     ];
 }
 

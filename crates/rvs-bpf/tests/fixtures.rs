@@ -78,6 +78,8 @@ fn ip4_opts(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, opts: &[u8], frag: u16, l4:
     f.extend_from_slice(&src.octets());
     f.extend_from_slice(&dst.octets());
     f.extend_from_slice(opts);
+    let c = csum(&f[14..14 + hlen]);
+    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(l4);
     f
 }
@@ -111,6 +113,15 @@ fn ip6(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, flags: u8) -> Ve
 /// Sets a byte of a frame (malformed variants).
 fn poke(mut f: Vec<u8>, at: usize, v: u8) -> Vec<u8> {
     f[at] = v;
+    f
+}
+
+/// The IPv4 header checksum of a poked frame made right again.
+fn valid(mut f: Vec<u8>) -> Vec<u8> {
+    let hlen = usize::from(f[14] & 0xf) * 4;
+    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let c = csum(&f[14..14 + hlen]);
+    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
     f
 }
 
@@ -158,20 +169,48 @@ fn csum(h: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// `frame` as the director forwards it: TTL / hop limit one less (the IPv4 header checksum
+/// computed again from scratch), MACs toward real server `n`.
+fn forwarded(frame: &[u8], n: u8) -> Vec<u8> {
+    let mut p = frame.to_vec();
+    p[0..6].copy_from_slice(&rs_mac(n));
+    p[6..12].copy_from_slice(&DIRECTOR_MAC);
+    if p[14] >> 4 == 4 {
+        p[14 + 8] -= 1;
+        let hlen = usize::from(p[14] & 0xf) * 4;
+        p[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        let c = csum(&p[14..14 + hlen]);
+        p[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        p[14 + 7] -= 1;
+    }
+    p
+}
+
+/// The outer DS field for an inner one: Congestion Experienced becomes ECT(0).
+fn ecn_encap(ds: u8) -> u8 {
+    if ds & 3 == 3 {
+        (ds & !3) | 2
+    } else {
+        ds
+    }
+}
+
 /// What the tunnel of real server `n` makes of `frame` (written out field by field here, not
-/// with the program's logic).
-fn tunnelled(frame: &[u8], n: u8) -> Vec<u8> {
-    let inner = &frame[14..];
+/// with the program's logic); `id` is the outer IPv4 ID the program chose.
+fn tunnelled(frame: &[u8], n: u8, id: u16) -> Vec<u8> {
+    let fwd = forwarded(frame, n);
+    let inner = &fwd[14..];
     let mut out = rs_mac(n).to_vec();
     out.extend_from_slice(&DIRECTOR_MAC);
     if inner[0] >> 4 == 4 {
         let ip_len = u16::from_be_bytes([inner[2], inner[3]]);
         let df = u16::from_be_bytes([inner[6], inner[7]]) & 0x4000;
-        let mut o = vec![0x45, inner[1]];
+        let mut o = vec![0x45, ecn_encap(inner[1])];
         o.extend_from_slice(&(ip_len + 20).to_be_bytes());
-        o.extend_from_slice(&[0, 0]);
+        o.extend_from_slice(&id.to_be_bytes());
         o.extend_from_slice(&df.to_be_bytes());
-        o.extend_from_slice(&[abi::TUN_TTL, 4, 0, 0]);
+        o.extend_from_slice(&[inner[8], 4, 0, 0]);
         o.extend_from_slice(&TUN_SRC4.octets());
         o.extend_from_slice(&tun_dst4(n).octets());
         let c = csum(&o);
@@ -180,12 +219,12 @@ fn tunnelled(frame: &[u8], n: u8) -> Vec<u8> {
         out.extend_from_slice(&o);
     } else {
         let payload = u16::from_be_bytes([inner[4], inner[5]]) + 40;
-        let tc = (u16::from_be_bytes([inner[0], inner[1]]) >> 4) & 0xff;
-        let first = 0x6000_0000u32 | (u32::from(tc) << 20);
+        let tc = ((u16::from_be_bytes([inner[0], inner[1]]) >> 4) & 0xff) as u8;
+        let first = 0x6000_0000u32 | (u32::from(ecn_encap(tc)) << 20);
         out.extend_from_slice(&0x86ddu16.to_be_bytes());
         out.extend_from_slice(&first.to_be_bytes());
         out.extend_from_slice(&payload.to_be_bytes());
-        out.extend_from_slice(&[41, abi::TUN_TTL]);
+        out.extend_from_slice(&[41, inner[7]]);
         out.extend_from_slice(&v6(TUN_SRC6).octets());
         out.extend_from_slice(&tun_dst6(n).octets());
     }
@@ -624,7 +663,7 @@ fn rows() -> Vec<Row> {
             {
                 let mut f = poke(ip4(c, 40031, "10.0.0.104", 80, TCP, SYN), 14 + 6, 0x40);
                 f[15] = 0xb8;
-                f
+                valid(f)
             },
             Out::Tun(7),
             NEW,
@@ -654,6 +693,45 @@ fn rows() -> Vec<Row> {
             ip4(c, 40034, "10.0.0.104", 53, UDP, 0),
             Out::Pass,
             &[(Packets, 1), (FlowNew, 1), (UnsupportedFwd, 1)],
+        ),
+        row(
+            "v4 TTL 1: not forwarded",
+            poke(ip4(c, 40040, vip, 80, TCP, SYN), 14 + 8, 1),
+            Out::Drop,
+            &[(Packets, 1), (FlowNew, 1), (TtlExpired, 1)],
+        ),
+        row(
+            "v4 TTL 0: not forwarded",
+            poke(ip4(c, 40041, vip, 80, TCP, SYN), 14 + 8, 0),
+            Out::Drop,
+            &[(Packets, 1), (FlowNew, 1), (TtlExpired, 1)],
+        ),
+        row(
+            "v4 TTL 2: forwarded with 1",
+            valid(poke(ip4(c, 40042, vip, 80, TCP, SYN), 14 + 8, 2)),
+            // the two expired SYNs before took their turns in the sequence
+            Out::To(1),
+            NEW,
+        ),
+        row(
+            "v6 hop limit 1: not forwarded",
+            poke(
+                ip6("2001:db8::c", 40043, "2001:db8::100", 80, TCP, SYN),
+                14 + 7,
+                1,
+            ),
+            Out::Drop,
+            &[(Packets, 1), (FlowNew, 1), (TtlExpired, 1)],
+        ),
+        row(
+            "IPIP: Congestion Experienced becomes ECT(0) outside",
+            {
+                let mut f = ip4(c, 40044, "10.0.0.104", 80, TCP, SYN);
+                f[15] = 0xbb;
+                valid(f)
+            },
+            Out::Tun(7),
+            NEW,
         ),
         row(
             "Ethernet padding after the IP packet",
@@ -686,13 +764,11 @@ fn every_row_gives_its_verdict_output_and_counts() {
         let (want_verdict, want_packet) = match r.out {
             Out::Pass => (verdict::PASS, r.packet.clone()),
             Out::Drop => (verdict::DROP, r.packet.clone()),
-            Out::To(n) => {
-                let mut p = r.packet.clone();
-                p[0..6].copy_from_slice(&rs_mac(n));
-                p[6..12].copy_from_slice(&DIRECTOR_MAC);
-                (verdict::TX, p)
+            Out::To(n) => (verdict::TX, forwarded(&r.packet, n)),
+            Out::Tun(n) => {
+                let id = u16::from_be_bytes([run.packet[18], run.packet[19]]);
+                (verdict::TX, tunnelled(&r.packet, n, id))
             }
-            Out::Tun(n) => (verdict::TX, tunnelled(&r.packet, n)),
         };
         if run.verdict != want_verdict {
             failures.push(format!(
@@ -717,7 +793,7 @@ fn every_row_gives_its_verdict_output_and_counts() {
             }
         }
     }
-    assert!(rows.len() >= 48, "{} rows", rows.len());
+    assert!(rows.len() >= 53, "{} rows", rows.len());
     assert!(
         failures.is_empty(),
         "{} of {} rows:\n{}",
@@ -817,4 +893,22 @@ fn without_the_interface_s_address_the_packet_goes_to_the_kernel() {
     let run = xdp.test_run(&p, Some(LO), 1).unwrap();
     assert_eq!(run.verdict, verdict::PASS);
     assert_eq!(run.packet, p);
+}
+
+#[test]
+fn every_tunnelled_ipv4_packet_gets_a_fresh_id() {
+    let mut xdp = load();
+    let mut ids = std::collections::BTreeSet::new();
+    for flags in [SYN, ACK, ACK, ACK] {
+        let run = xdp
+            .test_run(
+                &ip4("198.51.100.11", 1, "10.0.0.104", 80, TCP, flags),
+                Some(LO),
+                1,
+            )
+            .unwrap();
+        assert_eq!(run.verdict, verdict::TX);
+        ids.insert(u16::from_be_bytes([run.packet[18], run.packet[19]]));
+    }
+    assert_eq!(ids.len(), 4, "{ids:?}");
 }

@@ -398,24 +398,152 @@ static __always_inline __u16 ip4_csum(struct iphdr *ip)
 }
 
 /* Whether this program can forward to real server `d` a packet of family `family` leaving
- * from interface `me`: direct routing, or an IPIP / IPv6-in-IPv6 tunnel of the packet's own
- * family when the interface has an address of that family to be the outer source. */
+ * from interface `me`: direct routing, or a tunnel (IPIP, GUE, GRE) to a real server of the
+ * packet's own family when the interface has an address of that family to be the outer
+ * source. */
 static __always_inline int forwardable(struct rvs_dest *d, __u8 family, struct rvs_iface *me)
 {
 	if (d->fwd == RVS_FWD_DROUTE)
 		return 1;
-	if (d->fwd != RVS_FWD_TUNNEL || d->tun_type != RVS_TUN_IPIP || d->family != family)
+	if (d->fwd != RVS_FWD_TUNNEL || d->family != family)
+		return 0;
+	if (d->tun_type != RVS_TUN_IPIP && d->tun_type != RVS_TUN_GUE && d->tun_type != RVS_TUN_GRE)
+		return 0;
+	if (d->tun_type == RVS_TUN_GUE && !d->tun_port)
 		return 0;
 	if (family == RVS_AF_INET)
 		return me->addr4 != 0;
 	return (me->addr6[0] | me->addr6[1] | me->addr6[2] | me->addr6[3]) != 0;
 }
 
+/* The 32-bit partial ones' complement sum of `len` bytes from `start` (inside the packet up
+ * to `end`), added to `sum`; at most RVS_SUM_MAX bytes. */
+#define RVS_SUM_MAX 9216
+static __always_inline __u32 sum_bytes(__u8 *start, void *end, __u32 len, __u32 sum)
+{
+	__u32 off = 0;
+	if (len > RVS_SUM_MAX)
+		return sum;
+	for (int i = 0; i < RVS_SUM_MAX / 512; i++) {
+		if (len - off < 512)
+			break;
+		if (start + off + 512 > (__u8 *)end)
+			return sum;
+		sum = bpf_csum_diff(0, 0, (void *)(start + off), 512, sum);
+		off += 512;
+	}
+#pragma unroll
+	for (int size = 256; size >= 4; size >>= 1) {
+		if (len - off >= (__u32)size) {
+			if (start + off + size > (__u8 *)end)
+				return sum;
+			sum = bpf_csum_diff(0, 0, (void *)(start + off), size, sum);
+			off += size;
+		}
+	}
+	/* 0 to 3 bytes left, at an even offset: summed as the CPU reads 16-bit words */
+	__u8 *t = start + (off & (RVS_SUM_MAX - 1));
+	if (len - off >= 2) {
+		if (t + 2 > (__u8 *)end)
+			return sum;
+		sum += *(__u16 *)t;
+		t += 2;
+		off += 2;
+	}
+	if (len - off == 1) {
+		if (t + 1 > (__u8 *)end)
+			return sum;
+		sum += *t; /* the byte in the word's first (low, on little-endian) half */
+	}
+	return sum;
+}
+
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* A UDP source port for the flow in the local port range (udp_flow_src_port() does the
+ * same with the kernel's flow hash), so real servers spread tunnelled flows over their
+ * receive queues. */
+static __always_inline __u16 flow_port(struct pkt *p)
+{
+	__u32 h = p->key.caddr[0] ^ p->key.caddr[1] ^ p->key.caddr[2] ^ p->key.caddr[3];
+	h ^= p->key.vaddr[0] ^ p->key.vaddr[1] ^ p->key.vaddr[2] ^ p->key.vaddr[3];
+	h ^= ((__u32)p->key.cport << 16) | p->key.vport;
+	h = hash_32(h ^ p->key.proto, 32);
+	return bpf_htons((__u16)((((__u64)h * (60999 - 32768)) >> 32) + 32768));
+}
+
+/* GRE header flags: checksum present. */
+#define RVS_GRE_CSUM 0x8000
+/* IP_VS_TUNNEL_ENCAP_FLAG_CSUM */
+#define RVS_TUN_F_CSUM 0x1
+
+/* The encapsulation header after the outer IP header: 0 (IPIP), UDP + GUE (12), GRE (4, or 8
+ * with its checksum). */
+static __always_inline int encap_len(struct rvs_dest *d)
+{
+	if (d->tun_type == RVS_TUN_GUE)
+		return sizeof(struct udphdr) + 4;
+	if (d->tun_type == RVS_TUN_GRE)
+		return d->tun_flags & RVS_TUN_F_CSUM ? 8 : 4;
+	return 0;
+}
+
+/* Writes the GUE or GRE header at `h` (the inner packet follows, `inner_len` bytes), with its
+ * checksum when the real server asks for it. */
+static __always_inline int write_encap(__u8 *h, void *end, struct rvs_dest *d, struct pkt *p,
+				       __u32 inner_len, __u32 pseudo)
+{
+	__u8 inner_proto = p->key.family == RVS_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+	if (d->tun_type == RVS_TUN_GUE) {
+		struct udphdr *u = (void *)h;
+		__u8 *gue = h + sizeof(*u);
+		if (gue + 4 > (__u8 *)end)
+			return -1;
+		u->source = flow_port(p);
+		u->dest = d->tun_port;
+		u->len = bpf_htons(sizeof(*u) + 4 + inner_len);
+		u->check = 0;
+		/* version 0, no control, no options; the inner protocol; no flags */
+		gue[0] = 0;
+		gue[1] = inner_proto;
+		gue[2] = 0;
+		gue[3] = 0;
+		/* the UDP checksum only with --tun-csum (--tun-remcsum asks for it only for packets
+		 * whose checksum is still to be computed, which a forwarded packet never is) */
+		if (d->tun_flags & RVS_TUN_F_CSUM) {
+			__u32 sum = sum_bytes(h, end, sizeof(*u) + 4 + inner_len, pseudo);
+			__u16 c = csum_fold(sum);
+			u->check = c ? c : 0xffff;
+		}
+		return 0;
+	}
+	if (d->tun_type == RVS_TUN_GRE) {
+		if (h + 8 > (__u8 *)end)
+			return -1;
+		__u16 *g = (__u16 *)h;
+		int csum = d->tun_flags & RVS_TUN_F_CSUM;
+		g[0] = bpf_htons(csum ? RVS_GRE_CSUM : 0);
+		g[1] = bpf_htons(p->key.family == RVS_AF_INET ? ETH_P_IP : ETH_P_IPV6);
+		if (csum) {
+			g[2] = 0;
+			g[3] = 0;
+			g[2] = csum_fold(sum_bytes(h, end, 8 + inner_len, 0));
+		}
+	}
+	return 0;
+}
+
 /* IP tunnelling (ip_vs_tunnel_xmit): the IP packet (its TTL already decremented) gets an
- * outer IPv4 header (protocol 4, IPIP) or IPv6 header (next header 41) from the director's
- * address on this interface to the real server, with the inner TTL / hop limit, the inner DS
- * field with its ECN encapsulated, the inner DF bit (pmtu_disc 1, the default) and a fresh
- * IPv4 ID; then a new Ethernet header toward the real server's next hop. */
+ * outer IPv4 or IPv6 header from the director's address on this interface to the real
+ * server, with the inner TTL / hop limit, the inner DS field with its ECN encapsulated, the
+ * inner DF bit (pmtu_disc 1, the default), IPv4 ID 0 with DF and a fresh one without; for GUE
+ * and GRE their header follows; then a new Ethernet header toward the real server's next
+ * hop. */
 static __always_inline int forward_tun(struct xdp_md *ctx, struct rvs_dest *d, struct pkt *p,
 				       struct rvs_iface *me)
 {
@@ -432,48 +560,72 @@ static __always_inline int forward_tun(struct xdp_md *ctx, struct rvs_dest *d, s
 	__u8 ttl = inner[8];
 	__u8 tclass = (inner[0] << 4) | (inner[1] >> 4);
 	__u8 hops = inner[7];
-	int grow = v4 ? (int)sizeof(struct iphdr) : (int)sizeof(struct ipv6hdr);
-	if (bpf_xdp_adjust_head(ctx, -grow)) {
+	int extra = encap_len(d);
+	int iplen = v4 ? (int)sizeof(struct iphdr) : (int)sizeof(struct ipv6hdr);
+	__u8 proto = d->tun_type == RVS_TUN_GUE	  ? IPPROTO_UDP
+		     : d->tun_type == RVS_TUN_GRE ? IPPROTO_GRE
+		     : v4			  ? IPPROTO_IPIP
+						  : IPPROTO_IPV6;
+	__u32 payload = extra + p->len;
+	if (bpf_xdp_adjust_head(ctx, -(iplen + extra))) {
 		count(RVS_C_NO_ROOM);
 		return XDP_DROP;
 	}
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	eth = data;
-	if ((void *)(eth + 1) + grow > end)
+	if ((void *)(eth + 1) + 40 + 8 > end)
 		return XDP_DROP;
 	__builtin_memcpy(eth->h_dest, d->mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, me->mac, ETH_ALEN);
+	__u32 pseudo;
+	__u8 *h;
 	if (v4) {
 		struct iphdr *o = (void *)(eth + 1);
-		if ((void *)(o + 1) > end)
-			return XDP_DROP;
 		eth->h_proto = bpf_htons(ETH_P_IP);
 		o->version = 4;
 		o->ihl = 5;
 		o->tos = ecn_encap(tos);
-		o->tot_len = bpf_htons(p->len + sizeof(*o));
-		o->id = bpf_htons(fresh_id());
+		o->tot_len = bpf_htons(sizeof(*o) + payload);
+		o->id = df ? 0 : bpf_htons(fresh_id());
 		o->frag_off = df;
 		o->ttl = ttl;
-		o->protocol = IPPROTO_IPIP;
+		o->protocol = proto;
 		o->check = 0;
 		o->saddr = me->addr4;
 		o->daddr = d->addr[0];
 		o->check = ip4_csum(o);
+		struct {
+			__u32 saddr, daddr;
+			__u8 zero, proto;
+			__u16 len;
+		} ph = {o->saddr, o->daddr, 0, proto, bpf_htons(payload)};
+		pseudo = bpf_csum_diff(0, 0, (void *)&ph, sizeof(ph), 0);
+		h = (void *)(o + 1);
 	} else {
 		struct ipv6hdr *o = (void *)(eth + 1);
-		if ((void *)(o + 1) > end)
-			return XDP_DROP;
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
 		/* version 6, the inner traffic class (ECN encapsulated), flow label 0 */
 		*(__u32 *)o = bpf_htonl(0x60000000 | ((__u32)ecn_encap(tclass) << 20));
-		o->payload_len = bpf_htons(p->len);
-		o->nexthdr = IPPROTO_IPV6;
+		o->payload_len = bpf_htons(payload);
+		o->nexthdr = proto;
 		o->hop_limit = hops;
 		__builtin_memcpy(&o->saddr, me->addr6, 16);
 		__builtin_memcpy(&o->daddr, d->addr, 16);
+		struct {
+			__u32 saddr[4], daddr[4];
+			__u32 len;
+			__u8 zero[3], proto;
+		} ph = {};
+		__builtin_memcpy(ph.saddr, me->addr6, 16);
+		__builtin_memcpy(ph.daddr, d->addr, 16);
+		ph.len = bpf_htonl(payload);
+		ph.proto = proto;
+		pseudo = bpf_csum_diff(0, 0, (void *)&ph, sizeof(ph), 0);
+		h = (void *)(o + 1);
 	}
+	if (extra && write_encap(h, end, d, p, p->len, pseudo))
+		return XDP_DROP;
 	count(RVS_C_TX);
 	return XDP_TX;
 }

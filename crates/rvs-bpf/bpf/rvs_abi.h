@@ -96,6 +96,7 @@ enum rvs_counter {
 	RVS_C_NO_ROOM,          /* no headroom for a tunnel header: dropped */
 	RVS_C_TTL_EXPIRED,      /* TTL / hop limit 1 or 0 on a packet to forward: dropped */
 	RVS_C_NO_IFACE,         /* arrived on an interface the control plane did not set up: to the kernel */
+	RVS_C_ICMP_STEERED,     /* an ICMP error about a flow: sent to the flow's real server */
 	RVS_C_COUNT
 };
 

@@ -110,8 +110,10 @@ struct pkt {
 #define TCP_ACK 0x10
 
 /* P_PASS: not TCP or UDP over IP (the kernel's business); P_FRAG: an IPv4 fragment; P_EXT:
- * IPv6 with extension headers before L4; P_DROP: malformed. */
-enum parsed { P_OK, P_PASS, P_FRAG, P_EXT, P_DROP };
+ * IPv6 with extension headers before L4; P_ICMP: an ICMP error about a TCP or UDP packet, its
+ * flow's key in `key` (the offending packet went from the virtual service to the client);
+ * P_DROP: malformed. */
+enum parsed { P_OK, P_PASS, P_FRAG, P_EXT, P_ICMP, P_DROP };
 
 /* L4 ports and flags at `l4`; `proto` says which. `room` is the L4 length the IP header
  * declares (already checked to lie within the frame); accesses are checked against the
@@ -144,6 +146,63 @@ static __always_inline enum parsed parse_l4(void *l4, void *end, __u32 room, __u
 	return P_PASS;
 }
 
+/* The ports of the offending packet quoted in an ICMP error: its L4 header at `l4` (at least
+ * 8 bytes of it, as RFC 792 requires), `room` bytes available. */
+static __always_inline enum parsed quoted_ports(__u8 *l4, void *end, __u32 room, struct pkt *p)
+{
+	if (l4 + 8 > (__u8 *)end || room < 8)
+		return P_DROP;
+	/* reversed: the packet went from VIP:vport to client:cport */
+	p->key.vport = *(__u16 *)l4;
+	p->key.cport = *(__u16 *)(l4 + 2);
+	return P_ICMP;
+}
+
+/* An ICMP error (destination unreachable, source quench, time exceeded, parameter problem)
+ * about a TCP or UDP packet from a virtual service: the flow it belongs to. */
+static __always_inline enum parsed parse_icmp4(__u8 *ic, void *end, __u32 room, struct pkt *p)
+{
+	if (ic + 8 > (__u8 *)end || room < 8)
+		return P_DROP;
+	__u8 type = ic[0];
+	if (type != 3 && type != 4 && type != 11 && type != 12)
+		return P_PASS;
+	struct iphdr *in = (void *)(ic + 8);
+	if ((void *)(in + 1) > end || room < 8 + sizeof(*in))
+		return P_DROP;
+	if (in->version != 4 || in->ihl < 5)
+		return P_DROP;
+	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
+		return P_PASS;
+	__u32 ihl = in->ihl * 4;
+	if (ihl > 60)
+		return P_DROP;
+	p->key.proto = in->protocol;
+	p->key.caddr[0] = in->daddr;
+	p->key.vaddr[0] = in->saddr;
+	return quoted_ports((__u8 *)in + ihl, end, room - 8 - ihl, p);
+}
+
+static __always_inline enum parsed parse_icmp6(__u8 *ic, void *end, __u32 room, struct pkt *p)
+{
+	if (ic + 8 > (__u8 *)end || room < 8)
+		return P_DROP;
+	__u8 type = ic[0];
+	if (type < 1 || type > 4)
+		return P_PASS;
+	struct ipv6hdr *in = (void *)(ic + 8);
+	if ((void *)(in + 1) > end || room < 8 + sizeof(*in))
+		return P_DROP;
+	if (in->version != 6)
+		return P_DROP;
+	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
+		return P_PASS;
+	p->key.proto = in->nexthdr;
+	__builtin_memcpy(p->key.caddr, &in->daddr, 16);
+	__builtin_memcpy(p->key.vaddr, &in->saddr, 16);
+	return quoted_ports((__u8 *)(in + 1), end, room - 8 - sizeof(*in), p);
+}
+
 static __always_inline enum parsed parse_v4(void *l3, void *end, struct pkt *p)
 {
 	struct iphdr *ip = l3;
@@ -155,6 +214,13 @@ static __always_inline enum parsed parse_v4(void *l3, void *end, struct pkt *p)
 	__u32 tot = bpf_ntohs(ip->tot_len);
 	if (tot < hlen || tot > (__u32)(end - l3))
 		return P_DROP;
+	if (ip->protocol == IPPROTO_ICMP) {
+		if (ip->frag_off & bpf_htons(0x3fff))
+			return P_FRAG;
+		p->key.family = RVS_AF_INET;
+		p->len = tot;
+		return parse_icmp4(l3 + hlen, end, tot - hlen, p);
+	}
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return P_PASS;
 	p->key.family = RVS_AF_INET;
@@ -186,6 +252,8 @@ static __always_inline enum parsed parse_v6(void *l3, void *end, struct pkt *p)
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
 		break;
+	case IPPROTO_ICMPV6:
+		return parse_icmp6((void *)(ip6 + 1), end, plen, p);
 	case IPPROTO_HOPOPTS:
 	case IPPROTO_ROUTING:
 	case IPPROTO_FRAGMENT:
@@ -416,41 +484,46 @@ static __always_inline int forwardable(struct rvs_dest *d, __u8 family, struct r
 	return (me->addr6[0] | me->addr6[1] | me->addr6[2] | me->addr6[3]) != 0;
 }
 
-/* The 32-bit partial ones' complement sum of `len` bytes from `start` (inside the packet up
- * to `end`), added to `sum`; at most RVS_SUM_MAX bytes. */
+/* The 32-bit partial ones' complement sum of `len` bytes of the packet from offset `off`
+ * (at most RVS_SUM_MAX bytes, `off` at most 256), added to `seed`. A global function: the
+ * verifier checks it once, on its own, instead of once per path that reaches a call. */
 #define RVS_SUM_MAX 9216
-static __always_inline __u32 sum_bytes(__u8 *start, void *end, __u32 len, __u32 sum)
+__attribute__((noinline)) int rvs_sum(struct xdp_md *ctx, __u32 off, __u32 len, __u32 seed)
 {
-	__u32 off = 0;
-	if (len > RVS_SUM_MAX)
+	__u8 *start = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 sum = seed;
+	__u32 done = 0;
+	if (off > 256 || len > RVS_SUM_MAX)
 		return sum;
+	start += off;
 	for (int i = 0; i < RVS_SUM_MAX / 512; i++) {
-		if (len - off < 512)
+		if (len - done < 512)
 			break;
-		if (start + off + 512 > (__u8 *)end)
+		if (start + done + 512 > (__u8 *)end)
 			return sum;
-		sum = bpf_csum_diff(0, 0, (void *)(start + off), 512, sum);
-		off += 512;
+		sum = bpf_csum_diff(0, 0, (void *)(start + done), 512, sum);
+		done += 512;
 	}
 #pragma unroll
 	for (int size = 256; size >= 4; size >>= 1) {
-		if (len - off >= (__u32)size) {
-			if (start + off + size > (__u8 *)end)
+		if (len - done >= (__u32)size) {
+			if (start + done + size > (__u8 *)end)
 				return sum;
-			sum = bpf_csum_diff(0, 0, (void *)(start + off), size, sum);
-			off += size;
+			sum = bpf_csum_diff(0, 0, (void *)(start + done), size, sum);
+			done += size;
 		}
 	}
 	/* 0 to 3 bytes left, at an even offset: summed as the CPU reads 16-bit words */
-	__u8 *t = start + (off & (RVS_SUM_MAX - 1));
-	if (len - off >= 2) {
+	__u8 *t = start + (done & (RVS_SUM_MAX - 1));
+	if (len - done >= 2) {
 		if (t + 2 > (__u8 *)end)
 			return sum;
 		sum += *(__u16 *)t;
 		t += 2;
-		off += 2;
+		done += 2;
 	}
-	if (len - off == 1) {
+	if (len - done == 1) {
 		if (t + 1 > (__u8 *)end)
 			return sum;
 		sum += *t; /* the byte in the word's first (low, on little-endian) half */
@@ -495,8 +568,9 @@ static __always_inline int encap_len(struct rvs_dest *d)
 
 /* Writes the GUE or GRE header at `h` (the inner packet follows, `inner_len` bytes), with its
  * checksum when the real server asks for it. */
-static __always_inline int write_encap(__u8 *h, void *end, struct rvs_dest *d, struct pkt *p,
-				       __u32 inner_len, __u32 pseudo)
+static __always_inline int write_encap(struct xdp_md *ctx, __u8 *h, void *end,
+				       struct rvs_dest *d, struct pkt *p, __u32 inner_len,
+				       __u32 pseudo)
 {
 	__u8 inner_proto = p->key.family == RVS_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
 	if (d->tun_type == RVS_TUN_GUE) {
@@ -516,9 +590,14 @@ static __always_inline int write_encap(__u8 *h, void *end, struct rvs_dest *d, s
 		/* the UDP checksum only with --tun-csum (--tun-remcsum asks for it only for packets
 		 * whose checksum is still to be computed, which a forwarded packet never is) */
 		if (d->tun_flags & RVS_TUN_F_CSUM) {
-			__u32 sum = sum_bytes(h, end, sizeof(*u) + 4 + inner_len, pseudo);
+			__u64 off = (__u64)(h - (__u8 *)(long)ctx->data) & 511;
+			__u32 sum = rvs_sum(ctx, off, sizeof(*u) + 4 + inner_len, pseudo);
 			__u16 c = csum_fold(sum);
-			u->check = c ? c : 0xffff;
+			/* the packet may have moved: find the header again */
+			__u8 *data = (void *)(long)ctx->data;
+			if (off > 256 || data + off + sizeof(*u) > (__u8 *)(long)ctx->data_end)
+				return -1;
+			((struct udphdr *)(data + off))->check = c ? c : 0xffff;
 		}
 		return 0;
 	}
@@ -532,7 +611,12 @@ static __always_inline int write_encap(__u8 *h, void *end, struct rvs_dest *d, s
 		if (csum) {
 			g[2] = 0;
 			g[3] = 0;
-			g[2] = csum_fold(sum_bytes(h, end, 8 + inner_len, 0));
+			__u64 off = (__u64)(h - (__u8 *)(long)ctx->data) & 511;
+			__u16 c = csum_fold(rvs_sum(ctx, off, 8 + inner_len, 0));
+			__u8 *data = (void *)(long)ctx->data;
+			if (off > 256 || data + off + 8 > (__u8 *)(long)ctx->data_end)
+				return -1;
+			((__u16 *)(data + off))[2] = c;
 		}
 	}
 	return 0;
@@ -624,10 +708,52 @@ static __always_inline int forward_tun(struct xdp_md *ctx, struct rvs_dest *d, s
 		pseudo = bpf_csum_diff(0, 0, (void *)&ph, sizeof(ph), 0);
 		h = (void *)(o + 1);
 	}
-	if (extra && write_encap(h, end, d, p, p->len, pseudo))
+	if (extra && write_encap(ctx, h, end, d, p, p->len, pseudo))
 		return XDP_DROP;
 	count(RVS_C_TX);
 	return XDP_TX;
+}
+
+/* Sends a packet of a known flow on to its real server: interface, method, TTL, then the
+ * method's rewrite. */
+static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct rvs_dest *dest,
+				   struct rvs_iface *me)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	if (decrement_ttl(eth + 1, end, p->key.family)) {
+		count(RVS_C_TTL_EXPIRED);
+		return XDP_DROP;
+	}
+	if (dest->fwd == RVS_FWD_TUNNEL)
+		return forward_tun(ctx, dest, p, me);
+	return forward_dr(eth, dest, me);
+}
+
+/* An ICMP error about a packet a real server sent from a virtual service (direct routing and
+ * tunnels answer clients directly, so errors about the answers reach the VIP, which is the
+ * director): it goes to the real server that owns the flow, by the quoted header. */
+static __always_inline int steer_icmp(struct xdp_md *ctx, struct pkt *p)
+{
+	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, &p->key);
+	if (!f) {
+		count(RVS_C_PASS_NO_SERVICE);
+		return XDP_PASS;
+	}
+	__u32 dest_id = f->dest;
+	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !me ||
+	    !forwardable(dest, p->key.family, me)) {
+		count(RVS_C_PASS_NO_SERVICE);
+		return XDP_PASS;
+	}
+	count(RVS_C_ICMP_STEERED);
+	return forward(ctx, p, dest, me);
 }
 
 SEC("xdp")
@@ -664,6 +790,8 @@ int rvs_xdp(struct xdp_md *ctx)
 	case P_EXT:
 		count(RVS_C_IP_OPTIONS);
 		return XDP_PASS;
+	case P_ICMP:
+		return steer_icmp(ctx, &p);
 	default:
 		/* Too short or inconsistent to say whose it is: the kernel's checks drop it too. */
 		count(RVS_C_MALFORMED);

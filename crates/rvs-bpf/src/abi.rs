@@ -85,10 +85,11 @@ pub enum Counter {
     NoRoom,
     TtlExpired,
     NoIface,
+    IcmpSteered,
 }
 
 /// `RVS_C_COUNT`
-pub const COUNTERS: usize = 15;
+pub const COUNTERS: usize = 16;
 
 impl Counter {
     /// Every counter, in index order.
@@ -108,6 +109,7 @@ impl Counter {
         Counter::NoRoom,
         Counter::TtlExpired,
         Counter::NoIface,
+        Counter::IcmpSteered,
     ];
 }
 

@@ -110,6 +110,26 @@ fn ip6(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, flags: u8) -> Ve
     ip6_raw(v6(src), v6(dst), proto, &l4(proto, sport, dport, flags, 16))
 }
 
+/// An ICMP error (`type`, `code`) from a router to the virtual address about `offending` (a
+/// frame the real server sent from the VIP): its IP header and first 8 bytes of L4 quoted.
+fn icmp4(router: &str, icmp_type: u8, code: u8, offending: &[u8], quote: usize) -> Vec<u8> {
+    let inner = &offending[14..];
+    let mut body = vec![icmp_type, code, 0, 0, 0, 0, 0x05, 0xdc];
+    body.extend_from_slice(&inner[..quote.min(inner.len())]);
+    let dst = Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]);
+    ip4_opts(v4(router), dst, 1, &[], 0, &body)
+}
+
+/// The ICMPv6 counterpart (packet too big is type 2).
+fn icmp6(router: &str, icmp_type: u8, offending: &[u8], quote: usize) -> Vec<u8> {
+    let inner = &offending[14..];
+    let mut body = vec![icmp_type, 0, 0, 0, 0, 0, 0x05, 0x00];
+    body.extend_from_slice(&inner[..quote.min(inner.len())]);
+    let mut dst = [0u8; 16];
+    dst.copy_from_slice(&inner[8..24]);
+    ip6_raw(v6(router), Ipv6Addr::from(dst), 58, &body)
+}
+
 /// Sets a byte of a frame (malformed variants).
 fn poke(mut f: Vec<u8>, at: usize, v: u8) -> Vec<u8> {
     f[at] = v;
@@ -734,6 +754,110 @@ fn rows() -> Vec<Row> {
             NEW,
         ),
         row(
+            "ICMP frag needed about a DR flow's answer: to its real server",
+            icmp4(
+                "198.51.100.1",
+                3,
+                4,
+                &ip4(vip, 80, c, 40000, TCP, SYN | ACK),
+                28,
+            ),
+            Out::To(0),
+            &[(Packets, 1), (IcmpSteered, 1), (Tx, 1)],
+        ),
+        row(
+            "ICMP time exceeded about a tunnelled flow: through the tunnel",
+            icmp4(
+                "198.51.100.1",
+                11,
+                0,
+                &ip4("10.0.0.104", 80, c, 40030, TCP, ACK),
+                28,
+            ),
+            Out::Tun(7),
+            &[(Packets, 1), (IcmpSteered, 1), (Tx, 1)],
+        ),
+        row(
+            "ICMP about a UDP flow",
+            icmp4("198.51.100.1", 3, 3, &ip4(vip, 53, c, 5353, UDP, 0), 28),
+            Out::To(3),
+            &[(Packets, 1), (IcmpSteered, 1), (Tx, 1)],
+        ),
+        row(
+            "ICMP about no known flow: the kernel's",
+            icmp4("198.51.100.1", 3, 4, &ip4(vip, 80, c, 49999, TCP, ACK), 28),
+            Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "ICMP echo request to the VIP: the kernel's",
+            ip4_opts(v4(c), v4(vip), 1, &[], 0, &[8, 0, 0, 0, 0, 1, 0, 1]),
+            Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "ICMP error quoting a cut IP header",
+            icmp4("198.51.100.1", 3, 4, &ip4(vip, 80, c, 40000, TCP, ACK), 10),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "ICMP error quoting 4 bytes of TCP",
+            icmp4("198.51.100.1", 3, 4, &ip4(vip, 80, c, 40000, TCP, ACK), 24),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "ICMP error shorter than its header",
+            cut(
+                valid(poke(
+                    poke(
+                        icmp4("198.51.100.1", 3, 4, &ip4(vip, 80, c, 40000, TCP, ACK), 28),
+                        16,
+                        0,
+                    ),
+                    17,
+                    24,
+                )),
+                14 + 24,
+            ),
+            Out::Pass,
+            BAD,
+        ),
+        row(
+            "ICMPv6 packet too big about a v6 flow",
+            icmp6(
+                "2001:db8::fe",
+                2,
+                &ip6("2001:db8::100", 80, "2001:db8::c", 40000, TCP, ACK),
+                48,
+            ),
+            Out::To(4),
+            &[(Packets, 1), (IcmpSteered, 1), (Tx, 1)],
+        ),
+        row(
+            "ICMPv6 echo: the kernel's",
+            ip6_raw(
+                v6("2001:db8::c"),
+                v6("2001:db8::100"),
+                58,
+                &[128, 0, 0, 0, 0, 1, 0, 1],
+            ),
+            Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "ICMPv6 error quoting a cut header",
+            icmp6(
+                "2001:db8::fe",
+                1,
+                &ip6("2001:db8::100", 80, "2001:db8::c", 40000, TCP, ACK),
+                30,
+            ),
+            Out::Pass,
+            BAD,
+        ),
+        row(
             "Ethernet padding after the IP packet",
             {
                 let mut f = ip4(c, 40020, vip, 80, TCP, SYN);
@@ -793,7 +917,7 @@ fn every_row_gives_its_verdict_output_and_counts() {
             }
         }
     }
-    assert!(rows.len() >= 53, "{} rows", rows.len());
+    assert!(rows.len() >= 64, "{} rows", rows.len());
     assert!(
         failures.is_empty(),
         "{} of {} rows:\n{}",

@@ -49,6 +49,10 @@ typedef uint64_t __u64;
 #define RVS_SCHED_SEQ 0      /* the next entry of the service's sequence (rr, wrr) */
 #define RVS_SCHED_SH 1       /* bucket of the source address (and port): ip_vs_sh */
 #define RVS_SCHED_DH 2       /* bucket of the destination address: ip_vs_dh */
+#define RVS_SCHED_MH 3       /* Maglev slot of the source address (and port): ip_vs_mh */
+
+/* Slots of an mh table (the prime of CONFIG_IP_VS_MH_TAB_INDEX 12). */
+#define RVS_MH_TAB_SIZE 4093
 
 /* Buckets of an sh or dh table (CONFIG_IP_VS_SH_TAB_BITS, CONFIG_IP_VS_DH_TAB_BITS: 8). */
 #define RVS_HASH_TAB_BITS 8

@@ -329,20 +329,36 @@ static __always_inline int usable(int idx)
 	       !(d->flags & RVS_DEST_OVERLOAD);
 }
 
+/* The number sh and mh hash: the folded source address, plus the source port with sh-port /
+ * mh-port (RVS_SVC_SCHED2). */
+static __always_inline __u32 source_key(struct rvs_service *svc, struct pkt *p)
+{
+	__u32 port = svc->flags & RVS_SVC_SCHED2 ? bpf_ntohs(p->key.cport) : 0;
+	return port + fold(p->key.caddr, p->key.family);
+}
+
+/* The first choice of a hashing scheduler, bucket `i`: its server if usable (>= 0); -1 when
+ * the bucket is empty or the server unusable without fallback (RVS_SVC_SCHED1); -2 when the
+ * fallback probe is to run. */
+static __always_inline int first_choice(struct rvs_service *svc, __u32 i)
+{
+	int d = entry(svc, i);
+	if (d < 0)
+		return -1;
+	if (usable(d))
+		return d;
+	return svc->flags & RVS_SVC_SCHED1 ? -2 : -1;
+}
+
 /* ip_vs_sh: the bucket of the source address (plus the source port with sh-port); with
  * sh-fallback an unusable bucket's choice is replaced by probing from twice the hash, as
  * ip_vs_sh_get_fallback() does. */
 static __always_inline int sched_sh(struct rvs_service *svc, struct pkt *p)
 {
-	__u32 port = svc->flags & RVS_SVC_SCHED2 ? bpf_ntohs(p->key.cport) : 0;
-	__u32 ihash = hash_32(port + fold(p->key.caddr, p->key.family), RVS_HASH_TAB_BITS);
-	int d = entry(svc, ihash);
-	if (d < 0)
-		return -1;
-	if (usable(d))
+	__u32 ihash = hash_32(source_key(svc, p), RVS_HASH_TAB_BITS);
+	int d = first_choice(svc, ihash);
+	if (d != -2)
 		return d;
-	if (!(svc->flags & RVS_SVC_SCHED1))
-		return -1;
 	for (__u32 off = 0; off < RVS_HASH_TAB_SIZE; off++) {
 		__u32 roff = (off + ihash) % RVS_HASH_TAB_SIZE;
 		d = entry(svc, (roff + ihash) & (RVS_HASH_TAB_SIZE - 1));
@@ -361,11 +377,90 @@ static __always_inline int sched_dh(struct rvs_service *svc, struct pkt *p)
 	return d >= 0 && usable(d) ? d : -1;
 }
 
+/* One SipHash round on four 64-bit words. */
+#define SIPROUND                                                                                  \
+	do {                                                                                      \
+		v0 += v1;                                                                         \
+		v1 = (v1 << 13 | v1 >> 51) ^ v0;                                                  \
+		v0 = v0 << 32 | v0 >> 32;                                                         \
+		v2 += v3;                                                                         \
+		v3 = (v3 << 16 | v3 >> 48) ^ v2;                                                  \
+		v0 += v3;                                                                         \
+		v3 = (v3 << 21 | v3 >> 43) ^ v0;                                                  \
+		v2 += v1;                                                                         \
+		v1 = (v1 << 17 | v1 >> 47) ^ v2;                                                  \
+		v2 = v2 << 32 | v2 >> 32;                                                         \
+	} while (0)
+
+/* The 64-bit kernel's hsiphash() of a 4-byte integer with ip_vs_mh.c's first key (2654435761
+ * in both words): SipHash-1-3 of the integer's little-endian bytes, truncated to 32 bits. */
+static __always_inline __u32 mh_hash(__u32 value)
+{
+	const __u64 k = 2654435761ULL;
+	__u64 v0 = 0x736f6d6570736575ULL ^ k, v1 = 0x646f72616e646f6dULL ^ k;
+	__u64 v2 = 0x6c7967656e657261ULL ^ k, v3 = 0x7465646279746573ULL ^ k;
+	__u64 b = (4ULL << 56) | value;
+	v3 ^= b;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return (__u32)(v0 ^ v1 ^ v2 ^ v3);
+}
+
+/* What the mh fallback probe carries from step to step. */
+struct mh_probe {
+	__u32 seq_off;
+	__u32 seq_len;
+	__u32 v;
+	__u32 ihash;
+	int found;
+};
+
+/* One step of ip_vs_mh_get_fallback(): the slot of hash(v + (offset + ihash) mod M); an empty
+ * slot ends the search with none, a usable server ends it with that server. */
+static long mh_probe_step(__u32 offset, void *arg)
+{
+	struct mh_probe *m = arg;
+	__u32 roff = (offset + m->ihash) % RVS_MH_TAB_SIZE;
+	__u32 i = mh_hash(m->v + roff) % RVS_MH_TAB_SIZE;
+	if (i >= m->seq_len)
+		return 1;
+	__u32 slot = m->seq_off + i;
+	__u32 *dest = bpf_map_lookup_elem(&rvs_seq, &slot);
+	if (!dest || *dest == RVS_NO_DEST)
+		return 1;
+	if (usable(*dest)) {
+		m->found = *dest;
+		return 1;
+	}
+	return 0;
+}
+
+/* ip_vs_mh: the Maglev slot of the source address (plus the source port with mh-port); with
+ * mh-fallback an unusable slot's choice is replaced by probing re-hashed slots (bpf_loop: the
+ * verifier checks the step once). */
+static __always_inline int sched_mh(struct rvs_service *svc, struct pkt *p)
+{
+	__u32 v = source_key(svc, p);
+	__u32 ihash = mh_hash(v) % RVS_MH_TAB_SIZE;
+	int d = first_choice(svc, ihash);
+	if (d != -2)
+		return d;
+	struct mh_probe m = {svc->seq_off, svc->seq_len, v, ihash, -1};
+	bpf_loop(RVS_MH_TAB_SIZE, mh_probe_step, &m, 0);
+	return m.found;
+}
+
 static __always_inline int schedule(struct rvs_service *svc, struct pkt *p)
 {
 	switch (svc->sched) {
 	case RVS_SCHED_SH:
 		return sched_sh(svc, p);
+	case RVS_SCHED_MH:
+		return sched_mh(svc, p);
 	case RVS_SCHED_DH:
 		return sched_dh(svc, p);
 	default:

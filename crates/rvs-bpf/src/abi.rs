@@ -46,6 +46,10 @@ pub const SCHED_SEQ: u32 = 0;
 pub const SCHED_SH: u32 = 1;
 /// `RVS_SCHED_DH`: the kernel's dh table
 pub const SCHED_DH: u32 = 2;
+/// `RVS_SCHED_MH`: the kernel's mh (Maglev) table
+pub const SCHED_MH: u32 = 3;
+/// `RVS_MH_TAB_SIZE`: slots of an mh table
+pub const MH_TAB_SIZE: u32 = 4093;
 /// `RVS_HASH_TAB_SIZE`: buckets of an sh or dh table
 pub const HASH_TAB_SIZE: u32 = 256;
 /// `RVS_NO_DEST`: an empty bucket

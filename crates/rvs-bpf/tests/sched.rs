@@ -167,11 +167,12 @@ impl Setup {
         let index = |id: DestId| self.dests.iter().position(|x| *x == id).unwrap() as u32;
         let (sched, entries) = match self.ipvs.sched_table(&key) {
             Some(table) => {
-                assert_eq!(table.len() as u32, abi::HASH_TAB_SIZE);
-                let sched = match self.ipvs.service(&key).unwrap().sched.name() {
-                    "sh" => abi::SCHED_SH,
-                    _ => abi::SCHED_DH,
+                let (sched, size) = match self.ipvs.service(&key).unwrap().sched.name() {
+                    "sh" => (abi::SCHED_SH, abi::HASH_TAB_SIZE),
+                    "mh" => (abi::SCHED_MH, abi::MH_TAB_SIZE),
+                    _ => (abi::SCHED_DH, abi::HASH_TAB_SIZE),
                 };
+                assert_eq!(table.len() as u32, size);
                 let t = table
                     .into_iter()
                     .map(|d| d.map_or(abi::NO_DEST, index))
@@ -186,7 +187,7 @@ impl Setup {
                 )
             }
         };
-        let off = s * abi::HASH_TAB_SIZE;
+        let off = s * 4096; // room for the largest table (mh's 4,093 slots)
         self.xdp.set_seq(off, &entries).unwrap();
         self.xdp.set_position(s, 0).unwrap();
         let (addr, family) = words(vip);
@@ -354,5 +355,68 @@ fn rr_and_wrr_take_the_core_s_cycle_in_the_core_s_order() {
             let (xdp, core) = s.choices(client(&mut rng, false), 3000 + i, vip);
             assert_eq!(xdp, core, "{sched} {weights:?} after the edit: flow {i}");
         }
+    }
+}
+
+#[test]
+fn mh_by_source_address_as_the_core() {
+    let seen = agree("mh", 0, &[v4("10.0.0.100")], &[1, 2, 3, 4], 2500, 9);
+    all_chosen(&seen, &[1, 2, 3, 4]);
+    let seen = agree("mh", 0, &[v4("2001:db8::100")], &[5, 1, 3], 1500, 10);
+    all_chosen(&seen, &[5, 1, 3]);
+}
+
+#[test]
+fn mh_port_and_fallback_as_the_core() {
+    let seen = agree(
+        "mh",
+        svc_flags::SCHED2,
+        &[v4("10.0.0.100")],
+        &[2, 2, 1],
+        1500,
+        11,
+    );
+    all_chosen(&seen, &[2, 2, 1]);
+    // quiesced servers (weight 0 after having a weight) keep their slots in the core; here
+    // weight-0 servers from the start own none, and unusable ones are skipped by fallback
+    let seen = agree(
+        "mh",
+        svc_flags::SCHED1,
+        &[v4("10.0.0.100")],
+        &[3, 0, 2, 0],
+        1500,
+        12,
+    );
+    assert!(!seen.contains(&None), "{seen:?}");
+}
+
+#[test]
+fn mh_quiesced_servers_keep_their_slots_and_fall_back_as_the_core() {
+    for flags in [0, svc_flags::SCHED1, svc_flags::SCHED1 | svc_flags::SCHED2] {
+        let vip = v4("10.0.0.100");
+        let mut s = setup("mh", flags, &[vip], &[2, 3, 1, 4]);
+        // quiesce two servers: the core keeps their slots (last_weight); the program gets
+        // the new weights and the table the core then has
+        for (i, idx) in [(1u8, 1u32), (3, 3)] {
+            let addr = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 10 + i));
+            let mut d = DestConf::new(addr, 80);
+            d.weight = 0;
+            s.ipvs.edit_dest(&service_key(vip), d).unwrap();
+            s.xdp.set_dest(idx, &dest_entry(idx, addr, 0, 0)).unwrap();
+        }
+        s.load_schedule(0, vip, flags);
+        let mut rng = Rng::seeded(13);
+        let mut none = 0;
+        for i in 0..1500u16 {
+            let (xdp, core) = s.choices(client(&mut rng, false), 1024 + i, vip);
+            assert_eq!(xdp, core, "flags {flags:#x}: flow {i}");
+            none += usize::from(core.is_none());
+        }
+        // without fallback the quiesced servers' clients get none; with it, nobody does
+        assert_eq!(
+            none > 0,
+            flags & svc_flags::SCHED1 == 0,
+            "flags {flags:#x}: {none}"
+        );
     }
 }

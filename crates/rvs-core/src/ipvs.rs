@@ -461,7 +461,7 @@ impl Ipvs {
     }
 
     /// The bucket table of the service's scheduler, if it picks by a hash of the packet (sh,
-    /// dh; see [`crate::sched::Scheduler::table`]), with the real server of each bucket.
+    /// dh, mh; see [`crate::sched::Scheduler::table`]), with the real server of each bucket.
     pub fn sched_table(&self, key: &ServiceKey) -> Option<Vec<Option<DestId>>> {
         let svc = self.service(key)?;
         let table = svc.sched.table()?;

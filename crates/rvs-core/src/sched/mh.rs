@@ -299,6 +299,12 @@ impl Scheduler for Mh {
         self.rebuild(list);
     }
 
+    /// The slots' owners (a slot whose owner left the list, possible only after a refused
+    /// rebuild with more servers than slots, reads as empty).
+    fn table(&self) -> Option<Vec<Option<usize>>> {
+        Some((0..MH_TAB_SIZE).map(|i| self.slot(i)).collect())
+    }
+
     fn schedule(
         &mut self,
         list: DestList<'_>,

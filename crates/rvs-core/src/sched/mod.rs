@@ -104,7 +104,7 @@ pub trait Scheduler: Send + fmt::Debug {
         false
     }
 
-    /// The bucket table of a scheduler that picks by a hash of the packet (sh, dh): for each
+    /// The bucket table of a scheduler that picks by a hash of the packet (sh, dh, mh): for each
     /// bucket, the list position it holds (`None`: empty). A data plane that hashes packets
     /// itself (XDP) takes the table over and makes the same choice; other schedulers have
     /// none.

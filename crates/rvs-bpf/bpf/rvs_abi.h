@@ -28,6 +28,7 @@ typedef uint64_t __u64;
 #define RVS_SEQ_SLOTS 262144
 #define RVS_MAX_FLOWS 1048576
 #define RVS_MAX_IFACES 64
+#define RVS_MAX_TEMPLATES 262144
 
 /* Address families, as the kernel numbers them. */
 #define RVS_AF_INET 2
@@ -101,6 +102,7 @@ enum rvs_counter {
 	RVS_C_TTL_EXPIRED,      /* TTL / hop limit 1 or 0 on a packet to forward: dropped */
 	RVS_C_NO_IFACE,         /* arrived on an interface the control plane did not set up: to the kernel */
 	RVS_C_ICMP_STEERED,     /* an ICMP error about a flow: sent to the flow's real server */
+	RVS_C_PERSIST_HIT,      /* a new flow went where its persistence template said */
 	RVS_C_COUNT
 };
 
@@ -162,6 +164,24 @@ struct rvs_flow {
 	__u64 last_ns;     /* bpf_ktime_get_ns() of the last packet */
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* Key of `rvs_templates`, a persistence template: the client's address under the service's
+ * netmask, the virtual address, and the virtual port (0 for a port-0 service: one template
+ * for all its ports). */
+struct rvs_tmpl_key {
+	__u32 caddr[4];
+	__u32 vaddr[4];
+	__u16 vport;       /* network order */
+	__u8 proto;
+	__u8 family;
+};
+
+/* Value of `rvs_templates`. */
+struct rvs_tmpl {
+	__u32 dest;        /* index into `rvs_dests` */
+	__u32 pad;
+	__u64 last_ns;     /* when a connection last used it; it expires persist_timeout later */
 };
 
 /* Value of `rvs_ifaces`, keyed by ifindex: the director's own Ethernet address there, and

@@ -62,6 +62,13 @@ struct {
 } rvs_flows SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RVS_MAX_TEMPLATES);
+	__type(key, struct rvs_tmpl_key);
+	__type(value, struct rvs_tmpl);
+} rvs_templates SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, RVS_MAX_IFACES);
 	__type(key, __u32);
@@ -101,6 +108,7 @@ static __always_inline void count(__u32 c)
 struct pkt {
 	struct rvs_flow_key key;
 	__u8 tcp_flags;  /* FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
+	__u8 any_port;   /* its service is a port-0 one */
 	__u32 len;       /* L3 length (the IP packet), what IPVS counts as bytes */
 };
 
@@ -279,8 +287,10 @@ static __always_inline struct rvs_service *find_service(struct pkt *p)
 	if (svc)
 		return svc;
 	vip.port = 0;
+	p->any_port = 1;
 	return bpf_map_lookup_elem(&rvs_services, &vip);
 }
+
 
 /* Entry `i` of the service's sequence or table, or -1 (empty, out of range). */
 static __always_inline int entry(struct rvs_service *svc, __u32 i)
@@ -486,6 +496,49 @@ static __always_inline __u8 next_state(__u8 state, __u8 flags)
 	if (flags & TCP_ACK)
 		return state == RVS_S_SYN_RECV || state == RVS_S_NONE ? RVS_S_ESTABLISHED : state;
 	return state;
+}
+
+/* A persistent service's choice (ip_vs_sched_persist): the template of the client's network
+ * (its address under the netmask: an IPv4 mask, or an IPv6 prefix length) and this virtual
+ * address and port (all ports for a port-0 service) sends the new flow to its real server
+ * while the template lives and the server is still in the service (even at weight 0, as the
+ * kernel does with expire_quiescent_template 0); otherwise the scheduler chooses and the
+ * template is made (again). Every use renews the template's persist_timeout. */
+static __always_inline int sched_persist(struct rvs_service *svc, struct pkt *p, __u64 now)
+{
+	struct rvs_tmpl_key k = {};
+	if (p->key.family == RVS_AF_INET) {
+		k.caddr[0] = p->key.caddr[0] & svc->netmask;
+	} else {
+		__u32 plen = svc->netmask > 128 ? 128 : svc->netmask;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			__u32 bits = plen > (__u32)(32 * i) ? plen - 32 * i : 0;
+			__u32 m = bits >= 32 ? 0xffffffff : bits ? ~((1u << (32 - bits)) - 1) : 0;
+			k.caddr[i] = p->key.caddr[i] & bpf_htonl(m);
+		}
+	}
+	__builtin_memcpy(k.vaddr, p->key.vaddr, 16);
+	k.vport = p->any_port ? 0 : p->key.vport;
+	k.proto = p->key.proto;
+	k.family = p->key.family;
+	__u64 life = (__u64)svc->persist_timeout * 1000000000ULL;
+	struct rvs_tmpl *t = bpf_map_lookup_elem(&rvs_templates, &k);
+	if (t && now - t->last_ns < life) {
+		__u32 idx = t->dest;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &idx);
+		if (d && (d->flags & RVS_DEST_AVAILABLE)) {
+			t->last_ns = now;
+			count(RVS_C_PERSIST_HIT);
+			return idx;
+		}
+	}
+	int d = schedule(svc, p);
+	if (d < 0)
+		return d;
+	struct rvs_tmpl v = {.dest = d, .last_ns = now};
+	bpf_map_update_elem(&rvs_templates, &k, &v, BPF_ANY);
+	return d;
 }
 
 static __always_inline void dest_stats(__u32 dest, __u32 len, int new_conn)
@@ -913,7 +966,8 @@ int rvs_xdp(struct xdp_md *ctx)
 			count(RVS_C_PASS_NO_SERVICE);
 			return XDP_PASS;
 		}
-		int d = schedule(svc, &p);
+		int d = svc->flags & RVS_SVC_PERSISTENT ? sched_persist(svc, &p, bpf_ktime_get_ns())
+							  : schedule(svc, &p);
 		if (d < 0) {
 			count(RVS_C_NO_DEST);
 			return XDP_DROP;

@@ -90,10 +90,11 @@ pub enum Counter {
     TtlExpired,
     NoIface,
     IcmpSteered,
+    PersistHit,
 }
 
 /// `RVS_C_COUNT`
-pub const COUNTERS: usize = 16;
+pub const COUNTERS: usize = 17;
 
 impl Counter {
     /// Every counter, in index order.
@@ -114,6 +115,7 @@ impl Counter {
         Counter::TtlExpired,
         Counter::NoIface,
         Counter::IcmpSteered,
+        Counter::PersistHit,
     ];
 }
 
@@ -184,6 +186,26 @@ pub struct Flow {
     pub bytes: u64,
 }
 
+/// `struct rvs_tmpl_key`: a persistence template's key
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct TmplKey {
+    pub caddr: [u32; 4],
+    pub vaddr: [u32; 4],
+    pub vport: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// `struct rvs_tmpl`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Tmpl {
+    pub dest: u32,
+    pub pad: u32,
+    pub last_ns: u64,
+}
+
 /// `struct rvs_iface`
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -213,6 +235,8 @@ unsafe impl aya::Pod for Dest {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Flow {}
 unsafe impl aya::Pod for Iface {}
+unsafe impl aya::Pod for TmplKey {}
+unsafe impl aya::Pod for Tmpl {}
 unsafe impl aya::Pod for DestStats {}
 
 const _: () = {
@@ -234,6 +258,9 @@ const _: () = {
     assert!(size_of::<Flow>() == 40);
     assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 16);
     assert!(offset_of!(Flow, bytes) == 32);
+    assert!(size_of::<TmplKey>() == 36);
+    assert!(offset_of!(TmplKey, vport) == 32 && offset_of!(TmplKey, family) == 35);
+    assert!(size_of::<Tmpl>() == 16 && offset_of!(Tmpl, last_ns) == 8);
     assert!(size_of::<Iface>() == 28);
     assert!(offset_of!(Iface, addr4) == 8 && offset_of!(Iface, addr6) == 12);
     assert!(size_of::<DestStats>() == 24);

@@ -11,7 +11,7 @@ use rvs_bpf::{abi, verdict, Xdp};
 use rvs_core::datapath::{Packet, TcpFlags, Verdict};
 use rvs_core::dest::DestId;
 use rvs_core::ipvs::{Config, Ipvs};
-use rvs_core::model::{svc_flags, DestConf, Family, Protocol, ServiceConf, ServiceKey};
+use rvs_core::model::{svc_flags, DestConf, Family, Netmask, Protocol, ServiceConf, ServiceKey};
 use rvs_core::rng::Rng;
 use rvs_core::time::Tick;
 
@@ -90,6 +90,17 @@ struct Setup {
 }
 
 fn setup(sched: &str, flags: u32, vips: &[IpAddr], weights: &[i32]) -> Setup {
+    setup_with(sched, flags, vips, weights, None)
+}
+
+/// [`setup`], the services persistent (timeout in seconds, netmask) when asked.
+fn setup_with(
+    sched: &str,
+    flags: u32,
+    vips: &[IpAddr],
+    weights: &[i32],
+    persist: Option<(u32, Netmask)>,
+) -> Setup {
     let mut ipvs = Ipvs::new(Config::default());
     let mut xdp = Xdp::load().expect("loading the XDP program (needs root)");
     xdp.set_iface(LO, DIRECTOR_MAC).unwrap();
@@ -103,6 +114,10 @@ fn setup(sched: &str, flags: u32, vips: &[IpAddr], weights: &[i32]) -> Setup {
         let key = service_key(*vip);
         let mut conf = ServiceConf::new(af, sched);
         conf.flags |= flags;
+        if let Some((timeout, mask)) = persist {
+            conf = conf.persistent(timeout);
+            conf.netmask = mask;
+        }
         ipvs.add_service(key, conf).unwrap();
         for (i, w) in weights.iter().enumerate() {
             let addr = match vip {
@@ -129,7 +144,7 @@ fn setup(sched: &str, flags: u32, vips: &[IpAddr], weights: &[i32]) -> Setup {
     }
     let mut setup = Setup { ipvs, xdp, dests };
     for (s, vip) in vips.iter().enumerate() {
-        setup.load_schedule(s as u32, *vip, flags);
+        setup.load_schedule(s as u32, *vip);
     }
     setup
 }
@@ -159,10 +174,10 @@ fn service_key(vip: IpAddr) -> ServiceKey {
 }
 
 impl Setup {
-    /// Gives service `s` (at `vip`) the core's schedule: its bucket table (sh, dh) or its
-    /// next cycle of choices (rr, wrr) from the position 0. Real servers are numbered by
-    /// their place in `dests`.
-    fn load_schedule(&mut self, s: u32, vip: IpAddr, flags: u32) {
+    /// Gives service `s` (at `vip`) the core's schedule: its bucket table (sh, dh, mh) or its
+    /// next cycle of choices (rr, wrr) from the position 0, with the service's flags and
+    /// persistence. Real servers are numbered by their place in `dests`.
+    fn load_schedule(&mut self, s: u32, vip: IpAddr) {
         let key = service_key(vip);
         let index = |id: DestId| self.dests.iter().position(|x| *x == id).unwrap() as u32;
         let (sched, entries) = match self.ipvs.sched_table(&key) {
@@ -197,13 +212,19 @@ impl Setup {
             proto: 6,
             family,
         };
+        let conf = &self.ipvs.service(&key).unwrap().conf;
+        let netmask = match conf.netmask {
+            Netmask::V4(m) => u32::from_ne_bytes(m.to_be_bytes()),
+            Netmask::V6(plen) => u32::from(plen),
+        };
         let svc = abi::Service {
             id: s,
-            flags,
+            flags: conf.flags,
             sched,
             seq_off: off,
             seq_len: entries.len() as u32,
-            ..Default::default()
+            persist_timeout: conf.timeout,
+            netmask,
         };
         self.xdp.set_service(&vip, &svc).unwrap();
     }
@@ -350,7 +371,7 @@ fn rr_and_wrr_take_the_core_s_cycle_in_the_core_s_order() {
         d.weight = 3;
         s.ipvs.edit_dest(&service_key(vip), d).unwrap();
         s.xdp.set_dest(0, &dest_entry(0, first, 0, 3)).unwrap();
-        s.load_schedule(0, vip, 0);
+        s.load_schedule(0, vip);
         for i in 0..60u16 {
             let (xdp, core) = s.choices(client(&mut rng, false), 3000 + i, vip);
             assert_eq!(xdp, core, "{sched} {weights:?} after the edit: flow {i}");
@@ -404,7 +425,7 @@ fn mh_quiesced_servers_keep_their_slots_and_fall_back_as_the_core() {
             s.ipvs.edit_dest(&service_key(vip), d).unwrap();
             s.xdp.set_dest(idx, &dest_entry(idx, addr, 0, 0)).unwrap();
         }
-        s.load_schedule(0, vip, flags);
+        s.load_schedule(0, vip);
         let mut rng = Rng::seeded(13);
         let mut none = 0;
         for i in 0..1500u16 {
@@ -418,5 +439,37 @@ fn mh_quiesced_servers_keep_their_slots_and_fall_back_as_the_core() {
             flags & svc_flags::SCHED1 == 0,
             "flags {flags:#x}: {none}"
         );
+    }
+}
+
+/// Persistence: new connections from one client network go where that network's template
+/// says, for rr and sh alike, IPv4 under a /24 mask and IPv6 under a /64 prefix; the core's
+/// sequence moves only when a template is made, and the program's with it.
+#[test]
+fn persistence_templates_choose_as_the_core() {
+    let cases = [
+        ("rr", v4("10.0.0.100"), Netmask::V4(0xffff_ff00)),
+        ("wrr", v4("10.0.0.100"), Netmask::V4(0xffff_0000)),
+        ("sh", v4("10.0.0.100"), Netmask::V4(0xffff_ff00)),
+        ("rr", v4("2001:db8::100"), Netmask::V6(64)),
+    ];
+    for (sched, vip, mask) in cases {
+        let mut s = setup_with(sched, 0, &[vip], &[1, 2, 3], Some((300, mask)));
+        let mut rng = Rng::seeded(14);
+        // a dozen client networks, each client connecting from new ports
+        let nets: Vec<IpAddr> = (0..12).map(|_| client(&mut rng, vip.is_ipv6())).collect();
+        let mut per_net = std::collections::HashMap::new();
+        for i in 0..600u16 {
+            let base = nets[usize::from(i) % nets.len()];
+            let src = match base {
+                IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) ^ u32::from(i % 7))),
+                IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) ^ u128::from(i % 7))),
+            };
+            let (xdp, core) = s.choices(src, 2000 + i, vip);
+            assert_eq!(xdp, core, "{sched} {vip}: flow {i} from {src}");
+            // one server per client network
+            let first = *per_net.entry(base).or_insert(core);
+            assert_eq!(core, first, "{sched}: {src} left its network's server");
+        }
     }
 }

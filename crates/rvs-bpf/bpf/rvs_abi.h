@@ -201,4 +201,21 @@ struct rvs_dest_stats {
 	__u64 bytes;
 };
 
+/* The real server's decapsulation program (tc_decap.c). */
+
+/* Key of `rvs_decap_vips`: a virtual address this host serves (IPv4 uses addr[0]). */
+struct rvs_decap_vip {
+	__u32 addr[4];
+	__u8 family;
+	__u8 pad[3];
+};
+
+/* Its counters (index into the per-CPU array `rvs_decap_counters`). */
+enum rvs_decap_counter {
+	RVS_D_DECAPSULATED = 0, /* outer header removed, inner packet delivered */
+	RVS_D_NOT_VIP,          /* a tunnel packet to an address that is not a configured VIP: left alone */
+	RVS_D_FAILED,           /* the kernel refused to shrink the packet: dropped */
+	RVS_D_COUNT
+};
+
 #endif /* RVS_ABI_H */

@@ -227,6 +227,27 @@ pub struct DestStats {
     pub bytes: u64,
 }
 
+/// `struct rvs_decap_vip`: a virtual address the real server's decapsulation serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct DecapVip {
+    pub addr: [u32; 4],
+    pub family: u8,
+    pub pad: [u8; 3],
+}
+
+/// The decapsulation program's counters, in the order of `enum rvs_decap_counter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum DecapCounter {
+    Decapsulated = 0,
+    NotVip,
+    Failed,
+}
+
+/// `RVS_D_COUNT`
+pub const DECAP_COUNTERS: usize = 3;
+
 // SAFETY (for aya's Pod): each type is #[repr(C)], made of integers only, with every padding
 // byte an explicit field, so any bit pattern is a valid value and none is uninitialised.
 unsafe impl aya::Pod for Vip {}
@@ -236,6 +257,7 @@ unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Flow {}
 unsafe impl aya::Pod for Iface {}
 unsafe impl aya::Pod for TmplKey {}
+unsafe impl aya::Pod for DecapVip {}
 unsafe impl aya::Pod for Tmpl {}
 unsafe impl aya::Pod for DestStats {}
 
@@ -258,6 +280,7 @@ const _: () = {
     assert!(size_of::<Flow>() == 40);
     assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 16);
     assert!(offset_of!(Flow, bytes) == 32);
+    assert!(size_of::<DecapVip>() == 20 && offset_of!(DecapVip, family) == 16);
     assert!(size_of::<TmplKey>() == 36);
     assert!(offset_of!(TmplKey, vport) == 32 && offset_of!(TmplKey, family) == 35);
     assert!(size_of::<Tmpl>() == 16 && offset_of!(Tmpl, last_ns) == 8);

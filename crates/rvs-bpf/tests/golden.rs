@@ -9,6 +9,8 @@
 //!
 //! Needs root (loading BPF programs).
 
+mod common;
+
 use std::net::Ipv4Addr;
 
 use rvs_bpf::{abi, verdict, Xdp};
@@ -17,19 +19,6 @@ const LO: u32 = 1;
 const DIRECTOR: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
 const REAL: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 11);
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 100);
-
-fn frames() -> Vec<Vec<u8>> {
-    let text = include_str!("golden/tunnel.golden");
-    text.lines()
-        .filter_map(|l| l.strip_prefix("frame "))
-        .map(|h| {
-            (0..h.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect()
-}
 
 fn sum16(b: &[u8]) -> u32 {
     b.chunks(2)
@@ -70,7 +59,7 @@ fn outer_len(f: &[u8]) -> usize {
 
 #[test]
 fn tunnel_packets_are_the_kernel_s() {
-    let frames = frames();
+    let frames = common::tunnel_frames();
     assert_eq!(frames.len(), 7, "the recording has its seven frames");
     let mut compared = 0;
     for f in &frames {

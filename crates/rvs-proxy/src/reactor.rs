@@ -204,7 +204,7 @@ pub(crate) struct Reactor {
     sleep_at: Option<Instant>,
     /// Jobs to run in this pass (events, timers, pause changes).
     ready: Vec<u32>,
-    /// Jobs that asked to run again: next pass.
+    /// Jobs that asked to run again: next pass (they count as queued meanwhile).
     again: Vec<u32>,
     dests: HashMap<DestId, DestJobs>,
     /// The driver's waker, for changes made from outside its task.
@@ -625,6 +625,8 @@ impl Reactor {
                 Step::Again => {
                     let d = job.deadline();
                     self.arm(slot, d);
+                    // queued: an event before the next pass does not list it twice
+                    self.slots[slot as usize].queued = true;
                     self.again.push(slot);
                 }
                 Step::Done => drop(self.take(slot)),

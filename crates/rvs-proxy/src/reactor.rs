@@ -39,6 +39,7 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
@@ -168,6 +169,9 @@ pub(crate) trait Job {
     }
     /// The real server became unavailable (`true`) or available again (`false`).
     fn set_paused(&mut self, _paused: bool, _now: Instant) {}
+    /// The job never got into the loop (its sockets could not be registered) and is about
+    /// to be dropped, its sockets set to close with a reset.
+    fn abandon(&mut self) {}
 }
 
 /// Identifies a job for [`cancel`].
@@ -202,10 +206,11 @@ pub(crate) struct Reactor {
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     sleep: Pin<Box<Sleep>>,
     sleep_at: Option<Instant>,
-    /// Jobs to run in this pass (events, timers, pause changes).
-    ready: Vec<u32>,
+    /// Jobs to run in this pass (events, timers, pause changes), as (slot, generation): an
+    /// entry left by a job that was cancelled meanwhile does not run the slot's next job.
+    ready: Vec<(u32, u32)>,
     /// Jobs that asked to run again: next pass (they count as queued meanwhile).
-    again: Vec<u32>,
+    again: Vec<(u32, u32)>,
     dests: HashMap<DestId, DestJobs>,
     /// The driver's waker, for changes made from outside its task.
     waker: Option<Waker>,
@@ -268,6 +273,17 @@ pub(crate) fn check_dests(available: impl Fn(DestId) -> bool) {
             }
         }
     });
+}
+
+/// The real servers this thread's loop has jobs for (empty without a loop).
+pub(crate) fn dests() -> Vec<DestId> {
+    LOOP.try_with(|cell| {
+        cell.try_borrow()
+            .ok()
+            .and_then(|g| g.as_ref().map(|r| r.dests.keys().copied().collect()))
+            .unwrap_or_default()
+    })
+    .unwrap_or_default()
 }
 
 /// Accepts one connection from a non-blocking listener: a non-blocking, close-on-exec
@@ -448,6 +464,7 @@ impl Reactor {
         if let Err(e) = reg {
             job.sock(Side::Client).reset_on_close();
             job.sock(Side::Server).reset_on_close();
+            job.abandon();
             // a socket that did get in leaves the set when the job drops it; its token is
             // retired all the same
             let s = &mut self.slots[slot as usize];
@@ -491,6 +508,17 @@ impl Reactor {
         Some(job)
     }
 
+    /// Takes a job out after its handler panicked: its sockets close with a reset.
+    fn abort(&mut self, slot: u32) {
+        if let Some(mut job) = self.take(slot) {
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                job.sock(Side::Client).reset_on_close();
+                job.sock(Side::Server).reset_on_close();
+            }));
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(job)));
+        }
+    }
+
     fn wake_driver(&self) {
         if let Some(w) = &self.waker {
             w.wake_by_ref();
@@ -501,7 +529,7 @@ impl Reactor {
         let s = &mut self.slots[slot as usize];
         if !s.queued && s.job.is_some() {
             s.queued = true;
-            self.ready.push(slot);
+            self.ready.push((slot, s.gen));
         }
     }
 
@@ -547,17 +575,14 @@ impl Reactor {
         self.wake_driver();
     }
 
-    /// Reads one batch of events without blocking; true when there may be more.
-    fn read_events(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
-        let mut guard = match self.ep.poll_read_ready(cx) {
-            Poll::Ready(Ok(g)) => g,
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => return Ok(false),
-        };
+    /// Reads one batch of events without blocking; true when there may be more. It reads on
+    /// every pass, whatever the runtime last saw of the set: while jobs are busy the runtime
+    /// polls its own events only now and then, and new events must not wait for that.
+    fn read_events(&mut self) -> io::Result<bool> {
         // SAFETY: `events` has room for BATCH entries, which the kernel fills from the start.
         let n = unsafe {
             libc::epoll_wait(
-                guard.get_inner().as_raw_fd(),
+                self.ep.get_ref().as_raw_fd(),
                 self.events.as_mut_ptr(),
                 BATCH as libc::c_int,
                 0,
@@ -572,13 +597,6 @@ impl Reactor {
             };
         }
         let n = n as usize;
-        // A batch that did not fill the buffer emptied the ready list. What becomes ready
-        // after this raises a new edge on the epoll descriptor, which the runtime sees on
-        // its next wait (clearing only forgets the readiness this guard saw).
-        if n < BATCH {
-            guard.clear_ready();
-        }
-        drop(guard);
         for i in 0..n {
             let (slot, gen, side) = untoken(self.events[i].u64);
             let ev = self.events[i].events;
@@ -613,11 +631,24 @@ impl Reactor {
     fn run_jobs(&mut self, now: Instant) {
         let mut list = std::mem::take(&mut self.ready);
         list.append(&mut self.again);
-        for &slot in &list {
+        for &(slot, gen) in &list {
             let s = &mut self.slots[slot as usize];
+            if s.gen != gen {
+                continue;
+            }
             s.queued = false;
             let Some(job) = s.job.as_mut() else { continue };
-            match job.run(now) {
+            let step = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(now)));
+            let Ok(step) = step else {
+                // one connection's bug must not take the worker's others down with it
+                tracing::error!("a TCP connection's handler panicked: both its sockets are reset");
+                self.abort(slot);
+                continue;
+            };
+            let Some(job) = self.slots[slot as usize].job.as_mut() else {
+                continue;
+            };
+            match step {
                 Step::Wait => {
                     let d = job.deadline();
                     self.arm(slot, d);
@@ -627,7 +658,7 @@ impl Reactor {
                     self.arm(slot, d);
                     // queued: an event before the next pass does not list it twice
                     self.slots[slot as usize].queued = true;
-                    self.again.push(slot);
+                    self.again.push((slot, gen));
                 }
                 Step::Done => drop(self.take(slot)),
             }
@@ -643,7 +674,7 @@ impl Reactor {
             self.waker = Some(cx.waker().clone());
         }
         for _ in 0..PASSES {
-            let more = match self.read_events(cx) {
+            let more = match self.read_events() {
                 Ok(more) => more,
                 Err(e) => {
                     tracing::error!("TCP event loop: epoll: {e}");
@@ -656,8 +687,7 @@ impl Reactor {
             if more || !self.again.is_empty() || !self.ready.is_empty() {
                 continue;
             }
-            // waiting: the earliest timer, then readiness of the set (polled by the next
-            // pass's read_events, which registers the waker when there is nothing)
+            // waiting: the earliest timer, then the set's readiness as the runtime sees it
             if let Some(&Reverse((t, _))) = self.timers.peek() {
                 if self.sleep_at != Some(t) {
                     self.sleep.as_mut().reset(t);
@@ -669,7 +699,14 @@ impl Reactor {
             }
             match self.ep.poll_read_ready(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(_) => continue,
+                // Readiness the runtime saw, maybe of events read since: forget it and look
+                // again. An event after that look raises a new edge on the set's descriptor,
+                // which the runtime sees at its next wait (the waker is registered then).
+                Poll::Ready(Ok(mut guard)) => guard.clear_ready(),
+                Poll::Ready(Err(e)) => {
+                    tracing::error!("TCP event loop: {e}");
+                    return Poll::Pending;
+                }
             }
         }
         cx.waker().wake_by_ref();
@@ -680,6 +717,91 @@ impl Reactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A job over two connected sockets: counts its runs, panics on its first if asked.
+    struct Probe {
+        socks: [Sock; 2],
+        runs: Arc<AtomicUsize>,
+        panics: bool,
+    }
+
+    impl Job for Probe {
+        fn run(&mut self, _now: Instant) -> Step {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            assert!(!self.panics, "a handler's bug");
+            Step::Wait
+        }
+        fn sock(&mut self, side: Side) -> &mut Sock {
+            &mut self.socks[usize::from(side == Side::Server)]
+        }
+        fn deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    /// (the job's end, the peer's end) of a loopback TCP connection.
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        b.set_nonblocking(true).unwrap();
+        (b, a)
+    }
+
+    #[test]
+    fn a_panicking_handler_costs_its_own_connection_only() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (bad_runs, good_runs) =
+                (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let (b1, mut p1) = pair();
+            let (b2, _p2) = pair();
+            let (g1, mut q1) = pair();
+            let (g2, _q2) = pair();
+            let bad = Probe {
+                socks: [Sock::new(b1), Sock::new(b2)],
+                runs: bad_runs.clone(),
+                panics: true,
+            };
+            let good = Probe {
+                socks: [Sock::new(g1), Sock::new(g2)],
+                runs: good_runs.clone(),
+                panics: false,
+            };
+            add(Box::new(bad)).unwrap();
+            add(Box::new(good)).unwrap();
+            p1.write_all(b"x").unwrap();
+            q1.write_all(b"y").unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while (bad_runs.load(Ordering::SeqCst) == 0 || good_runs.load(Ordering::SeqCst) == 0)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(bad_runs.load(Ordering::SeqCst), 1);
+            // the panicking job is gone with a reset; the other one still runs on events
+            p1.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 8];
+            let e = p1.read(&mut buf).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+            let before = good_runs.load(Ordering::SeqCst);
+            q1.write_all(b"z").unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while good_runs.load(Ordering::SeqCst) == before && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(
+                good_runs.load(Ordering::SeqCst) > before,
+                "the loop goes on"
+            );
+        });
+    }
 
     #[test]
     fn tokens_round_trip() {

@@ -390,6 +390,17 @@ impl Job for Session {
         Some(self.fw.dest)
     }
 
+    fn abandon(&mut self) {
+        // the core saw the SYN: its entry hears the client's reset instead of waiting out
+        // its timeout
+        let now = self.ctx.core.now();
+        let rst = PacketInfo::Tcp(TcpFlags::RST);
+        self.ctx
+            .core
+            .lock()
+            .conn_signal(self.id, &self.key, Direction::Input, rst, now);
+    }
+
     fn set_paused(&mut self, paused: bool, now: Instant) {
         // a session told to go on looks at its entry at once
         self.paused = true;

@@ -49,8 +49,11 @@ pub struct Worker {
 impl Worker {
     /// Start worker number `idx`.
     pub fn spawn(idx: usize, ctx: Arc<Ctx>) -> io::Result<Worker> {
+        // the runtime looks at its own events (listeners, commands) every 8 task polls while
+        // tasks are busy, rather than every 61
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .event_interval(8)
             .build()?;
         let (tx, rx) = unbounded_channel();
         let thread = std::thread::Builder::new()
@@ -101,9 +104,16 @@ async fn run(mut rx: UnboundedReceiver<Cmd>, ctx: Arc<Ctx>) {
                 let _ = ack.send(());
             }
             Cmd::CheckDests { ack } => {
-                let ipvs = ctx.core.lock();
-                crate::reactor::check_dests(|d| ipvs.dest(d).is_some_and(|d| d.is_available()));
-                drop(ipvs);
+                // the core's lock only for reading the servers' states, not for the walk
+                let dests = crate::reactor::dests();
+                let up: HashMap<_, bool> = {
+                    let ipvs = ctx.core.lock();
+                    dests
+                        .into_iter()
+                        .map(|d| (d, ipvs.dest(d).is_some_and(|x| x.is_available())))
+                        .collect()
+                };
+                crate::reactor::check_dests(|d| up.get(&d).copied().unwrap_or(false));
                 let _ = ack.send(());
             }
         }

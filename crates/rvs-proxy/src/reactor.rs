@@ -177,9 +177,14 @@ pub(crate) trait Job {
 /// Identifies a job for [`cancel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct JobId {
+    /// the loop it was added to ([`Reactor::id`])
+    in_loop: u64,
     slot: u32,
     gen: u32,
 }
+
+/// Numbers loops, so a job id never names a job of another loop.
+static NEXT_LOOP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 struct Slot {
     gen: u32,
@@ -216,6 +221,8 @@ pub(crate) struct Reactor {
     waker: Option<Waker>,
     /// Alive while the driver task exists.
     driver: Weak<()>,
+    /// This loop's number (unique in the process).
+    id: u64,
 }
 
 thread_local! {
@@ -415,6 +422,7 @@ impl Reactor {
             dests: HashMap::new(),
             waker: None,
             driver,
+            id: NEXT_LOOP.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -479,11 +487,18 @@ impl Reactor {
         self.slots[slot as usize].job = Some(job);
         self.arm(slot, deadline);
         self.wake_driver();
-        Ok(JobId { slot, gen })
+        Ok(JobId {
+            in_loop: self.id,
+            slot,
+            gen,
+        })
     }
 
     /// Takes job `id` out (the caller drops it, outside any borrow of the loop).
     fn remove(&mut self, id: JobId) -> Option<Box<dyn Job>> {
+        if id.in_loop != self.id {
+            return None; // a job of another thread's loop, or of a loop since replaced
+        }
         let s = self.slots.get_mut(id.slot as usize)?;
         if s.gen != id.gen || s.job.is_none() {
             return None;

@@ -366,6 +366,23 @@ pub enum DnsType {
     Aaaa,
 }
 
+impl DnsType {
+    /// The record type named `name` (any case), as keepalived's `type` and rvs's `qtype`
+    /// name it.
+    pub fn from_name(name: &str) -> Option<DnsType> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "A" => DnsType::A,
+            "NS" => DnsType::Ns,
+            "CNAME" => DnsType::Cname,
+            "SOA" => DnsType::Soa,
+            "MX" => DnsType::Mx,
+            "TXT" => DnsType::Txt,
+            "AAAA" => DnsType::Aaaa,
+            _ => return None,
+        })
+    }
+}
+
 /// A UDP check (keepalived UDP_CHECK).
 #[derive(Clone, Debug, PartialEq)]
 pub struct UdpCheck {

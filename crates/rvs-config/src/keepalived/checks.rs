@@ -471,22 +471,8 @@ fn status_range(s: &str) -> Option<(u16, u16)> {
 
 fn dns_type(s: &Stmt) -> Result<DnsType, ConfigError> {
     let t = arg(s, 0, "record type")?;
-    Ok(match t.text.to_ascii_uppercase().as_str() {
-        "A" => DnsType::A,
-        "NS" => DnsType::Ns,
-        "CNAME" => DnsType::Cname,
-        "SOA" => DnsType::Soa,
-        "MX" => DnsType::Mx,
-        "TXT" => DnsType::Txt,
-        "AAAA" => DnsType::Aaaa,
-        _ => {
-            return Err(bad(
-                s.name(),
-                t,
-                "must be A, NS, CNAME, SOA, MX, TXT or AAAA",
-            ))
-        }
-    })
+    DnsType::from_name(&t.text)
+        .ok_or_else(|| bad(s.name(), t, "must be A, NS, CNAME, SOA, MX, TXT or AAAA"))
 }
 
 fn udp_option(u: &mut UdpCheck, s: &Stmt) -> Result<bool, ConfigError> {

@@ -372,24 +372,15 @@ fn status(ctx: &Ctx<'_>, s: &Spanned<Status>) -> R<(u16, u16)> {
 fn dns(ctx: &Ctx<'_>, c: &raw::Check) -> R<CheckKind> {
     let qtype = match &c.qtype {
         None => DnsType::Soa,
-        Some(t) => match t.get_ref().to_ascii_uppercase().as_str() {
-            "A" => DnsType::A,
-            "NS" => DnsType::Ns,
-            "CNAME" => DnsType::Cname,
-            "SOA" => DnsType::Soa,
-            "MX" => DnsType::Mx,
-            "TXT" => DnsType::Txt,
-            "AAAA" => DnsType::Aaaa,
-            _ => {
-                return Err(ctx.err(
-                    t.span(),
-                    format!(
-                        "unknown dns type \"{}\" (expected A, NS, CNAME, SOA, MX, TXT or AAAA)",
-                        t.get_ref()
-                    ),
-                ))
-            }
-        },
+        Some(t) => DnsType::from_name(t.get_ref()).ok_or_else(|| {
+            ctx.err(
+                t.span(),
+                format!(
+                    "unknown dns type \"{}\" (expected A, NS, CNAME, SOA, MX, TXT or AAAA)",
+                    t.get_ref()
+                ),
+            )
+        })?,
     };
     Ok(CheckKind::Dns {
         qtype,

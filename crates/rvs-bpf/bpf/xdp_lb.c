@@ -873,6 +873,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct rvs
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
 	if (decrement_ttl(eth + 1, end, p->key.family)) {
+		/* IPVS answers ICMP time exceeded here; this program only drops */
 		count(RVS_C_TTL_EXPIRED);
 		return XDP_DROP;
 	}
@@ -994,11 +995,6 @@ int rvs_xdp(struct xdp_md *ctx)
 		count(RVS_C_UNSUPPORTED_FWD);
 		return XDP_PASS;
 	}
-	if (decrement_ttl(eth + 1, end, p.key.family)) {
-		/* IPVS answers ICMP time exceeded here; this program only drops */
-		count(RVS_C_TTL_EXPIRED);
-		return XDP_DROP;
-	}
 
 	__u64 now = bpf_ktime_get_ns();
 	if (f) {
@@ -1016,10 +1012,9 @@ int rvs_xdp(struct xdp_md *ctx)
 		if (bpf_map_update_elem(&rvs_flows, &p.key, &fresh, BPF_NOEXIST))
 			count(RVS_C_FLOW_FULL);
 	}
+	/* counted before the transmit, as ip_vs_in() counts before the packet's TTL is looked at */
 	dest_stats(dest_id, p.len, new_conn);
-	if (dest->fwd == RVS_FWD_TUNNEL)
-		return forward_tun(ctx, dest, &p, me);
-	return forward_dr(eth, dest, me);
+	return forward(ctx, &p, dest, me);
 }
 
 char _license[] SEC("license") = "GPL";

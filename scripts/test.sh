@@ -4,18 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_pkgs=()
-command -v cc >/dev/null || need_pkgs+=(gcc)
+. scripts/deps.sh
+need_pkgs=("${rvs_build_deps[@]}")
 # the data-plane tests: a network namespace for the DR init script (ip), a descriptor limit (prlimit)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v prlimit >/dev/null || need_pkgs+=(util-linux)
-# the XDP data plane: BPF programs compiled by clang against the libbpf and kernel headers
-command -v clang >/dev/null || need_pkgs+=(clang)
-[[ -e /usr/include/bpf/bpf_helpers.h ]] || need_pkgs+=(libbpf-dev)
-[[ -e /usr/include/linux/bpf.h ]] || need_pkgs+=(linux-libc-dev)
-if ((${#need_pkgs[@]})); then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
-fi
+rvs_install "${need_pkgs[@]}"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 

@@ -29,6 +29,10 @@ typedef uint64_t __u64;
 #define RVS_MAX_FLOWS 1048576
 #define RVS_MAX_IFACES 64
 #define RVS_MAX_TEMPLATES 262144
+/* Bytes of the event ring (a power of two pages): about 130,000 events of 64 bytes. */
+#define RVS_EVENT_RING (8 << 20)
+/* A flow that keeps sending reports itself (RVS_EV_TOUCH) at most this often. */
+#define RVS_TOUCH_NS 1000000000ULL
 
 /* Address families, as the kernel numbers them. */
 #define RVS_AF_INET 2
@@ -95,7 +99,7 @@ enum rvs_counter {
 	RVS_C_NO_DEST,          /* service without an available real server: dropped */
 	RVS_C_FLOW_NEW,         /* first packet of a flow: scheduled */
 	RVS_C_FLOW_HIT,         /* packet of a known flow */
-	RVS_C_FLOW_FULL,        /* the flow map refused a new entry: forwarded unrecorded */
+	RVS_C_FLOW_FULL,        /* the flow map is full: a new flow's first packet dropped */
 	RVS_C_TX,               /* forwarded (XDP_TX) */
 	RVS_C_UNSUPPORTED_FWD,  /* real server's method not handled by this program: to the kernel */
 	RVS_C_NO_ROOM,          /* no headroom for a tunnel header: dropped */
@@ -103,6 +107,8 @@ enum rvs_counter {
 	RVS_C_NO_IFACE,         /* arrived on an interface the control plane did not set up: to the kernel */
 	RVS_C_ICMP_STEERED,     /* an ICMP error about a flow: sent to the flow's real server */
 	RVS_C_PERSIST_HIT,      /* a new flow went where its persistence template said */
+	RVS_C_EVENT_LOST,       /* the event ring was full: the control plane missed an event */
+	RVS_C_REUSED,           /* a SYN on a closed flow's tuple: scheduled as a new flow */
 	RVS_C_COUNT
 };
 
@@ -164,6 +170,26 @@ struct rvs_flow {
 	__u64 last_ns;     /* bpf_ktime_get_ns() of the last packet */
 	__u64 packets;
 	__u64 bytes;
+	__u64 reported_ns; /* when the flow last sent an event */
+};
+
+/* What the program tells the control plane through the ring `rvs_events`, so that rvs-core's
+ * connection table (listings, ActiveConn/InActConn, expiry, the schedulers' counts) follows
+ * the flows the program handles on its own. */
+#define RVS_EV_NEW 1    /* a packet was scheduled (a new flow, or a one-packet datagram) */
+#define RVS_EV_STATE 2  /* a packet moved its flow to another TCP state */
+#define RVS_EV_TOUCH 3  /* a packet of a flow that reported nothing for RVS_TOUCH_NS */
+
+struct rvs_event {
+	struct rvs_flow_key key;
+	__u32 dest;        /* index into `rvs_dests` */
+	__u32 svc;         /* service id */
+	__u64 ns;          /* bpf_ktime_get_ns() of the packet */
+	__u32 len;         /* its IP length */
+	__u8 kind;         /* RVS_EV_* */
+	__u8 tcp_flags;    /* its TCP flags (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) */
+	__u8 state;        /* the flow's state after it */
+	__u8 pad;
 };
 
 /* Key of `rvs_templates`, a persistence template: the client's address under the service's
@@ -177,11 +203,13 @@ struct rvs_tmpl_key {
 	__u8 family;
 };
 
-/* Value of `rvs_templates`. */
+/* Value of `rvs_templates`. A template lives until the control plane deletes it, when
+ * rvs-core's template expires (persist_timeout after its last use, longer while it still
+ * controls connections), so both follow the kernel's rules. */
 struct rvs_tmpl {
 	__u32 dest;        /* index into `rvs_dests` */
 	__u32 pad;
-	__u64 last_ns;     /* when a connection last used it; it expires persist_timeout later */
+	__u64 last_ns;     /* when a connection last used it */
 };
 
 /* Value of `rvs_ifaces`, keyed by ifindex: the director's own Ethernet address there, and

@@ -54,8 +54,11 @@ struct {
 	__type(value, __u32);
 } rvs_pos SEC(".maps");
 
+/* Flows live until the control plane deletes them (when rvs-core's entry expires), not by
+ * eviction: a full map refuses new flows (their first packet is dropped and counted, as IPVS
+ * drops a packet whose connection it cannot allocate) and never breaks established ones. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, RVS_MAX_FLOWS);
 	__type(key, struct rvs_flow_key);
 	__type(value, struct rvs_flow);
@@ -96,6 +99,11 @@ struct {
 	__type(key, __u32);
 	__type(value, struct rvs_dest_stats);
 } rvs_dest_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, RVS_EVENT_RING);
+} rvs_events SEC(".maps");
 
 static __always_inline void count(__u32 c)
 {
@@ -503,7 +511,8 @@ static __always_inline __u8 next_state(__u8 state, __u8 flags)
  * address and port (all ports for a port-0 service) sends the new flow to its real server
  * while the template lives and the server is still in the service (even at weight 0, as the
  * kernel does with expire_quiescent_template 0); otherwise the scheduler chooses and the
- * template is made (again). Every use renews the template's persist_timeout. */
+ * template is made (again). The control plane deletes a template when rvs-core's copy expires
+ * (persist_timeout after its last use, or later while it controls connections). */
 static __always_inline int sched_persist(struct rvs_service *svc, struct pkt *p, __u64 now)
 {
 	struct rvs_tmpl_key k = {};
@@ -522,9 +531,8 @@ static __always_inline int sched_persist(struct rvs_service *svc, struct pkt *p,
 	k.vport = p->any_port ? 0 : p->key.vport;
 	k.proto = p->key.proto;
 	k.family = p->key.family;
-	__u64 life = (__u64)svc->persist_timeout * 1000000000ULL;
 	struct rvs_tmpl *t = bpf_map_lookup_elem(&rvs_templates, &k);
-	if (t && now - t->last_ns < life) {
+	if (t) {
 		__u32 idx = t->dest;
 		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &idx);
 		if (d && (d->flags & RVS_DEST_AVAILABLE)) {
@@ -549,6 +557,36 @@ static __always_inline void dest_stats(__u32 dest, __u32 len, int new_conn)
 	st->conns += new_conn;
 	st->packets += 1;
 	st->bytes += len;
+}
+
+/* Tells the control plane about a packet of flow `f` (see RVS_EV_*); a full ring is counted
+ * and the packet goes on. */
+static __always_inline void report(struct pkt *p, __u8 kind, __u32 dest, __u32 svc, __u8 state,
+				   __u64 now)
+{
+	struct rvs_event *ev = bpf_ringbuf_reserve(&rvs_events, sizeof(*ev), 0);
+	if (!ev) {
+		count(RVS_C_EVENT_LOST);
+		return;
+	}
+	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
+	ev->dest = dest;
+	ev->svc = svc;
+	ev->ns = now;
+	ev->len = p->len;
+	ev->kind = kind;
+	ev->tcp_flags = p->tcp_flags;
+	ev->state = state;
+	ev->pad = 0;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/* Whether a SYN on a known flow starts a new connection on its tuple (conn_reuse_mode 1:
+ * the old one is closed), which IPVS then schedules afresh. */
+static __always_inline int reused(struct rvs_flow *f, struct pkt *p)
+{
+	return p->key.proto == IPPROTO_TCP && (p->tcp_flags & TCP_SYN) &&
+	       (f->state == RVS_S_TIME_WAIT || f->state == RVS_S_CLOSE);
 }
 
 /* Direct routing: the frame goes back out with the real server's Ethernet address as its
@@ -957,6 +995,10 @@ int rvs_xdp(struct xdp_md *ctx)
 	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, &p.key);
 	struct rvs_flow fresh = {};
 	__u32 dest_id;
+	if (f && reused(f, &p)) {
+		count(RVS_C_REUSED);
+		f = NULL;
+	}
 	if (f) {
 		count(RVS_C_FLOW_HIT);
 		dest_id = f->dest;
@@ -998,19 +1040,34 @@ int rvs_xdp(struct xdp_md *ctx)
 
 	__u64 now = bpf_ktime_get_ns();
 	if (f) {
-		f->state = p.key.proto == IPPROTO_TCP ? next_state(f->state, p.tcp_flags) : f->state;
+		__u8 was = f->state;
+		f->state = p.key.proto == IPPROTO_TCP ? next_state(was, p.tcp_flags) : was;
 		f->last_ns = now;
 		f->packets += 1;
 		f->bytes += p.len;
-	} else if (!(svc->flags & RVS_SVC_ONEPACKET) || p.key.proto != IPPROTO_UDP) {
+		if (f->state != was) {
+			f->reported_ns = now;
+			report(&p, RVS_EV_STATE, dest_id, f->svc, f->state, now);
+		} else if (now - f->reported_ns >= RVS_TOUCH_NS) {
+			f->reported_ns = now;
+			report(&p, RVS_EV_TOUCH, dest_id, f->svc, f->state, now);
+		}
+	} else {
 		fresh.dest = dest_id;
 		fresh.svc = svc->id;
 		fresh.state = p.key.proto == IPPROTO_TCP ? next_state(RVS_S_NONE, p.tcp_flags) : RVS_S_NONE;
 		fresh.last_ns = now;
 		fresh.packets = 1;
 		fresh.bytes = p.len;
-		if (bpf_map_update_elem(&rvs_flows, &p.key, &fresh, BPF_NOEXIST))
-			count(RVS_C_FLOW_FULL);
+		fresh.reported_ns = now;
+		/* a one-packet datagram leaves no flow: the next one is scheduled again */
+		if (!(svc->flags & RVS_SVC_ONEPACKET) || p.key.proto != IPPROTO_UDP) {
+			if (bpf_map_update_elem(&rvs_flows, &p.key, &fresh, BPF_ANY)) {
+				count(RVS_C_FLOW_FULL);
+				return XDP_DROP;
+			}
+		}
+		report(&p, RVS_EV_NEW, dest_id, svc->id, fresh.state, now);
 	}
 	/* counted before the transmit, as ip_vs_in() counts before the packet's TTL is looked at */
 	dest_stats(dest_id, p.len, new_conn);

@@ -91,10 +91,12 @@ pub enum Counter {
     NoIface,
     IcmpSteered,
     PersistHit,
+    EventLost,
+    Reused,
 }
 
 /// `RVS_C_COUNT`
-pub const COUNTERS: usize = 17;
+pub const COUNTERS: usize = 19;
 
 impl Counter {
     /// Every counter, in index order.
@@ -116,6 +118,8 @@ impl Counter {
         Counter::NoIface,
         Counter::IcmpSteered,
         Counter::PersistHit,
+        Counter::EventLost,
+        Counter::Reused,
     ];
 }
 
@@ -184,6 +188,35 @@ pub struct Flow {
     pub last_ns: u64,
     pub packets: u64,
     pub bytes: u64,
+    pub reported_ns: u64,
+}
+
+/// Event kinds (`RVS_EV_*`).
+pub mod event {
+    /// a packet was scheduled (a new flow, or a one-packet datagram)
+    pub const NEW: u8 = 1;
+    /// a packet moved its flow to another TCP state
+    pub const STATE: u8 = 2;
+    /// a packet of a flow that reported nothing for [`super::TOUCH_NS`]
+    pub const TOUCH: u8 = 3;
+}
+
+/// `RVS_TOUCH_NS`: a busy flow reports itself at most this often.
+pub const TOUCH_NS: u64 = 1_000_000_000;
+
+/// `struct rvs_event`: what the program reports through the ring `rvs_events`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Event {
+    pub key: FlowKey,
+    pub dest: u32,
+    pub svc: u32,
+    pub ns: u64,
+    pub len: u32,
+    pub kind: u8,
+    pub tcp_flags: u8,
+    pub state: u8,
+    pub pad: u8,
 }
 
 /// `struct rvs_tmpl_key`: a persistence template's key
@@ -277,7 +310,10 @@ const _: () = {
     assert!(size_of::<FlowKey>() == 40);
     assert!(offset_of!(FlowKey, cport) == 32 && offset_of!(FlowKey, proto) == 36);
     assert!(offset_of!(FlowKey, family) == 37);
-    assert!(size_of::<Flow>() == 40);
+    assert!(size_of::<Flow>() == 48 && offset_of!(Flow, reported_ns) == 40);
+    assert!(size_of::<Event>() == 64 && offset_of!(Event, dest) == 40);
+    assert!(offset_of!(Event, ns) == 48 && offset_of!(Event, len) == 56);
+    assert!(offset_of!(Event, kind) == 60 && offset_of!(Event, state) == 62);
     assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 16);
     assert!(offset_of!(Flow, bytes) == 32);
     assert!(size_of::<DecapVip>() == 20 && offset_of!(DecapVip, family) == 16);

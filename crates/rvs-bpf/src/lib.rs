@@ -28,8 +28,9 @@ pub mod abi;
 #[allow(unsafe_code)] // the bpf(2) call of BPF_PROG_TEST_RUN
 mod testrun;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
-use aya::programs::{SchedClassifier, Xdp as XdpProgram};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::xdp::XdpLinkId;
+use aya::programs::{SchedClassifier, Xdp as XdpProgram, XdpFlags};
 use aya::Ebpf;
 
 pub use testrun::TestRun;
@@ -79,6 +80,50 @@ pub enum Error {
 /// The loaded XDP programs and their maps.
 pub struct Xdp {
     ebpf: Ebpf,
+    /// the interfaces the program is attached to (detached when this is dropped)
+    links: Vec<(String, XdpLinkId)>,
+}
+
+/// The program's event ring, taken out of [`Xdp`] so that a thread of its own can wait on
+/// it (its descriptor polls readable when events wait).
+pub struct Events {
+    ring: RingBuf<MapData>,
+}
+
+impl Events {
+    /// The next event, if one waits.
+    pub fn read(&mut self) -> Option<abi::Event> {
+        let item = self.ring.next()?;
+        if item.len() < std::mem::size_of::<abi::Event>() {
+            return None;
+        }
+        // the ring's bytes, copied field by field (`struct rvs_event`'s layout, abi.rs)
+        let mut ev = abi::Event::default();
+        let b: &[u8] = &item;
+        let words = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        for i in 0..4 {
+            ev.key.caddr[i] = words(4 * i);
+            ev.key.vaddr[i] = words(16 + 4 * i);
+        }
+        ev.key.cport = u16::from_ne_bytes([b[32], b[33]]);
+        ev.key.vport = u16::from_ne_bytes([b[34], b[35]]);
+        ev.key.proto = b[36];
+        ev.key.family = b[37];
+        ev.dest = words(40);
+        ev.svc = words(44);
+        ev.ns = u64::from(words(48)) | (u64::from(words(52)) << 32);
+        ev.len = words(56);
+        ev.kind = b[60];
+        ev.tcp_flags = b[61];
+        ev.state = b[62];
+        Some(ev)
+    }
+}
+
+impl std::os::fd::AsRawFd for Events {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.ring.as_raw_fd()
+    }
 }
 
 impl Xdp {
@@ -90,7 +135,84 @@ impl Xdp {
             .ok_or(Error::Missing("XDP program"))?
             .try_into()?;
         prog.load()?;
-        Ok(Xdp { ebpf })
+        Ok(Xdp {
+            ebpf,
+            links: Vec::new(),
+        })
+    }
+
+    /// Attaches the program to interface `name`: in the driver (native XDP) when the driver
+    /// has it, else as generic XDP (`skb`) when `generic_fallback` says so.
+    pub fn attach(&mut self, name: &str, generic_fallback: bool) -> Result<XdpMode, Error> {
+        let prog: &mut XdpProgram = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(Error::Missing("XDP program"))?
+            .try_into()?;
+        let (id, mode) = match prog.attach(name, XdpFlags::DRV_MODE) {
+            Ok(id) => (id, XdpMode::Driver),
+            Err(_) if generic_fallback => {
+                (prog.attach(name, XdpFlags::SKB_MODE)?, XdpMode::Generic)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.links.push((name.to_string(), id));
+        Ok(mode)
+    }
+
+    /// Detaches the program from interface `name` (nothing when it is not attached there).
+    pub fn detach(&mut self, name: &str) -> Result<(), Error> {
+        let Some(i) = self.links.iter().position(|(n, _)| n == name) else {
+            return Ok(());
+        };
+        let (_, id) = self.links.remove(i);
+        let prog: &mut XdpProgram = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(Error::Missing("XDP program"))?
+            .try_into()?;
+        prog.detach(id)?;
+        Ok(())
+    }
+
+    /// Takes the event ring (once; later calls fail with [`Error::Missing`]).
+    pub fn take_events(&mut self) -> Result<Events, Error> {
+        let map = self
+            .ebpf
+            .take_map("rvs_events")
+            .ok_or(Error::Missing("rvs_events"))?;
+        Ok(Events {
+            ring: RingBuf::try_from(map)?,
+        })
+    }
+
+    /// Deletes the flow of `key` (nothing when the map does not have it).
+    pub fn delete_flow(&mut self, key: &abi::FlowKey) -> Result<(), Error> {
+        let mut m: HashMap<&mut MapData, abi::FlowKey, abi::Flow> =
+            HashMap::try_from(self.map("rvs_flows")?)?;
+        absent_ok(m.remove(key))
+    }
+
+    /// Every flow the map holds.
+    pub fn flows(&mut self) -> Result<Vec<(abi::FlowKey, abi::Flow)>, Error> {
+        let m: HashMap<&mut MapData, abi::FlowKey, abi::Flow> =
+            HashMap::try_from(self.map("rvs_flows")?)?;
+        // a flow deleted while the walk runs ends it early at worst; the next walk sees the rest
+        Ok(m.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Deletes the persistence template of `key` (nothing when the map does not have it).
+    pub fn delete_template(&mut self, key: &abi::TmplKey) -> Result<(), Error> {
+        let mut m: HashMap<&mut MapData, abi::TmplKey, abi::Tmpl> =
+            HashMap::try_from(self.map("rvs_templates")?)?;
+        absent_ok(m.remove(key))
+    }
+
+    /// Every persistence template the map holds.
+    pub fn templates(&mut self) -> Result<Vec<(abi::TmplKey, abi::Tmpl)>, Error> {
+        let m: HashMap<&mut MapData, abi::TmplKey, abi::Tmpl> =
+            HashMap::try_from(self.map("rvs_templates")?)?;
+        Ok(m.iter().filter_map(Result::ok).collect())
     }
 
     fn map(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, Error> {
@@ -217,6 +339,28 @@ impl Xdp {
         let fd = prog.fd()?;
         Ok(testrun::run(fd, packet, ifindex, repeat)?)
     }
+}
+
+/// A deletion of what is not there succeeds.
+fn absent_ok(r: Result<(), aya::maps::MapError>) -> Result<(), Error> {
+    match r {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How the program runs on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// in the driver, before an skb exists
+    Driver,
+    /// generic XDP, after the skb is built (every driver has it; slower)
+    Generic,
 }
 
 /// The real server's tc program that takes tunnel headers off (IPIP, IPv6 in IPv6, GUE on

@@ -867,6 +867,24 @@ fn rows() -> Vec<Row> {
             Out::To(2),
             NEW,
         ),
+        row(
+            "v4 TCP SYN, one more flow",
+            ip4(c, 40030, vip, 80, TCP, SYN),
+            Out::To(0),
+            NEW,
+        ),
+        row(
+            "v4 TCP RST closes the flow (still forwarded)",
+            ip4(c, 40003, vip, 80, TCP, RST),
+            Out::To(0),
+            HIT,
+        ),
+        row(
+            "v4 TCP SYN on the closed flow's tuple: scheduled again (conn_reuse_mode)",
+            ip4(c, 40003, vip, 80, TCP, SYN),
+            Out::To(1),
+            &[(Packets, 1), (Reused, 1), (FlowNew, 1), (Tx, 1)],
+        ),
     ]
 }
 
@@ -1035,4 +1053,54 @@ fn every_tunnelled_ipv4_packet_gets_a_fresh_id() {
         ids.insert(u16::from_be_bytes([run.packet[18], run.packet[19]]));
     }
     assert_eq!(ids.len(), 4, "{ids:?}");
+}
+
+/// What the control plane hears: the first packet of a flow (NEW, with the real server and
+/// the state), each state change (STATE), and nothing more for a flow's packets within
+/// TOUCH_NS of its last report; a refused packet reports nothing.
+#[test]
+fn events_report_new_flows_and_state_changes() {
+    let mut xdp = load();
+    let mut events = xdp.take_events().unwrap();
+    while events.read().is_some() {}
+    let (c, vip) = ("192.0.2.77", "10.0.0.100");
+    let sent = [
+        (SYN, verdict::TX),
+        (ACK, verdict::TX),
+        (ACK, verdict::TX),
+        (FIN | ACK, verdict::TX),
+        (ACK, verdict::TX),
+    ];
+    for (flags, want) in sent {
+        let run = xdp
+            .test_run(&ip4(c, 50000, vip, 80, TCP, flags), Some(LO), 1)
+            .unwrap();
+        assert_eq!(run.verdict, want);
+    }
+    // not a flow: passed, no event
+    xdp.test_run(&ip4(c, 50001, vip, 80, TCP, ACK), Some(LO), 1)
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some(ev) = events.read() {
+        got.push(ev);
+    }
+    let kinds: Vec<(u8, u8, u8)> = got.iter().map(|e| (e.kind, e.tcp_flags, e.state)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (abi::event::NEW, SYN, abi::state::SYN_RECV),
+            (abi::event::STATE, ACK, abi::state::ESTABLISHED),
+            (abi::event::STATE, FIN | ACK, abi::state::FIN_WAIT),
+        ]
+    );
+    let key = key4(c, 50000, vip, 80, TCP);
+    let len = ip4(c, 50000, vip, 80, TCP, SYN).len() as u32 - 14;
+    assert!(got.iter().all(|e| e.key == key && e.len == len), "{got:?}");
+    let flow = xdp.flow(&key).unwrap().expect("recorded");
+    assert_eq!((flow.packets, flow.dest), (5, got[0].dest));
+    assert!(got.windows(2).all(|w| w[0].ns <= w[1].ns));
+    xdp.delete_flow(&key).unwrap();
+    assert_eq!(xdp.flow(&key).unwrap(), None);
+    // deleting what is not there is fine
+    xdp.delete_flow(&key).unwrap();
 }

@@ -15,6 +15,7 @@
 //! empty payload.
 
 mod conn_out;
+mod reported;
 mod session;
 
 use std::net::IpAddr;
@@ -31,6 +32,7 @@ use crate::time::Tick;
 pub use crate::conn::tcp::TcpFlags;
 pub use crate::conn::PacketInfo;
 pub(crate) use conn_out::RsTable;
+pub use reported::Expired;
 pub use session::{ConnKey, Liveness};
 
 /// What a data plane tells the core about one packet.
@@ -335,8 +337,13 @@ impl Ipvs {
             svc_flags: svc.conf.flags,
             rng: &mut self.rng,
         };
-        let pos = svc.sched.schedule(list, &sp, &mut ctx)?;
-        Some(list.id(pos))
+        let pos = svc.sched.schedule(list, &sp, &mut ctx);
+        match self.adopt {
+            // a data plane chose already: the scheduler ran (its position moved on as the
+            // kernel's), the choice is the one made
+            Some(want) => list.position(want).map(|_| want),
+            None => pos.map(|p| list.id(p)),
+        }
     }
 
     fn sched_plain(&mut self, sid: SvcId, pkt: &Packet, now: Tick) -> Result<ConnId, NoConn> {
@@ -373,7 +380,9 @@ impl Ipvs {
         };
         let mut tpl = self.find_template(&tkey, pe);
         if let Some(t) = tpl {
-            if !self.template_usable(t) {
+            let elsewhere =
+                self.adopt.is_some() && self.conns.state(t).expect("found").dest != self.adopt;
+            if elsewhere || !self.template_usable(t) {
                 self.conns.invalidate_template(t);
                 tpl = None;
             }
@@ -524,7 +533,9 @@ impl Ipvs {
     ) -> Verdict {
         let c = self.conns.get(id).expect("live");
         let did = c.st.dest.expect("bound");
-        self.count_packet(did, dir, u64::from(pkt.len));
+        if self.adopt.is_none() {
+            self.count_packet(did, dir, u64::from(pkt.len));
+        }
         self.set_state(id, dir, pkt);
         let st = self.conns.get_mut(id).expect("live");
         if dir == Direction::Input {
@@ -665,6 +676,7 @@ impl Ipvs {
             return;
         }
         let c = self.conns.remove(id).expect("due entry");
+        self.log_expired(&c);
         if let Some(t) = c.st.control {
             let tst = self
                 .conns

@@ -120,6 +120,10 @@ pub struct Ipvs {
     pub(crate) nodest_flush_pending: bool,
     /// NAT destinations by address and port, for connections started by real servers
     pub(crate) rs_table: RsTable,
+    /// while a data plane's own choice is recorded (`reported_new`): that real server
+    pub(crate) adopt: Option<DestId>,
+    /// entries that expired, while a data plane wants to know (`set_expiry_log`)
+    pub(crate) expired: Option<Vec<crate::datapath::Expired>>,
 }
 
 impl Ipvs {
@@ -140,6 +144,8 @@ impl Ipvs {
             next_trash_check: None,
             nodest_flush_pending: false,
             rs_table: RsTable::default(),
+            adopt: None,
+            expired: None,
         }
     }
 

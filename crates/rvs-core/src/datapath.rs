@@ -32,6 +32,7 @@ use crate::time::Tick;
 pub use crate::conn::tcp::TcpFlags;
 pub use crate::conn::PacketInfo;
 pub(crate) use conn_out::RsTable;
+pub(crate) use reported::Adopt;
 pub use reported::Expired;
 pub use session::{ConnKey, Liveness};
 
@@ -337,12 +338,17 @@ impl Ipvs {
             svc_flags: svc.conf.flags,
             rng: &mut self.rng,
         };
-        let pos = svc.sched.schedule(list, &sp, &mut ctx);
         match self.adopt {
-            // a data plane chose already: the scheduler ran (its position moved on as the
-            // kernel's), the choice is the one made
-            Some(want) => list.position(want).map(|_| want),
-            None => pos.map(|p| list.id(p)),
+            // a data plane chose already: for a new connection the scheduler runs (its
+            // position moves on as the kernel's), but the choice is the one made; an entry
+            // taken up again does not schedule
+            Some(a) => {
+                if a.new {
+                    svc.sched.schedule(list, &sp, &mut ctx);
+                }
+                list.position(a.dest).map(|_| a.dest)
+            }
+            None => svc.sched.schedule(list, &sp, &mut ctx).map(|p| list.id(p)),
         }
     }
 
@@ -380,8 +386,9 @@ impl Ipvs {
         };
         let mut tpl = self.find_template(&tkey, pe);
         if let Some(t) = tpl {
-            let elsewhere =
-                self.adopt.is_some() && self.conns.state(t).expect("found").dest != self.adopt;
+            let elsewhere = self
+                .adopt
+                .is_some_and(|a| self.conns.state(t).expect("found").dest != Some(a.dest));
             if elsewhere || !self.template_usable(t) {
                 self.conns.invalidate_template(t);
                 tpl = None;
@@ -501,6 +508,9 @@ impl Ipvs {
     /// `ip_vs_conn_stats`: one more scheduled connection for the destination, the service that
     /// scheduled it and the totals.
     fn count_conn(&mut self, sid: SvcId, did: DestId) {
+        if self.adopt.is_some_and(|a| !a.new) {
+            return;
+        }
         let d = self.dests.get_mut(did).expect("live");
         d.stats.add_conn();
         if let Some(s) = self.services.get_mut(sid) {

@@ -121,7 +121,7 @@ pub struct Ipvs {
     /// NAT destinations by address and port, for connections started by real servers
     pub(crate) rs_table: RsTable,
     /// while a data plane's own choice is recorded (`reported_new`): that real server
-    pub(crate) adopt: Option<DestId>,
+    pub(crate) adopt: Option<crate::datapath::Adopt>,
     /// entries that expired, while a data plane wants to know (`set_expiry_log`)
     pub(crate) expired: Option<Vec<crate::datapath::Expired>>,
 }

@@ -137,3 +137,19 @@ fn the_expiry_log_names_each_entry_once() {
     assert_eq!(ipvs.conn_count(), 1);
     assert_eq!(ipvs.take_expired().len(), 1);
 }
+
+#[test]
+fn a_resumed_entry_neither_schedules_nor_counts() {
+    let (mut ipvs, ids) = service(ServiceConf::new(Family::V4, "rr"), &[1, 1, 1]);
+    let seq = ipvs.sched_sequence(&key()).unwrap();
+    let t = Tick::from_secs(1);
+    let id = ipvs.reported_resume(&syn(1000), ids[1], t).unwrap();
+    assert_eq!(ipvs.find_conn(&conn_key(1000)), Some(id));
+    assert_eq!(ipvs.total_stats().total.conns, 0);
+    let d = ipvs.dest(ids[1]).unwrap();
+    assert_eq!(d.activeconns + d.inactconns, 1, "{:?}", ipvs.conn_listing(t));
+    // the scheduler did not move
+    assert_eq!(chosen(ipvs.packet_in(&syn(1001), t)), seq[0]);
+    // an entry that is there is not made twice
+    assert_eq!(ipvs.reported_resume(&syn(1000), ids[1], t), None);
+}

@@ -7,6 +7,8 @@
 //!   it (template, state, timer, connection counters), bound to the real server the data plane
 //!   chose; the service's scheduler still runs, so its position moves on as the kernel's would
 //!   (rr and wrr sequences stay in step), but its answer yields to what really happened;
+//! - a flow whose entry expired while it still had unreported packets
+//!   ([`Ipvs::reported_resume`]): the entry is made again, without scheduling or counting;
 //! - state changes and the liveness of busy flows through [`Ipvs::conn_signal`];
 //! - packets and bytes per real server in batches ([`Ipvs::reported_traffic`]), since the
 //!   data plane counts every packet and reports only a few;
@@ -18,6 +20,16 @@ use crate::datapath::{ConnKey, Packet, Verdict};
 use crate::dest::DestId;
 use crate::ipvs::Ipvs;
 use crate::time::Tick;
+
+/// The data plane's choice while its packet goes through `packet_in`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Adopt {
+    /// the real server it went to
+    pub dest: DestId,
+    /// a new connection (the scheduler runs and the connection is counted), not one taken up
+    /// again
+    pub new: bool,
+}
 
 /// An entry that expired: its key, and whether it was a persistence template (whose client
 /// address is then the masked client network and whose client port is 0).
@@ -44,7 +56,32 @@ impl Ipvs {
                 self.conns.expire_now(id, now);
             }
         }
-        self.adopt = Some(dest);
+        self.adopt = Some(Adopt { dest, new: true });
+        let verdict = self.packet_in(pkt, now);
+        self.adopt = None;
+        match verdict {
+            Verdict::Forward(fw) if fw.dest == dest => fw.conn,
+            _ => None,
+        }
+    }
+
+    /// A flow the data plane still forwards to `dest` whose entry is gone (it expired while
+    /// the flow had packets not yet reported, or its report was lost): the entry is made
+    /// again from `pkt` (a SYN for TCP; the caller moves the state on with
+    /// [`conn_signal`](Self::conn_signal)), without running the scheduler or counting a
+    /// connection. `None` as for [`reported_new`](Self::reported_new).
+    pub fn reported_resume(&mut self, pkt: &Packet, dest: DestId, now: Tick) -> Option<ConnId> {
+        if self
+            .find_conn(&ConnKey {
+                proto: pkt.proto,
+                client: (pkt.saddr, pkt.sport),
+                vip: (pkt.daddr, pkt.dport),
+            })
+            .is_some()
+        {
+            return None;
+        }
+        self.adopt = Some(Adopt { dest, new: false });
         let verdict = self.packet_in(pkt, now);
         self.adopt = None;
         match verdict {

@@ -25,6 +25,7 @@
 
 #[allow(unsafe_code)] // aya::Pod for the map structs (see abi.rs)
 pub mod abi;
+pub mod plane;
 #[allow(unsafe_code)] // the bpf(2) call of BPF_PROG_TEST_RUN
 mod testrun;
 
@@ -75,6 +76,8 @@ pub enum Error {
     Missing(&'static str),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("no room for more {0} in the XDP program's maps")]
+    Full(&'static str),
 }
 
 /// The loaded XDP programs and their maps.

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use rvs_bpf::plane::words;
 use rvs_bpf::{abi, verdict, Xdp};
 use rvs_core::datapath::{Packet, TcpFlags, Verdict};
 use rvs_core::dest::DestId;
@@ -23,16 +24,6 @@ fn rs_mac(i: u32) -> [u8; 6] {
     [0x02, 0x01, b[0], b[1], b[2], b[3]]
 }
 
-fn words(a: IpAddr) -> ([u32; 4], u8) {
-    match a {
-        IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], abi::AF_INET),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            ([w(0), w(4), w(8), w(12)], abi::AF_INET6)
-        }
-    }
-}
 
 /// Ethernet + IP + a TCP SYN from `src:sport` to `dst:80`.
 fn syn(src: IpAddr, sport: u16, dst: IpAddr) -> Vec<u8> {

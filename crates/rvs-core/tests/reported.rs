@@ -147,7 +147,12 @@ fn a_resumed_entry_neither_schedules_nor_counts() {
     assert_eq!(ipvs.find_conn(&conn_key(1000)), Some(id));
     assert_eq!(ipvs.total_stats().total.conns, 0);
     let d = ipvs.dest(ids[1]).unwrap();
-    assert_eq!(d.activeconns + d.inactconns, 1, "{:?}", ipvs.conn_listing(t));
+    assert_eq!(
+        d.activeconns + d.inactconns,
+        1,
+        "{:?}",
+        ipvs.conn_listing(t)
+    );
     // the scheduler did not move
     assert_eq!(chosen(ipvs.packet_in(&syn(1001), t)), seq[0]);
     // an entry that is there is not made twice

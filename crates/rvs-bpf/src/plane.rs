@@ -1,0 +1,638 @@
+//! The XDP data plane's control side: [`Plane`] keeps the program's maps in step with an
+//! [`Ipvs`] and brings what the program did back into it.
+//!
+//! Into the program ([`Plane::sync`], after every accepted change): each TCP/UDP virtual
+//! service with its flags, persistence and schedule (rr/wrr: the next cycle of choices the
+//! core's scheduler will make; sh/dh/mh: the core's bucket table), each real server with its
+//! method, tunnel settings, weight, availability and the Ethernet address of its next hop.
+//! Sequences are written to the half of `rvs_seq` not in use, then the service entries
+//! switch over, so a packet never reads a half-written sequence.
+//!
+//! Back into the core ([`Plane::poll`], [`Plane::count`]): the program's events become
+//! connection entries, state changes and timer refreshes (`Ipvs::reported_new`,
+//! `Ipvs::conn_signal`); the per-real-server packet and byte counters are added in batches
+//! (`Ipvs::reported_traffic`); entries the core expires are deleted from the program's maps,
+//! unless the flow sent packets after its last report (then the entry is taken up again from
+//! the flow's last packet, `Ipvs::reported_resume`), so expiry follows the kernel's timeouts.
+//!
+//! The caller holds the core's lock for each call; `Plane` does no locking of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use rvs_core::conn::{Direction, PacketInfo};
+use rvs_core::datapath::{ConnKey, Expired, Packet, TcpFlags};
+use rvs_core::dest::{Dest, DestId, DEST_F_OVERLOAD};
+use rvs_core::ipvs::Ipvs;
+use rvs_core::model::{Forward, Netmask, Protocol, ServiceKey, TunnelType};
+use rvs_core::service::Service;
+use rvs_core::time::Tick;
+
+use crate::{abi, Error, Events, Xdp};
+
+/// Where the control plane learns the Ethernet address of the next hop toward a real server.
+pub trait Neighbours {
+    /// The resolved Ethernet address of the next hop toward `addr` (None while unresolved).
+    fn next_hop(&mut self, addr: IpAddr) -> Option<[u8; 6]>;
+}
+
+/// The schedulers the program runs: rr and wrr from a sequence, sh, dh and mh from a table.
+const IN_PROGRAM: [&str; 5] = ["rr", "wrr", "sh", "dh", "mh"];
+
+/// Slots of `rvs_seq` in each half.
+const HALF: u32 = abi::SEQ_SLOTS / 2;
+
+/// Events handled per [`Plane::poll`] at most, so one call holds the core's lock briefly.
+const POLL_BATCH: usize = 65_536;
+
+/// A real server's place in `rvs_dests`.
+struct DestSlot {
+    idx: u32,
+    /// what the program has for it
+    entry: abi::Dest,
+    /// the counters last added to the core
+    counted: abi::DestStats,
+}
+
+/// The control side of the XDP program.
+pub struct Plane {
+    xdp: Xdp,
+    events: Events,
+    /// served services: their id and map key
+    svcs: HashMap<ServiceKey, (u32, abi::Vip)>,
+    free_svc: Vec<u32>,
+    next_svc: u32,
+    dests: HashMap<DestId, DestSlot>,
+    /// `rvs_dests` index → real server
+    slots: Vec<Option<DestId>>,
+    free_dest: Vec<u32>,
+    /// the half of `rvs_seq` the services read now
+    half: u32,
+    /// `bpf_ktime_get_ns()` at the core's tick 0
+    epoch_ns: u64,
+    /// last tick handed to the core (events are applied in time order)
+    last_tick: Tick,
+    /// flows taken up again after their entry expired, with the packet time it was done for
+    resumed: HashMap<abi::FlowKey, u64>,
+    /// services already reported as not served here
+    warned: HashSet<ServiceKey>,
+}
+
+/// What a [`Plane::sync`] could not do (each service and real server once).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// services left to the kernel, with the reason
+    pub skipped: Vec<(ServiceKey, String)>,
+    /// real servers whose next hop is not resolved (their flows' packets are dropped)
+    pub unresolved: Vec<IpAddr>,
+}
+
+impl Plane {
+    /// Takes over a loaded program whose core clock reads `now`.
+    pub fn new(mut xdp: Xdp, now: Tick) -> Result<Plane, Error> {
+        let events = xdp.take_events()?;
+        Ok(Plane {
+            xdp,
+            events,
+            svcs: HashMap::new(),
+            free_svc: Vec::new(),
+            next_svc: 0,
+            dests: HashMap::new(),
+            slots: Vec::new(),
+            free_dest: Vec::new(),
+            half: 0,
+            epoch_ns: monotonic_ns().saturating_sub(now.as_millis() * 1_000_000),
+            last_tick: now,
+            resumed: HashMap::new(),
+            warned: HashSet::new(),
+        })
+    }
+
+    /// The program and its maps.
+    pub fn xdp(&mut self) -> &mut Xdp {
+        &mut self.xdp
+    }
+
+    /// The event ring (its descriptor polls readable when events wait).
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Makes the program's services, real servers and schedules those of `ipvs`.
+    pub fn sync(
+        &mut self,
+        ipvs: &mut Ipvs,
+        now: Tick,
+        nh: &mut dyn Neighbours,
+    ) -> Result<SyncReport, Error> {
+        // every choice the program made goes into the core's schedulers first, so the
+        // sequences computed below continue where the program stands (a caller about to
+        // change the rules polls before the change too: the choices were made under the old
+        // rules, and a scheduler replays them correctly only before it sees the new list)
+        self.poll(ipvs, now)?;
+        let mut report = SyncReport::default();
+        let served = self.served_services(ipvs, &mut report);
+        self.sync_dests(ipvs, nh, &mut report)?;
+        self.sync_services(ipvs, &served, &mut report)?;
+        Ok(report)
+    }
+
+    /// The services the program serves, each with its id (new ones get one) and map key.
+    fn served_services(
+        &mut self,
+        ipvs: &Ipvs,
+        report: &mut SyncReport,
+    ) -> Vec<(ServiceKey, abi::Vip)> {
+        let mut out = Vec::new();
+        for svc in ipvs.services() {
+            match served(svc) {
+                Ok(vip) if IN_PROGRAM.contains(&svc.sched.name()) => {
+                    self.service_id(svc.key, vip);
+                    out.push((svc.key, vip));
+                }
+                Ok(_) => self.skip(
+                    svc.key,
+                    format!("scheduler {} is not in the XDP program", svc.sched.name()),
+                    report,
+                ),
+                Err(why) => self.skip(svc.key, why, report),
+            }
+        }
+        out
+    }
+
+    fn sync_dests(
+        &mut self,
+        ipvs: &Ipvs,
+        nh: &mut dyn Neighbours,
+        report: &mut SyncReport,
+    ) -> Result<(), Error> {
+        let mut live: Vec<&Dest> = Vec::new();
+        for svc in ipvs.services() {
+            live.extend(ipvs.service_dests(svc));
+        }
+        live.extend(ipvs.trash());
+        let ids: HashSet<DestId> = live.iter().map(|d| d.id).collect();
+        // real servers gone from the core entirely (no entry refers to them any more)
+        let gone: Vec<DestId> = self
+            .dests
+            .keys()
+            .filter(|id| !ids.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            let slot = self.dests.remove(&id).expect("listed");
+            self.xdp.set_dest(slot.idx, &abi::Dest::default())?;
+            self.slots[slot.idx as usize] = None;
+            self.free_dest.push(slot.idx);
+        }
+        for d in live {
+            let svc_id = self
+                .svcs
+                .get(d.svc_key.as_ref().expect("a live real server"))
+                .map(|s| s.0);
+            let mut entry = dest_entry(d, svc_id.unwrap_or(u32::MAX));
+            match nh.next_hop(d.addr) {
+                Some(mac) => entry.mac = mac,
+                None if needs_mac(d) => {
+                    entry.flags &= !abi::DEST_AVAILABLE;
+                    report.unresolved.push(d.addr);
+                }
+                None => {}
+            }
+            self.put_dest(d.id, entry)?;
+        }
+        Ok(())
+    }
+
+    fn put_dest(&mut self, id: DestId, entry: abi::Dest) -> Result<(), Error> {
+        if let Some(slot) = self.dests.get_mut(&id) {
+            if slot.entry != entry {
+                slot.entry = entry;
+                self.xdp.set_dest(slot.idx, &entry)?;
+            }
+            return Ok(());
+        }
+        let idx = match self.free_dest.pop() {
+            Some(i) => i,
+            None if self.slots.len() < abi::MAX_DESTS as usize => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+            None => return Err(Error::Full("real servers")),
+        };
+        self.xdp.set_dest(idx, &entry)?;
+        self.slots[idx as usize] = Some(id);
+        // what the slot counted before it was this real server's is not its traffic
+        let counted = self.xdp.dest_stats(idx)?;
+        self.dests.insert(
+            id,
+            DestSlot {
+                idx,
+                entry,
+                counted,
+            },
+        );
+        Ok(())
+    }
+
+    fn sync_services(
+        &mut self,
+        ipvs: &Ipvs,
+        served: &[(ServiceKey, abi::Vip)],
+        report: &mut SyncReport,
+    ) -> Result<(), Error> {
+        let half = 1 - self.half;
+        let mut off = half * HALF;
+        let mut keep = HashSet::new();
+        for (key, vip) in served {
+            let Some((sched, entries)) = self.schedule(ipvs, key) else {
+                continue;
+            };
+            if off + entries.len() as u32 > (half + 1) * HALF {
+                self.skip(*key, "no room left for its schedule".into(), report);
+                continue;
+            }
+            let id = self.service_id(*key, *vip);
+            self.xdp.set_seq(off, &entries)?;
+            self.xdp.set_position(id, 0)?;
+            let conf = &ipvs.service(key).expect("served").conf;
+            let entry = abi::Service {
+                id,
+                flags: conf.flags,
+                sched,
+                seq_off: off,
+                seq_len: entries.len() as u32,
+                persist_timeout: conf.timeout,
+                netmask: match conf.netmask {
+                    Netmask::V4(m) => u32::from_ne_bytes(m.to_be_bytes()),
+                    Netmask::V6(plen) => u32::from(plen),
+                },
+            };
+            self.xdp.set_service(vip, &entry)?;
+            off += entries.len() as u32;
+            keep.insert(*key);
+        }
+        self.half = half;
+        let gone: Vec<ServiceKey> = self
+            .svcs
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .copied()
+            .collect();
+        for key in gone {
+            let (id, vip) = self.svcs.remove(&key).expect("listed");
+            self.xdp.remove_service(&vip)?;
+            self.free_svc.push(id);
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, key: ServiceKey, why: String, report: &mut SyncReport) {
+        if self.warned.insert(key) {
+            report.skipped.push((key, why));
+        }
+    }
+
+    fn service_id(&mut self, key: ServiceKey, vip: abi::Vip) -> u32 {
+        if let Some((id, _)) = self.svcs.get(&key) {
+            return *id;
+        }
+        let id = self.free_svc.pop().unwrap_or_else(|| {
+            self.next_svc += 1;
+            self.next_svc - 1
+        });
+        self.svcs.insert(key, (id, vip));
+        id
+    }
+
+    /// The service's schedule in real-server slots: `RVS_SCHED_*` and its entries.
+    fn schedule(&self, ipvs: &Ipvs, key: &ServiceKey) -> Option<(u32, Vec<u32>)> {
+        let slot = |id: DestId| self.dests.get(&id).map_or(abi::NO_DEST, |s| s.idx);
+        if let Some(table) = ipvs.sched_table(key) {
+            let sched = match ipvs.service(key)?.sched.name() {
+                "sh" => abi::SCHED_SH,
+                "mh" => abi::SCHED_MH,
+                _ => abi::SCHED_DH,
+            };
+            let t = table
+                .into_iter()
+                .map(|d| d.map_or(abi::NO_DEST, slot))
+                .collect();
+            return Some((sched, t));
+        }
+        let seq = ipvs.sched_sequence(key)?;
+        Some((abi::SCHED_SEQ, seq.into_iter().map(slot).collect()))
+    }
+
+    /// Brings the program's events into the core, then deletes the flows and templates of
+    /// the entries the core expired. Returns the number of events handled.
+    pub fn poll(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<usize, Error> {
+        let mut n = 0;
+        while n < POLL_BATCH {
+            let Some(ev) = self.events.read() else {
+                break;
+            };
+            self.apply(ipvs, &ev, now)?;
+            n += 1;
+        }
+        for e in ipvs.take_expired() {
+            self.expired(ipvs, &e, now)?;
+        }
+        Ok(n)
+    }
+
+    fn apply(&mut self, ipvs: &mut Ipvs, ev: &abi::Event, now: Tick) -> Result<(), Error> {
+        let Some(did) = self.slots.get(ev.dest as usize).copied().flatten() else {
+            return Ok(());
+        };
+        let t = self.tick(ev.ns, now);
+        let pkt = packet(&ev.key, ev.tcp_flags).len(ev.len);
+        let key = conn_key(&pkt);
+        if ev.kind == abi::event::NEW {
+            self.resumed.remove(&ev.key);
+            if ipvs.reported_new(&pkt, did, t).is_none() {
+                // the core cannot hold it (its real server left the service, or the table
+                // is full): the program forgets it too
+                self.xdp.delete_flow(&ev.key)?;
+            }
+            return Ok(());
+        }
+        let id = match ipvs.find_conn(&key) {
+            Some(id) => id,
+            None => match self.resume(ipvs, &ev.key, did, ev.state, t) {
+                Some(id) => id,
+                None => return self.xdp.delete_flow(&ev.key),
+            },
+        };
+        ipvs.conn_signal(id, &key, Direction::Input, info(&pkt), t);
+        Ok(())
+    }
+
+    /// Makes the entry of a flow again, in the flow's state, at `t`.
+    fn resume(
+        &mut self,
+        ipvs: &mut Ipvs,
+        key: &abi::FlowKey,
+        did: DestId,
+        state: u8,
+        t: Tick,
+    ) -> Option<rvs_core::conn::ConnId> {
+        let opener = packet(key, TCP_SYN);
+        let id = ipvs.reported_resume(&opener, did, t)?;
+        if key.proto == PROTO_TCP {
+            let ck = conn_key(&opener);
+            for flags in state_path(state) {
+                ipvs.conn_signal(
+                    id,
+                    &ck,
+                    Direction::Input,
+                    PacketInfo::Tcp(tcp_flags(*flags)),
+                    t,
+                );
+            }
+        }
+        Some(id)
+    }
+
+    fn expired(&mut self, ipvs: &mut Ipvs, e: &Expired, now: Tick) -> Result<(), Error> {
+        if e.template {
+            return self.xdp.delete_template(&tmpl_key(&e.key));
+        }
+        if ipvs.find_conn(&e.key).is_some() {
+            return Ok(()); // replaced by a new connection on the same tuple
+        }
+        let fk = flow_key(&e.key);
+        let Some(flow) = self.xdp.flow(&fk)? else {
+            return Ok(());
+        };
+        let seen = self
+            .resumed
+            .get(&fk)
+            .copied()
+            .unwrap_or(0)
+            .max(flow.reported_ns);
+        if flow.last_ns > seen {
+            if let Some(did) = self.slots.get(flow.dest as usize).copied().flatten() {
+                let t = self.tick(flow.last_ns, now);
+                if self.resume(ipvs, &fk, did, flow.state, t).is_some() {
+                    self.resumed.insert(fk, flow.last_ns);
+                    return Ok(());
+                }
+            }
+        }
+        self.resumed.remove(&fk);
+        self.xdp.delete_flow(&fk)
+    }
+
+    /// Adds the packets and bytes the program forwarded since the last call to the core's
+    /// counters of each real server (its service's and the totals with it).
+    pub fn count(&mut self, ipvs: &mut Ipvs) -> Result<(), Error> {
+        let ids: Vec<DestId> = self.dests.keys().copied().collect();
+        for id in ids {
+            let idx = self.dests[&id].idx;
+            let now = self.xdp.dest_stats(idx)?;
+            let slot = self.dests.get_mut(&id).expect("listed");
+            let packets = now.packets.saturating_sub(slot.counted.packets);
+            let bytes = now.bytes.saturating_sub(slot.counted.bytes);
+            slot.counted = now;
+            ipvs.reported_traffic(id, Direction::Input, packets, bytes);
+        }
+        Ok(())
+    }
+
+    /// The core's tick of a program timestamp, never before the last one handed over nor
+    /// after `now`.
+    fn tick(&mut self, ns: u64, now: Tick) -> Tick {
+        let t = Tick(ns.saturating_sub(self.epoch_ns) / 1_000_000);
+        let t = t.max(self.last_tick).min(now);
+        self.last_tick = t;
+        t
+    }
+}
+
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// The segments that take a new entry (after its SYN) to a flow's input-only state.
+fn state_path(state: u8) -> &'static [u8] {
+    match state {
+        abi::state::ESTABLISHED => &[TCP_ACK],
+        abi::state::FIN_WAIT => &[TCP_ACK, TCP_FIN | TCP_ACK],
+        abi::state::CLOSE => &[TCP_RST],
+        _ => &[],
+    }
+}
+
+fn tcp_flags(b: u8) -> TcpFlags {
+    TcpFlags {
+        syn: b & TCP_SYN != 0,
+        fin: b & TCP_FIN != 0,
+        ack: b & TCP_ACK != 0,
+        rst: b & TCP_RST != 0,
+    }
+}
+
+fn info(pkt: &Packet) -> PacketInfo {
+    pkt.info
+}
+
+/// Whether a service is one the program serves: its map key, or why not.
+fn served(svc: &Service) -> Result<abi::Vip, String> {
+    match svc.key {
+        ServiceKey::Addr { proto, addr, port } => {
+            let proto = match proto {
+                Protocol::Tcp => PROTO_TCP,
+                Protocol::Udp => PROTO_UDP,
+                other => return Err(format!("{other:?} is not in the XDP program")),
+            };
+            if svc.conf.pe.as_deref().is_some_and(|p| !p.is_empty()) {
+                return Err(
+                    "a persistence engine needs the payload, which the program does not parse"
+                        .into(),
+                );
+            }
+            let (addr, family) = words(addr);
+            Ok(abi::Vip {
+                addr,
+                port: port.to_be(),
+                proto,
+                family,
+            })
+        }
+        ServiceKey::Fwmark { .. } => Err("a packet's firewall mark is not known at XDP".into()),
+    }
+}
+
+/// Whether forwarding to `d` rewrites the Ethernet header with its next hop's address.
+fn needs_mac(d: &Dest) -> bool {
+    matches!(d.fwd, Forward::Route | Forward::Tunnel)
+}
+
+/// The program's entry for real server `d` (next-hop address left to the caller).
+fn dest_entry(d: &Dest, svc: u32) -> abi::Dest {
+    let (addr, family) = words(d.addr);
+    let mut flags = 0;
+    if d.is_available() {
+        flags |= abi::DEST_AVAILABLE;
+    }
+    if d.flags & DEST_F_OVERLOAD != 0 {
+        flags |= abi::DEST_OVERLOAD;
+    }
+    abi::Dest {
+        addr,
+        port: d.port.to_be(),
+        family,
+        fwd: match d.fwd {
+            Forward::Masq => abi::FWD_MASQ,
+            Forward::Tunnel => abi::FWD_TUNNEL,
+            Forward::Route => abi::FWD_DROUTE,
+            Forward::Local | Forward::Bypass => abi::FWD_LOCALNODE,
+        },
+        flags,
+        svc,
+        weight: d.weight,
+        tun_type: match d.tun.kind {
+            TunnelType::Ipip => abi::TUN_IPIP,
+            TunnelType::Gue => abi::TUN_GUE,
+            TunnelType::Gre => abi::TUN_GRE,
+        },
+        tun_flags: d.tun.flags as u8,
+        tun_port: d.tun.port.to_be(),
+        ..Default::default()
+    }
+}
+
+/// An address as the program keeps it (network order words) and its family.
+pub fn words(a: IpAddr) -> ([u32; 4], u8) {
+    match a {
+        IpAddr::V4(v4) => ([u32::from_ne_bytes(v4.octets()), 0, 0, 0], abi::AF_INET),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([w(0), w(4), w(8), w(12)], abi::AF_INET6)
+        }
+    }
+}
+
+/// The address the program's words hold.
+pub fn addr_of(w: &[u32; 4], family: u8) -> IpAddr {
+    if family == abi::AF_INET {
+        return IpAddr::V4(Ipv4Addr::from(w[0].to_ne_bytes()));
+    }
+    let mut o = [0u8; 16];
+    for (i, word) in w.iter().enumerate() {
+        o[4 * i..4 * i + 4].copy_from_slice(&word.to_ne_bytes());
+    }
+    IpAddr::V6(Ipv6Addr::from(o))
+}
+
+/// The packet a flow key and TCP flags describe (no length).
+fn packet(k: &abi::FlowKey, flags: u8) -> Packet {
+    let saddr = addr_of(&k.caddr, k.family);
+    let daddr = addr_of(&k.vaddr, k.family);
+    let (sport, dport) = (u16::from_be(k.cport), u16::from_be(k.vport));
+    if k.proto == PROTO_TCP {
+        Packet::tcp(saddr, sport, daddr, dport, tcp_flags(flags))
+    } else {
+        Packet::udp(saddr, sport, daddr, dport)
+    }
+}
+
+fn conn_key(p: &Packet) -> ConnKey {
+    ConnKey {
+        proto: p.proto,
+        client: (p.saddr, p.sport),
+        vip: (p.daddr, p.dport),
+    }
+}
+
+/// The program's key of a connection entry.
+pub fn flow_key(k: &ConnKey) -> abi::FlowKey {
+    let (caddr, family) = words(k.client.0);
+    abi::FlowKey {
+        caddr,
+        vaddr: words(k.vip.0).0,
+        cport: k.client.1.to_be(),
+        vport: k.vip.1.to_be(),
+        proto: proto_num(k.proto),
+        family,
+        pad: 0,
+    }
+}
+
+/// The program's key of a persistence template entry.
+fn tmpl_key(k: &ConnKey) -> abi::TmplKey {
+    let (caddr, family) = words(k.client.0);
+    abi::TmplKey {
+        caddr,
+        vaddr: words(k.vip.0).0,
+        vport: k.vip.1.to_be(),
+        proto: proto_num(k.proto),
+        family,
+    }
+}
+
+fn proto_num(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => PROTO_TCP,
+        Protocol::Udp => PROTO_UDP,
+        _ => 0,
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock of `bpf_ktime_get_ns()`.
+#[allow(unsafe_code)]
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

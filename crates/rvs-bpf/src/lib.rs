@@ -123,6 +123,43 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Something another thread can wait on for events while this ring is used elsewhere
+    /// (a duplicate of the ring's descriptor).
+    #[allow(unsafe_code)]
+    pub fn waiter(&self) -> Result<Waiter, Error> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the ring's descriptor is open while `self.ring` lives, which covers this
+        // borrow; it is duplicated at once and the duplicate owned by the waiter.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.ring.as_raw_fd()) };
+        Ok(Waiter {
+            fd: fd.try_clone_to_owned()?,
+        })
+    }
+}
+
+/// Waits for the event ring to hold events.
+pub struct Waiter {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Waiter {
+    /// Returns when events wait or `limit` passed (or a signal came).
+    #[allow(unsafe_code)]
+    pub fn wait(&self, limit: std::time::Duration) {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = limit.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: poll(2) reads and writes the one pollfd we pass (count 1), which lives on
+        // this stack frame for the whole call; the descriptor is owned by `self` and open.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+    }
+}
+
 impl std::os::fd::AsRawFd for Events {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.ring.as_raw_fd()
@@ -144,20 +181,20 @@ impl Xdp {
         })
     }
 
-    /// Attaches the program to interface `name`: in the driver (native XDP) when the driver
-    /// has it, else as generic XDP (`skb`) when `generic_fallback` says so.
-    pub fn attach(&mut self, name: &str, generic_fallback: bool) -> Result<XdpMode, Error> {
+    /// Attaches the program to interface `name` as `how` says; returns the mode it runs in.
+    pub fn attach(&mut self, name: &str, how: XdpAttach) -> Result<XdpMode, Error> {
         let prog: &mut XdpProgram = self
             .ebpf
             .program_mut(PROGRAM)
             .ok_or(Error::Missing("XDP program"))?
             .try_into()?;
-        let (id, mode) = match prog.attach(name, XdpFlags::DRV_MODE) {
-            Ok(id) => (id, XdpMode::Driver),
-            Err(_) if generic_fallback => {
-                (prog.attach(name, XdpFlags::SKB_MODE)?, XdpMode::Generic)
-            }
-            Err(e) => return Err(e.into()),
+        let (id, mode) = match how {
+            XdpAttach::Driver => (prog.attach(name, XdpFlags::DRV_MODE)?, XdpMode::Driver),
+            XdpAttach::Generic => (prog.attach(name, XdpFlags::SKB_MODE)?, XdpMode::Generic),
+            XdpAttach::Auto => match prog.attach(name, XdpFlags::DRV_MODE) {
+                Ok(id) => (id, XdpMode::Driver),
+                Err(_) => (prog.attach(name, XdpFlags::SKB_MODE)?, XdpMode::Generic),
+            },
         };
         self.links.push((name.to_string(), id));
         Ok(mode)
@@ -355,6 +392,18 @@ fn absent_ok(r: Result<(), aya::maps::MapError>) -> Result<(), Error> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// How to attach the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpAttach {
+    /// in the driver when it has XDP, else generic
+    #[default]
+    Auto,
+    /// in the driver only
+    Driver,
+    /// generic XDP only
+    Generic,
 }
 
 /// How the program runs on an interface.

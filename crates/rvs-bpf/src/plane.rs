@@ -161,6 +161,18 @@ impl Plane {
         out
     }
 
+    /// Updates the real servers only (their next hops above all), as
+    /// [`sync`](Self::sync) does, without touching services or schedules.
+    pub fn refresh_dests(
+        &mut self,
+        ipvs: &Ipvs,
+        nh: &mut dyn Neighbours,
+    ) -> Result<SyncReport, Error> {
+        let mut report = SyncReport::default();
+        self.sync_dests(ipvs, nh, &mut report)?;
+        Ok(report)
+    }
+
     fn sync_dests(
         &mut self,
         ipvs: &Ipvs,

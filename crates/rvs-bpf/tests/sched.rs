@@ -24,7 +24,6 @@ fn rs_mac(i: u32) -> [u8; 6] {
     [0x02, 0x01, b[0], b[1], b[2], b[3]]
 }
 
-
 /// Ethernet + IP + a TCP SYN from `src:sport` to `dst:80`.
 fn syn(src: IpAddr, sport: u16, dst: IpAddr) -> Vec<u8> {
     let mut tcp = Vec::new();

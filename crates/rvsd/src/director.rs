@@ -11,7 +11,16 @@ use rvs_core::error::IpvsError;
 use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::time::Tick;
 use rvs_proxy::core::Core;
-use rvs_proxy::Dataplane;
+
+use crate::xdp::XdpDataplane;
+
+/// The data plane serving the rules.
+pub enum Dataplane {
+    /// `--dataplane userspace`: the proxy (rvs-proxy)
+    Proxy(rvs_proxy::Dataplane),
+    /// `--dataplane xdp`: the XDP program (rvs-bpf)
+    Xdp(XdpDataplane),
+}
 
 /// The IPVS instance and what the control commands need besides it.
 pub struct Director {
@@ -79,17 +88,31 @@ impl Director {
         self.dataplane.take()
     }
 
-    /// The sockets the data plane serves now.
+    /// The sockets the data plane serves now (the proxy's; none for XDP).
     pub fn listening(&self) -> Vec<rvs_proxy::Listen> {
-        self.dataplane
-            .as_ref()
-            .map_or_else(Vec::new, |dp| dp.listening().copied().collect())
+        match &self.dataplane {
+            Some(Dataplane::Proxy(dp)) => dp.listening().copied().collect(),
+            _ => Vec::new(),
+        }
     }
 
-    /// Make the data plane's listeners match the rules.
+    /// Make the data plane serve the rules (the proxy's listeners, the XDP program's maps).
     pub fn sync_dataplane(&mut self) {
-        if let Some(dp) = &mut self.dataplane {
-            dp.sync();
+        match &mut self.dataplane {
+            Some(Dataplane::Proxy(dp)) => dp.sync(),
+            Some(Dataplane::Xdp(x)) => x.sync(),
+            None => {}
+        }
+    }
+
+    /// What the XDP program did so far, into the engine (before a change or a listing).
+    fn catch_up(&self, listing: bool) {
+        if let Some(Dataplane::Xdp(x)) = &self.dataplane {
+            if listing {
+                x.refresh();
+            } else {
+                x.prepare();
+            }
         }
     }
 
@@ -128,6 +151,7 @@ impl Director {
 
     /// Apply `cmd`; `names` serves listings without `-n`.
     pub fn run(&mut self, cmd: &Command, names: &dyn Names) -> Outcome {
+        self.catch_up(matches!(cmd, Command::List { .. } | Command::Save { .. }));
         let now = self.now();
         let result = match cmd {
             Command::List { service, opts } => {

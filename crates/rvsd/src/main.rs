@@ -13,7 +13,8 @@
 //! starting anything.
 //!
 //! ```text
-//! rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
+//! rvsd [--socket PATH] [--state FILE] [--workers N]
+//!      [--dataplane userspace | --dataplane xdp --iface NAME...]
 //!      [--drain-timeout SECS] [--demo]
 //! rvsd --check-config FILE
 //! ```
@@ -29,6 +30,7 @@ mod netlink;
 mod server;
 mod statefile;
 mod status;
+mod xdp;
 
 use std::io::IsTerminal;
 use std::os::unix::net::UnixStream;
@@ -45,7 +47,8 @@ use director::Director;
 use server::Shared;
 
 const USAGE: &str = "\
-Usage: rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
+Usage: rvsd [--socket PATH] [--state FILE] [--workers N]
+            [--dataplane userspace | --dataplane xdp --iface NAME...]
             [--drain-timeout SECS] [--demo]
             [--config FILE] [--keepalived FILE] [--ldirectord FILE]
        rvsd --check-config [FILE] [--config FILE] [--keepalived FILE] [--ldirectord FILE]
@@ -53,7 +56,11 @@ Usage: rvsd [--socket PATH] [--state FILE] [--workers N] [--dataplane userspace]
                          with --demo, a socket in a temporary directory)
   --state FILE           save the rules to FILE after every change, restore them at start
   --workers N            data-plane worker threads (default: number of CPUs)
-  --dataplane KIND       userspace (default); xdp arrives with the XDP data plane
+  --dataplane KIND       userspace (default): a proxy, no kernel module needed;
+                         xdp: DR and tunnel services forwarded in the kernel by XDP
+  --iface NAME           (xdp; repeatable) an interface clients' packets arrive on
+  --xdp-mode MODE        (xdp) auto (default: in the driver when it can, else generic),
+                         driver, or generic
   --drain-timeout SECS   on SIGTERM, how long open connections may finish (default 30)
   --demo                 three HTTP real servers on loopback behind 127.0.0.1:8080 (wlc 1/2/3)
   --config FILE          rvs configuration file (TOML): services, real servers, checks
@@ -72,6 +79,10 @@ struct Args {
     state: Option<PathBuf>,
     workers: usize,
     dataplane: String,
+    /// `--iface` (for `--dataplane xdp`)
+    ifaces: Vec<String>,
+    /// `--xdp-mode`
+    xdp_mode: rvs_bpf::XdpAttach,
     drain: Duration,
     demo: bool,
     /// `--workers` / `--drain-timeout` given (a configuration file's settings yield to them)
@@ -90,6 +101,8 @@ fn parse_args(argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
         state: None,
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         dataplane: "userspace".into(),
+        ifaces: Vec::new(),
+        xdp_mode: rvs_bpf::XdpAttach::Auto,
         drain: Duration::from_secs(30),
         demo: false,
         workers_set: false,
@@ -140,11 +153,17 @@ fn parse_args(argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
                     .filter(|n| *n > 0)
                     .with_context(|| format!("--workers: not a positive number: {value}"))?;
             }
-            "--dataplane" if value == "userspace" => args.dataplane = value,
-            "--dataplane" if value == "xdp" => {
-                bail!("--dataplane xdp: this build has the userspace data plane only")
-            }
+            "--dataplane" if value == "userspace" || value == "xdp" => args.dataplane = value,
             "--dataplane" => bail!("--dataplane: expected userspace or xdp, got {value}"),
+            "--iface" => args.ifaces.push(value),
+            "--xdp-mode" => {
+                args.xdp_mode = match value.as_str() {
+                    "auto" => rvs_bpf::XdpAttach::Auto,
+                    "driver" => rvs_bpf::XdpAttach::Driver,
+                    "generic" => rvs_bpf::XdpAttach::Generic,
+                    _ => bail!("--xdp-mode: expected auto, driver or generic, got {value}"),
+                }
+            }
             "--drain-timeout" => {
                 let secs: u64 = value.parse().with_context(|| {
                     format!("--drain-timeout: not a number of seconds: {value}")
@@ -154,6 +173,11 @@ fn parse_args(argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
             }
             _ => bail!("unknown option {flag}"),
         }
+    }
+    match (args.dataplane.as_str(), args.ifaces.is_empty()) {
+        ("xdp", true) => bail!("--dataplane xdp: name the interfaces to serve with --iface"),
+        ("userspace", false) => bail!("--iface: only with --dataplane xdp"),
+        _ => {}
     }
     Ok(Some(args))
 }
@@ -269,8 +293,18 @@ fn run(args: &Args) -> Result<()> {
         opts.events = Some(sink);
         rx
     });
-    let dp = rvs_proxy::Dataplane::start(director.core().clone(), opts)
-        .context("starting the data plane")?;
+    let dp = if args.dataplane == "xdp" {
+        director::Dataplane::Xdp(xdp::XdpDataplane::start(
+            director.core().clone(),
+            &args.ifaces,
+            args.xdp_mode,
+        )?)
+    } else {
+        director::Dataplane::Proxy(
+            rvs_proxy::Dataplane::start(director.core().clone(), opts)
+                .context("starting the data plane")?,
+        )
+    };
     director.attach(dp);
     let shared = Arc::new(Shared {
         director: Mutex::new(director),
@@ -326,8 +360,14 @@ fn drain(shared: &Shared, limit: Duration) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .detach();
-    let Some(mut dp) = dp else {
-        return;
+    let mut dp = match dp {
+        Some(director::Dataplane::Proxy(dp)) => dp,
+        Some(director::Dataplane::Xdp(x)) => {
+            // flows forwarded in the kernel need no draining here: the program detaches
+            x.shutdown();
+            return;
+        }
+        None => return,
     };
     dp.stop_accepting();
     let deadline = std::time::Instant::now() + limit;
@@ -399,7 +439,12 @@ mod tests {
         assert!(args(&["--help"]).unwrap().is_none());
         assert!(args(&["--workers", "0"]).is_err());
         assert!(args(&["--dataplane", "dpdk"]).is_err());
-        assert!(args(&["--dataplane", "xdp"]).is_err());
+        assert!(args(&["--dataplane", "xdp"]).is_err(), "xdp needs --iface");
+        assert!(args(&["--iface", "eth0"]).is_err(), "--iface needs xdp");
+        let a = args(&["--dataplane", "xdp", "--iface", "eth0", "--iface=eth1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.ifaces, ["eth0", "eth1"]);
         let a = args(&["--demo", "--drain-timeout", "2"]).unwrap().unwrap();
         assert!(a.demo);
         assert_eq!(a.drain, Duration::from_secs(2));

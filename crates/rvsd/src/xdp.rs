@@ -1,0 +1,208 @@
+//! `--dataplane xdp`: the XDP program (rvs-bpf) on the director's interfaces.
+//!
+//! The program forwards DR and tunnel services in the kernel; this module wires its control
+//! side (`rvs_bpf::plane::Plane`) to the director:
+//! - start: load the program, tell it each interface's Ethernet address and its addresses
+//!   (a tunnel's outer source), attach it (in the driver, else generic XDP), turn the core's
+//!   expiry log on;
+//! - before a rule change: bring the program's choices into the core ([`XdpDataplane::prepare`]),
+//!   because a scheduler replays them correctly only under the rules they were made with;
+//! - after it: [`XdpDataplane::sync`] (services, real servers, schedules; next hops resolved
+//!   through rtnetlink, waiting up to [`RESOLVE_WAIT`] for one not known yet);
+//! - before a listing: [`XdpDataplane::refresh`], so `-Ln --stats` and `-Lnc` show what was
+//!   forwarded up to that moment;
+//! - a thread of its own: waits on the event ring (at most [`POLL_EVERY`]) and brings events
+//!   and expiries over; every second it adds the per-server counters and refreshes the next
+//!   hops (a real server whose Ethernet address changed is followed, one that does not answer
+//!   is retried).
+//!
+//! Lock order: the director's lock, then the plane's, then the core's; the thread takes the
+//! plane's and then the core's.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rvs_bpf::plane::{Neighbours, Plane, SyncReport};
+use rvs_bpf::{abi, Xdp, XdpAttach, XdpMode};
+use rvs_proxy::core::Core;
+
+use crate::netlink;
+
+/// How long a sync waits for a real server's next hop to answer ARP / neighbour discovery.
+pub const RESOLVE_WAIT: Duration = Duration::from_millis(300);
+
+/// The longest the thread sleeps between looks at the event ring.
+pub const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// Counters and next hops are refreshed this often.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// The XDP data plane of a running director.
+pub struct XdpDataplane {
+    plane: Arc<Mutex<Plane>>,
+    core: Arc<Core>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Next hops from the kernel's routing and neighbour tables.
+struct Kernel {
+    wait: Duration,
+}
+
+impl Neighbours for Kernel {
+    fn next_hop(&mut self, addr: IpAddr) -> Option<[u8; 6]> {
+        netlink::resolve(addr, self.wait).ok().map(|h| h.mac)
+    }
+}
+
+impl XdpDataplane {
+    /// Loads the program and attaches it to `ifaces`.
+    pub fn start(core: Arc<Core>, ifaces: &[String], how: XdpAttach) -> Result<XdpDataplane> {
+        if ifaces.is_empty() {
+            bail!("--dataplane xdp needs at least one --iface");
+        }
+        let mut xdp = Xdp::load().context("loading the XDP program (needs root)")?;
+        for name in ifaces {
+            let mode = attach(&mut xdp, name, how)?;
+            tracing::info!(iface = %name, mode = ?mode, "XDP program attached");
+        }
+        core.lock().set_expiry_log(true);
+        let plane = Plane::new(xdp, core.now())?;
+        let plane = Arc::new(Mutex::new(plane));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (plane, core, stop) = (plane.clone(), core.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("rvs-xdp".into())
+                .spawn(move || run(&plane, &core, &stop))?
+        };
+        Ok(XdpDataplane {
+            plane,
+            core,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn plane(&self) -> MutexGuard<'_, Plane> {
+        self.plane.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Brings the program's events into the core (before a rule change).
+    pub fn prepare(&self) {
+        let mut plane = self.plane();
+        let mut ipvs = self.core.lock();
+        if let Err(e) = plane.poll(&mut ipvs, self.core.now()) {
+            tracing::error!("XDP events: {e}");
+        }
+    }
+
+    /// Makes the program serve the core's rules.
+    pub fn sync(&self) {
+        let mut plane = self.plane();
+        let mut ipvs = self.core.lock();
+        let mut nh = Kernel { wait: RESOLVE_WAIT };
+        match plane.sync(&mut ipvs, self.core.now(), &mut nh) {
+            Ok(report) => log_report(&report),
+            Err(e) => tracing::error!("XDP sync: {e}"),
+        }
+    }
+
+    /// Events and counters up to now, into the core (before a listing).
+    pub fn refresh(&self) {
+        let mut plane = self.plane();
+        let mut ipvs = self.core.lock();
+        let r = plane
+            .poll(&mut ipvs, self.core.now())
+            .and_then(|_| plane.count(&mut ipvs));
+        if let Err(e) = r {
+            tracing::error!("XDP refresh: {e}");
+        }
+    }
+
+    /// Stops the thread and detaches the program from every interface.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // dropping the last handle closes the program's links: it is detached
+    }
+}
+
+/// Attaches the program to `name` and tells it the interface's addresses.
+fn attach(xdp: &mut Xdp, name: &str, how: XdpAttach) -> Result<XdpMode> {
+    let ifindex = netlink::ifindex(name).with_context(|| format!("--iface {name}"))?;
+    let link = netlink::link(ifindex).with_context(|| format!("--iface {name}"))?;
+    let mut iface = abi::Iface {
+        mac: link.mac,
+        ..Default::default()
+    };
+    for a in netlink::addrs(ifindex).with_context(|| format!("--iface {name}: addresses"))? {
+        match a {
+            IpAddr::V4(v4) if iface.addr4 == 0 => iface.addr4 = u32::from_ne_bytes(v4.octets()),
+            IpAddr::V6(v6) if iface.addr6 == [0; 4] && !is_link_local(&v6) => {
+                iface.addr6 = rvs_bpf::plane::words(IpAddr::V6(v6)).0;
+            }
+            _ => {}
+        }
+    }
+    xdp.set_iface_full(ifindex, &iface)?;
+    xdp.attach(name, how)
+        .with_context(|| format!("attaching the XDP program to {name}"))
+}
+
+fn is_link_local(a: &std::net::Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+fn log_report(r: &SyncReport) {
+    for (key, why) in &r.skipped {
+        tracing::warn!(service = ?key, "not forwarded by XDP (packets go to the kernel): {why}");
+    }
+    for a in &r.unresolved {
+        tracing::warn!(real_server = %a, "next hop not resolved yet: its flows' packets are dropped until it answers");
+    }
+}
+
+/// The thread: events as they come, counters and next hops every second.
+fn run(plane: &Mutex<Plane>, core: &Core, stop: &AtomicBool) {
+    let waiter = match plane
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .events()
+        .waiter()
+    {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("XDP event ring: {e}");
+            return;
+        }
+    };
+    let mut last_refresh = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        waiter.wait(POLL_EVERY);
+        let mut p = plane.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ipvs = core.lock();
+        if let Err(e) = p.poll(&mut ipvs, core.now()) {
+            tracing::error!("XDP events: {e}");
+        }
+        if last_refresh.elapsed() >= REFRESH_EVERY {
+            last_refresh = Instant::now();
+            let mut nh = Kernel {
+                wait: Duration::ZERO,
+            };
+            let r = p
+                .count(&mut ipvs)
+                .and_then(|_| p.refresh_dests(&ipvs, &mut nh).map(drop));
+            if let Err(e) = r {
+                tracing::error!("XDP refresh: {e}");
+            }
+        }
+    }
+}

@@ -55,6 +55,17 @@ typedef uint64_t __u64;
 #define RVS_SCHED_SH 1       /* bucket of the source address (and port): ip_vs_sh */
 #define RVS_SCHED_DH 2       /* bucket of the destination address: ip_vs_dh */
 #define RVS_SCHED_MH 3       /* Maglev slot of the source address (and port): ip_vs_mh */
+/* The connection-count schedulers scan the service's real servers (the sequence holds the
+ * list in the kernel's order) with their counts from `rvs_conns`. */
+#define RVS_SCHED_LC 4       /* least overhead (active × 256 + inactive): ip_vs_lc */
+#define RVS_SCHED_WLC 5      /* least overhead / weight: ip_vs_wlc */
+#define RVS_SCHED_SED 6      /* least (active + 1) / weight: ip_vs_sed */
+#define RVS_SCHED_NQ 7       /* an idle server, else as sed: ip_vs_nq */
+#define RVS_SCHED_FO 8       /* the highest weight: ip_vs_fo */
+#define RVS_SCHED_OVF 9      /* the highest weight with active < weight: ip_vs_ovf */
+
+/* The longest list a connection-count scheduler scans. */
+#define RVS_MAX_LIST 4096
 
 /* Slots of an mh table (the prime of CONFIG_IP_VS_MH_TAB_INDEX 12). */
 #define RVS_MH_TAB_SIZE 4093
@@ -219,6 +230,17 @@ struct rvs_iface {
 	__u16 pad;
 	__u32 addr4;
 	__u32 addr6[4];
+};
+
+/* Value of `rvs_conns` (an array indexed like `rvs_dests`): a real server's connection
+ * counts as rvs-core last had them (written by the control plane after it brought the
+ * program's events in), and the connections the program scheduled there since (`pending`,
+ * counted as active: a new TCP entry is SYN_RECV, an active state). */
+struct rvs_dest_conns {
+	__u32 active;
+	__u32 inactive;
+	__u32 pending;
+	__u32 pad;
 };
 
 /* Value of the per-CPU array `rvs_dest_stats`, indexed like `rvs_dests`: connections

@@ -101,6 +101,13 @@ struct {
 } rvs_dest_stats SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct rvs_dest_conns);
+} rvs_conns SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, RVS_EVENT_RING);
 } rvs_events SEC(".maps");
@@ -472,9 +479,100 @@ static __always_inline int sched_mh(struct rvs_service *svc, struct pkt *p)
 	return m.found;
 }
 
+/* What a connection-count scan carries from server to server. */
+struct scan {
+	__u32 seq_off;
+	__u32 sched;
+	int best;        /* list entry chosen so far, -1: none */
+	__s64 best_oh;   /* its overhead (lc, wlc, sed, nq) */
+	__s32 best_w;    /* its weight */
+};
+
+/* One real server of the scan, literally as the kernel's loop looks at it; returns 1 to end
+ * the scan (nq found an idle server). */
+static long scan_step(__u32 i, void *arg)
+{
+	struct scan *s = arg;
+	__u32 slot = s->seq_off + i;
+	__u32 *idx = bpf_map_lookup_elem(&rvs_seq, &slot);
+	if (!idx || *idx == RVS_NO_DEST)
+		return 0;
+	__u32 di = *idx;
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &di);
+	struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &di);
+	if (!d || !c || !(d->flags & RVS_DEST_AVAILABLE) || (d->flags & RVS_DEST_OVERLOAD))
+		return 0;
+	__u32 active = c->active + c->pending;
+	__s32 w = d->weight;
+	switch (s->sched) {
+	case RVS_SCHED_LC: {
+		/* ip_vs_lc: the first least (active << 8) + inactive, as an unsigned int */
+		__s64 oh = (__u32)((active << 8) + c->inactive);
+		if (w == 0)
+			return 0;
+		if (s->best < 0 || oh < s->best_oh) {
+			s->best = di;
+			s->best_oh = oh;
+		}
+		return 0;
+	}
+	case RVS_SCHED_WLC:
+	case RVS_SCHED_SED:
+	case RVS_SCHED_NQ: {
+		__s64 oh = s->sched == RVS_SCHED_WLC ? (__s32)((active << 8) + c->inactive)
+						     : (__s32)(active + 1);
+		if (s->best < 0) {
+			/* the first candidate needs a weight; later ones are compared as they are */
+			if (w <= 0)
+				return 0;
+		}
+		if (s->sched == RVS_SCHED_NQ && w > 0 && active == 0) {
+			s->best = di;
+			return 1;
+		}
+		if (s->best < 0 || s->best_oh * w > oh * s->best_w) {
+			s->best = di;
+			s->best_oh = oh;
+			s->best_w = w;
+		}
+		return 0;
+	}
+	case RVS_SCHED_FO:
+		if (w > s->best_w) {
+			s->best = di;
+			s->best_w = w;
+		}
+		return 0;
+	default: /* RVS_SCHED_OVF */
+		if (w == 0 || (__s32)active > w)
+			return 0;
+		if (s->best < 0 || w > s->best_w) {
+			s->best = di;
+			s->best_w = w;
+		}
+		return 0;
+	}
+}
+
+/* The connection-count schedulers: a scan of the list (bpf_loop: checked once). */
+static __always_inline int sched_scan(struct rvs_service *svc)
+{
+	struct scan s = {svc->seq_off, svc->sched, -1, 0, 0};
+	__u32 n = svc->seq_len > RVS_MAX_LIST ? RVS_MAX_LIST : svc->seq_len;
+	bpf_loop(n, scan_step, &s, 0);
+	return s.best;
+}
+
 static __always_inline int schedule(struct rvs_service *svc, struct pkt *p)
 {
 	switch (svc->sched) {
+	case RVS_SCHED_LC:
+	case RVS_SCHED_WLC:
+	case RVS_SCHED_SED:
+	case RVS_SCHED_NQ:
+	case RVS_SCHED_FO:
+	case RVS_SCHED_OVF:
+		return sched_scan(svc);
 	case RVS_SCHED_SH:
 		return sched_sh(svc, p);
 	case RVS_SCHED_MH:
@@ -1018,6 +1116,9 @@ int rvs_xdp(struct xdp_md *ctx)
 		dest_id = d;
 		new_conn = 1;
 		count(RVS_C_FLOW_NEW);
+		struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &dest_id);
+		if (c)
+			__sync_fetch_and_add(&c->pending, 1);
 	}
 
 	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);

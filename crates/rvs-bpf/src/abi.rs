@@ -50,6 +50,15 @@ pub const SCHED_DH: u32 = 2;
 pub const SCHED_MH: u32 = 3;
 /// `RVS_MH_TAB_SIZE`: slots of an mh table
 pub const MH_TAB_SIZE: u32 = 4093;
+/// `RVS_SCHED_LC` … `RVS_SCHED_OVF`: the connection-count schedulers
+pub const SCHED_LC: u32 = 4;
+pub const SCHED_WLC: u32 = 5;
+pub const SCHED_SED: u32 = 6;
+pub const SCHED_NQ: u32 = 7;
+pub const SCHED_FO: u32 = 8;
+pub const SCHED_OVF: u32 = 9;
+/// `RVS_MAX_LIST`: the longest list a connection-count scheduler scans
+pub const MAX_LIST: u32 = 4096;
 /// `RVS_HASH_TAB_SIZE`: buckets of an sh or dh table
 pub const HASH_TAB_SIZE: u32 = 256;
 /// `RVS_NO_DEST`: an empty bucket
@@ -191,6 +200,17 @@ pub struct Flow {
     pub reported_ns: u64,
 }
 
+/// `struct rvs_dest_conns`: a real server's counts as the core had them, and the connections
+/// the program scheduled there since.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DestConns {
+    pub active: u32,
+    pub inactive: u32,
+    pub pending: u32,
+    pub pad: u32,
+}
+
 /// Event kinds (`RVS_EV_*`).
 pub mod event {
     /// a packet was scheduled (a new flow, or a one-packet datagram)
@@ -293,6 +313,7 @@ unsafe impl aya::Pod for TmplKey {}
 unsafe impl aya::Pod for DecapVip {}
 unsafe impl aya::Pod for Tmpl {}
 unsafe impl aya::Pod for DestStats {}
+unsafe impl aya::Pod for DestConns {}
 
 const _: () = {
     assert!(size_of::<Vip>() == 20);
@@ -312,6 +333,7 @@ const _: () = {
     assert!(offset_of!(FlowKey, family) == 37);
     assert!(size_of::<Flow>() == 48 && offset_of!(Flow, reported_ns) == 40);
     assert!(size_of::<Event>() == 64 && offset_of!(Event, dest) == 40);
+    assert!(size_of::<DestConns>() == 16 && offset_of!(DestConns, pending) == 8);
     assert!(offset_of!(Event, ns) == 48 && offset_of!(Event, len) == 56);
     assert!(offset_of!(Event, kind) == 60 && offset_of!(Event, state) == 62);
     assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 16);

@@ -282,6 +282,19 @@ impl Xdp {
         Ok(())
     }
 
+    /// Sets real server `idx`'s connection counts (and its `pending` count back to 0).
+    pub fn set_conns(&mut self, idx: u32, conns: &abi::DestConns) -> Result<(), Error> {
+        let mut m: Array<&mut MapData, abi::DestConns> = Array::try_from(self.map("rvs_conns")?)?;
+        m.set(idx, conns, 0)?;
+        Ok(())
+    }
+
+    /// Real server `idx`'s connection counts as the program sees them.
+    pub fn conns(&mut self, idx: u32) -> Result<abi::DestConns, Error> {
+        let m: Array<&mut MapData, abi::DestConns> = Array::try_from(self.map("rvs_conns")?)?;
+        Ok(m.get(&idx, 0)?)
+    }
+
     /// Writes a schedule sequence (real server numbers) from slot `off` on.
     pub fn set_seq(&mut self, off: u32, seq: &[u32]) -> Result<(), Error> {
         let mut m: Array<&mut MapData, u32> = Array::try_from(self.map("rvs_seq")?)?;

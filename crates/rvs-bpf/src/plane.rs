@@ -36,8 +36,24 @@ pub trait Neighbours {
     fn next_hop(&mut self, addr: IpAddr) -> Option<[u8; 6]>;
 }
 
-/// The schedulers the program runs: rr and wrr from a sequence, sh, dh and mh from a table.
-const IN_PROGRAM: [&str; 5] = ["rr", "wrr", "sh", "dh", "mh"];
+/// The schedulers the program runs: rr and wrr from a sequence, sh, dh and mh from a table,
+/// the connection-count ones by scanning the list with the counts in `rvs_conns`.
+const IN_PROGRAM: [&str; 11] = [
+    "rr", "wrr", "sh", "dh", "mh", "lc", "wlc", "sed", "nq", "fo", "ovf",
+];
+
+/// The connection-count schedulers' codes.
+fn scan_code(name: &str) -> Option<u32> {
+    Some(match name {
+        "lc" => abi::SCHED_LC,
+        "wlc" => abi::SCHED_WLC,
+        "sed" => abi::SCHED_SED,
+        "nq" => abi::SCHED_NQ,
+        "fo" => abi::SCHED_FO,
+        "ovf" => abi::SCHED_OVF,
+        _ => return None,
+    })
+}
 
 /// Slots of `rvs_seq` in each half.
 const HALF: u32 = abi::SEQ_SLOTS / 2;
@@ -50,6 +66,8 @@ struct DestSlot {
     idx: u32,
     /// what the program has for it
     entry: abi::Dest,
+    /// the counts last written to `rvs_conns`
+    conns: (u32, u32),
     /// the counters last added to the core
     counted: abi::DestStats,
 }
@@ -237,11 +255,13 @@ impl Plane {
         self.slots[idx as usize] = Some(id);
         // what the slot counted before it was this real server's is not its traffic
         let counted = self.xdp.dest_stats(idx)?;
+        self.xdp.set_conns(idx, &abi::DestConns::default())?;
         self.dests.insert(
             id,
             DestSlot {
                 idx,
                 entry,
+                conns: (0, 0),
                 counted,
             },
         );
@@ -321,6 +341,14 @@ impl Plane {
     /// The service's schedule in real-server slots: `RVS_SCHED_*` and its entries.
     fn schedule(&self, ipvs: &Ipvs, key: &ServiceKey) -> Option<(u32, Vec<u32>)> {
         let slot = |id: DestId| self.dests.get(&id).map_or(abi::NO_DEST, |s| s.idx);
+        let svc = ipvs.service(key)?;
+        if let Some(code) = scan_code(svc.sched.name()) {
+            let list: Vec<u32> = ipvs.service_dests(svc).map(|d| slot(d.id)).collect();
+            if list.len() > abi::MAX_LIST as usize {
+                return None;
+            }
+            return Some((code, list));
+        }
         if let Some(table) = ipvs.sched_table(key) {
             let sched = match ipvs.service(key)?.sched.name() {
                 "sh" => abi::SCHED_SH,
@@ -348,10 +376,37 @@ impl Plane {
             self.apply(ipvs, &ev, now)?;
             n += 1;
         }
-        for e in ipvs.take_expired() {
-            self.expired(ipvs, &e, now)?;
+        let expired = ipvs.take_expired();
+        for e in &expired {
+            self.expired(ipvs, e, now)?;
+        }
+        if n > 0 || !expired.is_empty() {
+            self.write_conns(ipvs)?;
         }
         Ok(n)
+    }
+
+    /// Gives the program the core's connection counts (what the connection-count schedulers
+    /// decide by); the connections it scheduled since are in them now, so `pending` starts
+    /// again from 0.
+    fn write_conns(&mut self, ipvs: &Ipvs) -> Result<(), Error> {
+        for (id, slot) in self.dests.iter_mut() {
+            let Some(d) = ipvs.dest(*id) else {
+                continue;
+            };
+            let pending = self.xdp.conns(slot.idx)?.pending;
+            let now = (d.activeconns, d.inactconns);
+            if now != slot.conns || pending != 0 {
+                slot.conns = now;
+                let c = abi::DestConns {
+                    active: now.0,
+                    inactive: now.1,
+                    ..Default::default()
+                };
+                self.xdp.set_conns(slot.idx, &c)?;
+            }
+        }
+        Ok(())
     }
 
     fn apply(&mut self, ipvs: &mut Ipvs, ev: &abi::Event, now: Tick) -> Result<(), Error> {

@@ -40,12 +40,11 @@ fn key() -> ServiceKey {
     }
 }
 
-/// The seed's DR rules: wrr over 10.0.0.9, .20, .21 with weights 2, 5, 5.
-fn seed_rules(ipvs: &mut Ipvs) {
-    ipvs.add_service(key(), ServiceConf::new(Family::V4, "wrr"))
+fn rules(ipvs: &mut Ipvs, sched: &str, dests: &[(u8, i32)]) {
+    ipvs.add_service(key(), ServiceConf::new(Family::V4, sched))
         .unwrap();
-    for (last, w) in [(9, 2), (20, 5), (21, 5)] {
-        add(ipvs, last, w);
+    for (last, w) in dests {
+        add(ipvs, *last, *w);
     }
 }
 
@@ -79,12 +78,17 @@ struct Bench {
 }
 
 impl Bench {
+    /// The seed's DR rules: wrr over 10.0.0.9, .20, .21 with weights 2, 5, 5.
     fn new() -> Bench {
+        Bench::with("wrr", &[(9, 2), (20, 5), (21, 5)])
+    }
+
+    fn with(sched: &str, dests: &[(u8, i32)]) -> Bench {
         let mut ipvs = Ipvs::new(Config::default());
         ipvs.set_expiry_log(true);
-        seed_rules(&mut ipvs);
+        rules(&mut ipvs, sched, dests);
         let mut model = Ipvs::new(Config::default());
-        seed_rules(&mut model);
+        rules(&mut model, sched, dests);
         let mut xdp = Xdp::load().expect("loading the XDP program (needs root)");
         xdp.set_iface(LO, DIRECTOR_MAC).unwrap();
         let plane = Plane::new(xdp, Tick::ZERO).unwrap();
@@ -111,13 +115,12 @@ impl Bench {
 
     /// What the kernel (the model) chooses for a SYN from `sport`.
     fn kernel(&mut self, sport: u16) -> Option<u8> {
-        let p = Packet::tcp(
-            IpAddr::V4(CLIENT),
-            sport,
-            IpAddr::V4(VIP),
-            80,
-            TcpFlags::SYN,
-        );
+        self.kernel_segment(sport, TcpFlags::SYN)
+    }
+
+    /// The model's real server for a segment from `sport` (its state moves as the kernel's).
+    fn kernel_segment(&mut self, sport: u16, flags: TcpFlags) -> Option<u8> {
+        let p = Packet::tcp(IpAddr::V4(CLIENT), sport, IpAddr::V4(VIP), 80, flags);
         match self.model.packet_in(&p.len(40), now()) {
             Verdict::Forward(f) => match f.daddr {
                 IpAddr::V4(a) => Some(a.octets()[3]),
@@ -182,6 +185,44 @@ fn the_program_chooses_in_the_kernels_order_across_rule_changes() {
         .collect();
     for (i, sport) in (1000..1060).enumerate() {
         assert_eq!(Some(by_port[&sport]), got[i]);
+    }
+}
+
+/// The connection-count schedulers decide by the core's counts (written after each poll)
+/// plus the connections the program scheduled since: new flows between polls, and flows
+/// that became inactive (FIN) once polled, choose as the kernel does.
+#[test]
+fn connection_count_schedulers_choose_as_the_kernel() {
+    const FIN_ACK: u8 = 0x11;
+    let dests = [(9, 1), (20, 3), (21, 2), (22, 0)];
+    for sched in ["lc", "wlc", "sed", "nq", "fo", "ovf"] {
+        let mut b = Bench::with(sched, &dests);
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        let mut open = Vec::new();
+        for round in 0..12u16 {
+            // three new flows without a poll in between
+            for k in 0..3 {
+                let sport = 5000 + round * 10 + k;
+                got.push(b.send(sport, SYN));
+                want.push(b.kernel(sport));
+                open.push(sport);
+            }
+            // the oldest open flow closes (its entry becomes inactive), then a poll
+            if round % 2 == 1 {
+                let sport = open.remove(0);
+                b.send(sport, FIN_ACK).expect("forwarded");
+                b.kernel_segment(
+                    sport,
+                    TcpFlags {
+                        fin: true,
+                        ack: true,
+                        ..TcpFlags::default()
+                    },
+                );
+                b.poll();
+            }
+        }
+        assert_eq!(got, want, "{sched}");
     }
 }
 

@@ -29,6 +29,7 @@ typedef uint64_t __u64;
 #define RVS_MAX_FLOWS 1048576
 #define RVS_MAX_IFACES 64
 #define RVS_MAX_TEMPLATES 262144
+#define RVS_MAX_FRAGS 65536
 /* Bytes of the event ring (a power of two pages): about 130,000 events of 64 bytes. */
 #define RVS_EVENT_RING (8 << 20)
 /* A flow that keeps sending reports itself (RVS_EV_TOUCH) at most this often. */
@@ -105,7 +106,7 @@ enum rvs_counter {
 	RVS_C_PASS_NOT_IP,      /* not IPv4/IPv6: to the kernel */
 	RVS_C_PASS_NO_SERVICE,  /* no virtual service for its destination: to the kernel */
 	RVS_C_MALFORMED,        /* truncated or inconsistent headers: dropped */
-	RVS_C_FRAGMENT,         /* a fragment of a VIP's traffic: to the kernel */
+	RVS_C_FRAGMENT,         /* a later fragment whose first one was not seen: to the kernel */
 	RVS_C_IP_OPTIONS,       /* IPv4 options or IPv6 extension headers before L4 */
 	RVS_C_NO_DEST,          /* service without an available real server: dropped */
 	RVS_C_FLOW_NEW,         /* first packet of a flow: scheduled */
@@ -120,6 +121,7 @@ enum rvs_counter {
 	RVS_C_PERSIST_HIT,      /* a new flow went where its persistence template said */
 	RVS_C_EVENT_LOST,       /* the event ring was full: the control plane missed an event */
 	RVS_C_REUSED,           /* a SYN on a closed flow's tuple: scheduled as a new flow */
+	RVS_C_FRAG_FORWARDED,   /* a later fragment sent where its first fragment went */
 	RVS_C_COUNT
 };
 
@@ -212,6 +214,16 @@ struct rvs_tmpl_key {
 	__u16 vport;       /* network order */
 	__u8 proto;
 	__u8 family;
+};
+
+/* Key of `rvs_frags`: a fragmented packet (its addresses, identification and protocol). */
+struct rvs_frag_key {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u32 id;          /* IPv4: the 16-bit ID in the first two bytes; IPv6: the 32-bit one */
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
 };
 
 /* Value of `rvs_templates`. A template lives until the control plane deletes it, when

@@ -107,6 +107,14 @@ struct {
 	__type(value, struct rvs_dest_conns);
 } rvs_conns SEC(".maps");
 
+/* Where the later fragments of a packet go: the real server its first fragment went to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RVS_MAX_FRAGS);
+	__type(key, struct rvs_frag_key);
+	__type(value, __u32);
+} rvs_frags SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, RVS_EVENT_RING);
@@ -124,8 +132,14 @@ struct pkt {
 	struct rvs_flow_key key;
 	__u8 tcp_flags;  /* FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
 	__u8 any_port;   /* its service is a port-0 one */
+	__u8 frag;       /* FRAG_NONE, FRAG_FIRST, FRAG_LATER */
 	__u32 len;       /* L3 length (the IP packet), what IPVS counts as bytes */
+	__u32 frag_id;   /* a fragment's identification (IPv4: 16 bits) */
 };
+
+#define FRAG_NONE 0
+#define FRAG_FIRST 1   /* offset 0, more to come: it carries the ports */
+#define FRAG_LATER 2   /* offset > 0: no ports; goes where its first fragment went */
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -160,7 +174,8 @@ static __always_inline enum parsed parse_l4(void *l4, void *end, __u32 room, __u
 		if ((void *)(uh + 1) > end || room < sizeof(*uh))
 			return P_DROP;
 		__u32 ulen = bpf_ntohs(uh->len);
-		if (ulen < sizeof(*uh) || ulen > room)
+		/* a first fragment holds part of the datagram its UDP length counts */
+		if (ulen < sizeof(*uh) || (ulen > room && p->frag != FRAG_FIRST))
 			return P_DROP;
 		p->key.cport = uh->source;
 		p->key.vport = uh->dest;
@@ -252,9 +267,38 @@ static __always_inline enum parsed parse_v4(void *l3, void *end, struct pkt *p)
 	p->key.vaddr[0] = ip->daddr;
 	p->len = tot;
 	/* a fragment: MF set or a non-zero offset */
-	if (ip->frag_off & bpf_htons(0x3fff))
-		return P_FRAG;
+	if (ip->frag_off & bpf_htons(0x3fff)) {
+		p->frag_id = ip->id;
+		if (ip->frag_off & bpf_htons(0x1fff)) {
+			p->frag = FRAG_LATER;
+			return P_FRAG;
+		}
+		p->frag = FRAG_FIRST;
+	}
 	return parse_l4(l3 + hlen, end, tot - hlen, ip->protocol, p);
+}
+
+/* An IPv6 fragment header right after the fixed header (RFC 8200 4.5): the first fragment
+ * of a TCP or UDP packet is parsed on (it carries the ports), a later one is P_FRAG; other
+ * headers after it are extension headers we do not walk. */
+static __always_inline enum parsed parse_frag6(__u8 *fh, void *end, __u32 plen, struct pkt *p)
+{
+	if (fh + 8 > (__u8 *)end || plen < 8)
+		return P_DROP;
+	__u8 next = fh[0];
+	if (next != IPPROTO_TCP && next != IPPROTO_UDP)
+		return P_EXT;
+	__u16 off = bpf_ntohs(*(__u16 *)(fh + 2));
+	p->key.proto = next;
+	p->frag_id = *(__u32 *)(fh + 4);
+	if (off & 0xfff8) {
+		p->frag = FRAG_LATER;
+		return P_FRAG;
+	}
+	if (!(off & 1))
+		return P_EXT; /* an atomic fragment (offset 0, no more): RFC 8021, left to the kernel */
+	p->frag = FRAG_FIRST;
+	return parse_l4(fh + 8, end, plen - 8, next, p);
 }
 
 static __always_inline enum parsed parse_v6(void *l3, void *end, struct pkt *p)
@@ -277,9 +321,10 @@ static __always_inline enum parsed parse_v6(void *l3, void *end, struct pkt *p)
 		break;
 	case IPPROTO_ICMPV6:
 		return parse_icmp6((void *)(ip6 + 1), end, plen, p);
+	case IPPROTO_FRAGMENT:
+		return parse_frag6((void *)(ip6 + 1), end, plen, p);
 	case IPPROTO_HOPOPTS:
 	case IPPROTO_ROUTING:
-	case IPPROTO_FRAGMENT:
 	case IPPROTO_DSTOPTS:
 		return P_EXT;
 	default:
@@ -1041,6 +1086,41 @@ static __always_inline int steer_icmp(struct xdp_md *ctx, struct pkt *p)
 	return forward(ctx, p, dest, me);
 }
 
+static __always_inline void frag_key(struct pkt *p, struct rvs_frag_key *k)
+{
+	__builtin_memcpy(k->saddr, p->key.caddr, 16);
+	__builtin_memcpy(k->daddr, p->key.vaddr, 16);
+	k->id = p->frag_id;
+	k->proto = p->key.proto;
+	k->family = p->key.family;
+	k->pad = 0;
+}
+
+/* A fragment after the first (no ports to find its flow by): it follows its first fragment
+ * to that real server; without one seen, the kernel has it. */
+static __always_inline int later_fragment(struct xdp_md *ctx, struct pkt *p)
+{
+	struct rvs_frag_key k;
+	frag_key(p, &k);
+	__u32 *to = bpf_map_lookup_elem(&rvs_frags, &k);
+	if (!to) {
+		count(RVS_C_FRAGMENT);
+		return XDP_PASS;
+	}
+	__u32 dest_id = *to;
+	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !me ||
+	    !forwardable(dest, p->key.family, me)) {
+		count(RVS_C_FRAGMENT);
+		return XDP_PASS;
+	}
+	count(RVS_C_FRAG_FORWARDED);
+	dest_stats(dest_id, p->len, 0);
+	return forward(ctx, p, dest, me);
+}
+
 SEC("xdp")
 int rvs_xdp(struct xdp_md *ctx)
 {
@@ -1070,8 +1150,7 @@ int rvs_xdp(struct xdp_md *ctx)
 		count(RVS_C_PASS_NO_SERVICE);
 		return XDP_PASS;
 	case P_FRAG:
-		count(RVS_C_FRAGMENT);
-		return XDP_PASS;
+		return later_fragment(ctx, &p);
 	case P_EXT:
 		count(RVS_C_IP_OPTIONS);
 		return XDP_PASS;
@@ -1139,6 +1218,11 @@ int rvs_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
+	if (p.frag == FRAG_FIRST) {
+		struct rvs_frag_key k;
+		frag_key(&p, &k);
+		bpf_map_update_elem(&rvs_frags, &k, &dest_id, BPF_ANY);
+	}
 	__u64 now = bpf_ktime_get_ns();
 	if (f) {
 		__u8 was = f->state;

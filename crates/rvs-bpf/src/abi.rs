@@ -102,10 +102,11 @@ pub enum Counter {
     PersistHit,
     EventLost,
     Reused,
+    FragForwarded,
 }
 
 /// `RVS_C_COUNT`
-pub const COUNTERS: usize = 19;
+pub const COUNTERS: usize = 20;
 
 impl Counter {
     /// Every counter, in index order.
@@ -129,6 +130,7 @@ impl Counter {
         Counter::PersistHit,
         Counter::EventLost,
         Counter::Reused,
+        Counter::FragForwarded,
     ];
 }
 

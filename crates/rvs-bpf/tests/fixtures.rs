@@ -106,6 +106,28 @@ fn ip6_raw(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A UDP header whose length field says `total` bytes, followed by `have` payload bytes (a
+/// first fragment carries only part of the datagram).
+fn udp_head(sport: u16, dport: u16, total: u16, have: usize) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&[0, 0]);
+    h.extend(std::iter::repeat_n(0xabu8, have));
+    h
+}
+
+/// IPv6 from the v6 client to [2001:db8::100] with a fragment header (`off`: offset and M
+/// bit as on the wire, `id`) in front of TCP `l4`.
+fn frag6(off: u16, id: u32, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![TCP, 0];
+    p.extend_from_slice(&off.to_be_bytes());
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(l4);
+    ip6_raw(v6("2001:db8::c"), v6("2001:db8::100"), 44, &p)
+}
+
 fn ip6(src: &str, sport: u16, dst: &str, dport: u16, proto: u8, flags: u8) -> Vec<u8> {
     ip6_raw(v6(src), v6(dst), proto, &l4(proto, sport, dport, flags, 16))
 }
@@ -383,6 +405,7 @@ fn rows() -> Vec<Row> {
     const NO_SVC: &[(Counter, u64)] = &[(Packets, 1), (PassNoService, 1)];
     const BAD: &[(Counter, u64)] = &[(Packets, 1), (Malformed, 1)];
     const FRAG: &[(Counter, u64)] = &[(Packets, 1), (Fragment, 1)];
+    const FRAG_FWD: &[(Counter, u64)] = &[(Packets, 1), (FragForwarded, 1), (Tx, 1)];
     let c = "192.0.2.10";
     let vip = "10.0.0.100";
     let tcp_syn = ip4(c, 40000, vip, 80, TCP, SYN);
@@ -597,23 +620,70 @@ fn rows() -> Vec<Row> {
             NEW,
         ),
         row(
-            "v4 first fragment",
+            "v4 first fragment of a UDP datagram (UDP length past it): scheduled",
             ip4_opts(
                 v4(c),
                 v4(vip),
+                UDP,
+                &[],
+                0x2000,
+                &udp_head(5400, 53, 3000, 1472),
+            ),
+            Out::To(3),
+            NEW,
+        ),
+        row(
+            "v4 later fragment: where its first went",
+            ip4_opts(v4(c), v4(vip), UDP, &[], 0x00b9, &[0xab; 24]),
+            Out::To(3),
+            FRAG_FWD,
+        ),
+        row(
+            "v4 later fragment of a datagram not seen",
+            poke(
+                ip4_opts(v4(c), v4(vip), UDP, &[], 0x00b9, &[0xab; 24]),
+                14 + 4,
+                0x77,
+            ),
+            Out::Pass,
+            FRAG,
+        ),
+        row(
+            "v4 first fragment of a TCP segment to another address: the kernel's",
+            ip4_opts(
+                v4(c),
+                v4("10.0.0.200"),
                 TCP,
                 &[],
                 0x2000,
                 &l4(TCP, 40011, 80, SYN, 16),
             ),
             Out::Pass,
+            NO_SVC,
+        ),
+        row(
+            "v6 first fragment (fragment header): scheduled",
+            frag6(0x0001, 0x0102_0304, &l4(TCP, 40100, 80, SYN, 16)),
+            Out::To(4),
+            NEW,
+        ),
+        row(
+            "v6 later fragment: where its first went",
+            frag6(0x0008 * 6, 0x0102_0304, &[0xab; 24]),
+            Out::To(4),
+            FRAG_FWD,
+        ),
+        row(
+            "v6 later fragment of a packet not seen",
+            frag6(0x0008 * 6, 0x0a0b_0c0d, &[0xab; 24]),
+            Out::Pass,
             FRAG,
         ),
         row(
-            "v4 later fragment",
-            ip4_opts(v4(c), v4(vip), TCP, &[], 0x0010, &[0xab; 24]),
+            "v6 atomic fragment (offset 0, no more): the kernel's",
+            frag6(0, 0x0102_0305, &l4(TCP, 40101, 80, SYN, 16)),
             Out::Pass,
-            FRAG,
+            &[(Packets, 1), (IpOptions, 1)],
         ),
         row(
             "v6 hop-by-hop header first",

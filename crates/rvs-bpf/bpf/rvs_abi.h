@@ -246,13 +246,14 @@ struct rvs_iface {
 
 /* Value of `rvs_conns` (an array indexed like `rvs_dests`): a real server's connection
  * counts as rvs-core last had them (written by the control plane after it brought the
- * program's events in), and the connections the program scheduled there since (`pending`,
- * counted as active: a new TCP entry is SYN_RECV, an active state). */
+ * program's events in), and the connections the program scheduled there since: TCP ones
+ * count as active (a new entry is SYN_RECV, an active state), UDP ones as inactive (a UDP
+ * entry never leaves the inactive counter). */
 struct rvs_dest_conns {
 	__u32 active;
 	__u32 inactive;
-	__u32 pending;
-	__u32 pad;
+	__u32 pending_active;
+	__u32 pending_inactive;
 };
 
 /* Value of the per-CPU array `rvs_dest_stats`, indexed like `rvs_dests`: connections

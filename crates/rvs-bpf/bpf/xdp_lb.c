@@ -547,12 +547,13 @@ static long scan_step(__u32 i, void *arg)
 	struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &di);
 	if (!d || !c || !(d->flags & RVS_DEST_AVAILABLE) || (d->flags & RVS_DEST_OVERLOAD))
 		return 0;
-	__u32 active = c->active + c->pending;
+	__u32 active = c->active + c->pending_active;
+	__u32 inactive = c->inactive + c->pending_inactive;
 	__s32 w = d->weight;
 	switch (s->sched) {
 	case RVS_SCHED_LC: {
 		/* ip_vs_lc: the first least (active << 8) + inactive, as an unsigned int */
-		__s64 oh = (__u32)((active << 8) + c->inactive);
+		__s64 oh = (__u32)((active << 8) + inactive);
 		if (w == 0)
 			return 0;
 		if (s->best < 0 || oh < s->best_oh) {
@@ -564,7 +565,7 @@ static long scan_step(__u32 i, void *arg)
 	case RVS_SCHED_WLC:
 	case RVS_SCHED_SED:
 	case RVS_SCHED_NQ: {
-		__s64 oh = s->sched == RVS_SCHED_WLC ? (__s32)((active << 8) + c->inactive)
+		__s64 oh = s->sched == RVS_SCHED_WLC ? (__s32)((active << 8) + inactive)
 						     : (__s32)(active + 1);
 		if (s->best < 0) {
 			/* the first candidate needs a weight; later ones are compared as they are */
@@ -1196,8 +1197,10 @@ int rvs_xdp(struct xdp_md *ctx)
 		new_conn = 1;
 		count(RVS_C_FLOW_NEW);
 		struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &dest_id);
-		if (c)
-			__sync_fetch_and_add(&c->pending, 1);
+		if (c && p.key.proto == IPPROTO_TCP)
+			__sync_fetch_and_add(&c->pending_active, 1);
+		else if (c)
+			__sync_fetch_and_add(&c->pending_inactive, 1);
 	}
 
 	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);

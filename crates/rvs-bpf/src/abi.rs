@@ -209,8 +209,8 @@ pub struct Flow {
 pub struct DestConns {
     pub active: u32,
     pub inactive: u32,
-    pub pending: u32,
-    pub pad: u32,
+    pub pending_active: u32,
+    pub pending_inactive: u32,
 }
 
 /// Event kinds (`RVS_EV_*`).
@@ -335,7 +335,7 @@ const _: () = {
     assert!(offset_of!(FlowKey, family) == 37);
     assert!(size_of::<Flow>() == 48 && offset_of!(Flow, reported_ns) == 40);
     assert!(size_of::<Event>() == 64 && offset_of!(Event, dest) == 40);
-    assert!(size_of::<DestConns>() == 16 && offset_of!(DestConns, pending) == 8);
+    assert!(size_of::<DestConns>() == 16 && offset_of!(DestConns, pending_active) == 8);
     assert!(offset_of!(Event, ns) == 48 && offset_of!(Event, len) == 56);
     assert!(offset_of!(Event, kind) == 60 && offset_of!(Event, state) == 62);
     assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 16);

@@ -282,7 +282,7 @@ impl Xdp {
         Ok(())
     }
 
-    /// Sets real server `idx`'s connection counts (and its `pending` count back to 0).
+    /// Sets real server `idx`'s connection counts (and its pending counts back to 0).
     pub fn set_conns(&mut self, idx: u32, conns: &abi::DestConns) -> Result<(), Error> {
         let mut m: Array<&mut MapData, abi::DestConns> = Array::try_from(self.map("rvs_conns")?)?;
         m.set(idx, conns, 0)?;

@@ -387,16 +387,16 @@ impl Plane {
     }
 
     /// Gives the program the core's connection counts (what the connection-count schedulers
-    /// decide by); the connections it scheduled since are in them now, so `pending` starts
-    /// again from 0.
+    /// decide by); the connections it scheduled since are in them now, so its pending counts
+    /// start again from 0.
     fn write_conns(&mut self, ipvs: &Ipvs) -> Result<(), Error> {
         for (id, slot) in self.dests.iter_mut() {
             let Some(d) = ipvs.dest(*id) else {
                 continue;
             };
-            let pending = self.xdp.conns(slot.idx)?.pending;
+            let seen = self.xdp.conns(slot.idx)?;
             let now = (d.activeconns, d.inactconns);
-            if now != slot.conns || pending != 0 {
+            if now != slot.conns || seen.pending_active != 0 || seen.pending_inactive != 0 {
                 slot.conns = now;
                 let c = abi::DestConns {
                     active: now.0,

@@ -222,13 +222,21 @@ impl Plane {
                 .get(d.svc_key.as_ref().expect("a live real server"))
                 .map(|s| s.0);
             let mut entry = dest_entry(d, svc_id.unwrap_or(u32::MAX));
-            match nh.next_hop(d.addr) {
-                Some(mac) => entry.mac = mac,
-                None if needs_mac(d) => {
+            let known = self
+                .dests
+                .get(&d.id)
+                .map(|s| s.entry.mac)
+                .filter(|m| *m != [0; 6]);
+            match (nh.next_hop(d.addr), known) {
+                (Some(mac), _) => entry.mac = mac,
+                // the neighbour entry went (unused entries age out of the kernel's table):
+                // the last address stays while it is asked for again
+                (None, Some(mac)) => entry.mac = mac,
+                (None, None) if needs_mac(d) => {
                     entry.flags &= !abi::DEST_AVAILABLE;
                     report.unresolved.push(d.addr);
                 }
-                None => {}
+                (None, None) => {}
             }
             self.put_dest(d.id, entry)?;
         }

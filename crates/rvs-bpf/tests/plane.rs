@@ -331,3 +331,36 @@ fn services_the_program_cannot_serve_are_reported_once() {
     b.sync();
     assert_eq!(b.send(4000, SYN), None);
 }
+
+/// Next hops that change: a new Ethernet address is followed at the next refresh; an entry
+/// gone from the neighbour table keeps the last address (the kernel ages out entries it does
+/// not use itself, and the director's own stack rarely talks to a DR real server).
+#[test]
+fn next_hops_are_followed_and_kept_while_asked_again() {
+    struct Moving(Option<u8>);
+    impl Neighbours for Moving {
+        fn next_hop(&mut self, _addr: IpAddr) -> Option<[u8; 6]> {
+            self.0.map(|b| [2, 9, 9, 9, 9, b])
+        }
+    }
+    let mut b = Bench::with("rr", &[(9, 1)]);
+    let mac = |b: &mut Bench, sport: u16| {
+        let run = b
+            .plane
+            .xdp()
+            .test_run(&segment(sport, SYN), Some(LO), 1)
+            .unwrap();
+        (run.verdict == verdict::TX).then(|| run.packet[5])
+    };
+    b.plane
+        .refresh_dests(&b.ipvs, &mut Moving(Some(0x11)))
+        .unwrap();
+    assert_eq!(mac(&mut b, 6000), Some(0x11));
+    b.plane
+        .refresh_dests(&b.ipvs, &mut Moving(Some(0x22)))
+        .unwrap();
+    assert_eq!(mac(&mut b, 6001), Some(0x22));
+    let report = b.plane.refresh_dests(&b.ipvs, &mut Moving(None)).unwrap();
+    assert!(report.unresolved.is_empty());
+    assert_eq!(mac(&mut b, 6002), Some(0x22));
+}

@@ -56,7 +56,20 @@ struct Kernel {
 
 impl Neighbours for Kernel {
     fn next_hop(&mut self, addr: IpAddr) -> Option<[u8; 6]> {
-        netlink::resolve(addr, self.wait).ok().map(|h| h.mac)
+        if !self.wait.is_zero() {
+            return netlink::resolve(addr, self.wait).ok().map(|h| h.mac);
+        }
+        // a refresh: look without waiting; a missing entry is asked for (the kernel resolves
+        // it and the next refresh finds it), and until then the plane keeps the last address
+        let route = netlink::route_get(addr).ok()?;
+        let hop = route.gateway.unwrap_or(addr);
+        match netlink::neighbour(route.oif, hop) {
+            Ok(Some(n)) => Some(n.mac),
+            _ => {
+                let _ = netlink::solicit(hop, route.oif);
+                None
+            }
+        }
     }
 }
 

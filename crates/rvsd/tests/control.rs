@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{rvsadm, rvsadm_bin, wait_timeout, Daemon, TempDir};
+use common::{rvsadm, wait_timeout, Daemon, TempDir};
 use rvs_config::{render, ListOpts, NoNames};
 use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::model::{DestConf, Family, Forward, Protocol, ServiceConf, ServiceKey};
@@ -337,19 +337,7 @@ fn without_a_daemon_rvsadm_says_what_ipvsadm_says_without_ipvs() {
 fn dr_init_script_runs_unchanged() {
     let dir = TempDir::new("initscript");
     let d = Daemon::start(&dir.path().join("rvsd.sock"), &[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lvs-dr-init.sh");
-    let bin_dir = rvsadm_bin().parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("bash")
-        .arg(script)
-        .env("PATH", path)
-        .env("RVS_SOCKET", &d.socket)
-        .output()
-        .unwrap();
+    let out = common::run_seed_dr_script(&d.socket);
     assert!(out.status.success());
     // `-- set 11 15 300` (a space after `--`): popt ends the options at `--`, so ipvsadm
     // finds no command and prints its "Try" line; rvsadm does the same.

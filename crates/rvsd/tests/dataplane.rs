@@ -672,15 +672,7 @@ fn dr_init_script_serves_its_vip() {
             .collect()
     });
     let d = Director::start_in("dr-script", &[], Some(&ns.name));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lvs-dr-init.sh");
-    let bin_dir = common::rvsadm_bin().parent().unwrap().to_path_buf();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .env("PATH", path)
-        .env("RVS_SOCKET", &d.socket)
-        .output()
-        .unwrap();
+    let out = common::run_seed_dr_script(&d.socket);
     assert!(out.status.success(), "{out:?}");
     let mut model = Model::new();
     model.adm("-A -t 10.0.0.88:80 -s wrr");

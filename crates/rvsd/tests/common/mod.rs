@@ -151,3 +151,21 @@ pub fn rvsadm(socket: &Path, args: &[&str], stdin: Option<&str>) -> Out {
         status: out.status.code().unwrap_or(-1),
     }
 }
+
+/// Runs the seed's director script (its ipvsadm lines, `tests/fixtures/lvs-dr-init.sh`)
+/// with `rvsadm` first on the PATH, against the rvsd at `socket`.
+pub fn run_seed_dr_script(socket: &Path) -> std::process::Output {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lvs-dr-init.sh");
+    let bin_dir = rvsadm_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new("bash")
+        .arg(script)
+        .env("PATH", path)
+        .env("RVS_SOCKET", socket)
+        .output()
+        .unwrap()
+}

@@ -500,6 +500,32 @@ impl Plane {
         self.xdp.delete_flow(&fk)
     }
 
+    /// Walks the program's flows and takes up in the core those it does not hold (their
+    /// events were lost to a full ring): each gets its entry from its last packet, so it
+    /// expires (and leaves the program) by the usual timeouts. Returns how many.
+    pub fn reconcile(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<usize, Error> {
+        let mut n = 0;
+        for (fk, flow) in self.xdp.flows()? {
+            let pkt = packet(&fk, 0);
+            if ipvs.find_conn(&conn_key(&pkt)).is_some() {
+                continue;
+            }
+            let Some(did) = self.slots.get(flow.dest as usize).copied().flatten() else {
+                self.xdp.delete_flow(&fk)?;
+                continue;
+            };
+            let t = self.tick(flow.last_ns, now);
+            match self.resume(ipvs, &fk, did, flow.state, t) {
+                Some(_) => {
+                    self.resumed.insert(fk, flow.last_ns);
+                    n += 1;
+                }
+                None => self.xdp.delete_flow(&fk)?,
+            }
+        }
+        Ok(n)
+    }
+
     /// Adds the packets and bytes the program forwarded since the last call to the core's
     /// counters of each real server (its service's and the totals with it).
     pub fn count(&mut self, ipvs: &mut Ipvs) -> Result<(), Error> {

@@ -364,3 +364,29 @@ fn next_hops_are_followed_and_kept_while_asked_again() {
     assert!(report.unresolved.is_empty());
     assert_eq!(mac(&mut b, 6002), Some(0x22));
 }
+
+/// Flows whose events the core never got (a full ring) are found by a walk of the flow map
+/// and taken up, so they are listed and expire like the others.
+#[test]
+fn a_walk_takes_up_flows_whose_events_were_lost() {
+    let mut b = Bench::new();
+    for sport in 7000..7003 {
+        b.send(sport, SYN).expect("forwarded");
+    }
+    b.send(7000, ACK).expect("forwarded");
+    // the events are not polled: as far as the core knows, nothing happened
+    assert_eq!(b.plane.reconcile(&mut b.ipvs, now()).unwrap(), 3);
+    let listed = b.ipvs.conn_listing(now());
+    let mut states: Vec<(u16, &str)> = listed.iter().map(|c| (c.client.1, c.state)).collect();
+    states.sort();
+    assert_eq!(
+        states,
+        [
+            (7000, "ESTABLISHED"),
+            (7001, "SYN_RECV"),
+            (7002, "SYN_RECV")
+        ]
+    );
+    // a second walk finds nothing new
+    assert_eq!(b.plane.reconcile(&mut b.ipvs, now()).unwrap(), 0);
+}

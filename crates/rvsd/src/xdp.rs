@@ -198,6 +198,7 @@ fn run(plane: &Mutex<Plane>, core: &Core, stop: &AtomicBool) {
         }
     };
     let mut last_refresh = Instant::now();
+    let mut watch = Watch::default();
     while !stop.load(Ordering::SeqCst) {
         waiter.wait(POLL_EVERY);
         let mut p = plane.lock().unwrap_or_else(|e| e.into_inner());
@@ -207,15 +208,78 @@ fn run(plane: &Mutex<Plane>, core: &Core, stop: &AtomicBool) {
         }
         if last_refresh.elapsed() >= REFRESH_EVERY {
             last_refresh = Instant::now();
-            let mut nh = Kernel {
-                wait: Duration::ZERO,
-            };
-            let r = p
-                .count(&mut ipvs)
-                .and_then(|_| p.refresh_dests(&ipvs, &mut nh).map(drop));
-            if let Err(e) = r {
+            if let Err(e) = refresh(&mut p, &mut ipvs, core, &mut watch) {
                 tracing::error!("XDP refresh: {e}");
             }
         }
     }
+}
+
+/// The program's counters worth an operator's attention, and when they were last reported.
+#[derive(Default)]
+struct Watch {
+    seen: Option<[u64; abi::COUNTERS]>,
+    last_report: Option<Instant>,
+    last_reconcile: Option<Instant>,
+    /// the lost-event counter at the last look
+    lost: u64,
+}
+
+/// Counters the log reports when they grow: each is a packet the program could not handle
+/// as asked.
+const WATCHED: [abi::Counter; 6] = [
+    abi::Counter::FlowFull,
+    abi::Counter::EventLost,
+    abi::Counter::NoRoom,
+    abi::Counter::UnsupportedFwd,
+    abi::Counter::NoIface,
+    abi::Counter::TtlExpired,
+];
+
+/// Every second: the per-server counters into the core, the next hops, a look at the
+/// program's counters (lost events make a walk of the flows, as does every minute).
+fn refresh(
+    p: &mut Plane,
+    ipvs: &mut rvs_core::ipvs::Ipvs,
+    core: &Core,
+    watch: &mut Watch,
+) -> Result<(), rvs_bpf::Error> {
+    p.count(ipvs)?;
+    p.refresh_dests(
+        ipvs,
+        &mut Kernel {
+            wait: Duration::ZERO,
+        },
+    )?;
+    let now = p.xdp().counters()?;
+    let grew = |c: abi::Counter| watch.seen.map_or(0, |s| now[c as usize] - s[c as usize]);
+    let lost_now = now[abi::Counter::EventLost as usize];
+    let lost = lost_now > watch.lost;
+    watch.lost = lost_now;
+    let report_due = watch
+        .last_report
+        .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+    if report_due {
+        let grown: Vec<String> = WATCHED
+            .iter()
+            .filter(|c| grew(**c) > 0)
+            .map(|c| format!("{c:?} +{}", grew(*c)))
+            .collect();
+        if !grown.is_empty() {
+            tracing::warn!("XDP program: {}", grown.join(", "));
+        }
+        watch.seen = Some(now);
+        watch.last_report = Some(Instant::now());
+    }
+    let minute = watch
+        .last_reconcile
+        .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+    if lost || minute {
+        let n = p.reconcile(ipvs, core.now())?;
+        if n > 0 {
+            tracing::warn!(flows = n, "XDP flows taken up after lost events");
+        }
+        watch.last_reconcile = Some(Instant::now());
+    }
+    Ok(())
 }

@@ -9,6 +9,9 @@ need_pkgs=("${rvs_build_deps[@]}")
 # the data-plane tests: a network namespace for the DR init script (ip), a descriptor limit (prlimit)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v prlimit >/dev/null || need_pkgs+=(util-linux)
+# the XDP end-to-end tests: nftables counts what the client sends, sysctl sets up the hosts
+command -v nft >/dev/null || need_pkgs+=(nftables)
+command -v sysctl >/dev/null || need_pkgs+=(procps)
 rvs_install "${need_pkgs[@]}"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

@@ -5,7 +5,8 @@
 //! sequences, the director's interfaces), reads their counters and flows, and runs a program
 //! on a packet without a network (`BPF_PROG_TEST_RUN`, [`Xdp::test_run`]). Every struct the
 //! programs share with Rust is declared once, in `bpf/rvs_abi.h`; [`abi`] mirrors it with
-//! compile-time size and offset checks.
+//! compile-time size and offset checks. [`Decap`] is the real server's side: the tc program
+//! that takes tunnel headers off, pinned in bpffs and attached by `rvsd realserver`.
 //!
 //! Loading needs root (CAP_BPF, CAP_NET_ADMIN).
 //!
@@ -25,25 +26,21 @@
 
 #[allow(unsafe_code)] // aya::Pod for the map structs (see abi.rs)
 pub mod abi;
+mod decap;
 pub mod plane;
 #[allow(unsafe_code)] // the bpf(2) call of BPF_PROG_TEST_RUN
 mod testrun;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{SchedClassifier, Xdp as XdpProgram, XdpFlags};
+use aya::programs::{Xdp as XdpProgram, XdpFlags};
 use aya::Ebpf;
 
+pub use decap::Decap;
 pub use testrun::TestRun;
 
 /// The compiled object (`bpf/xdp_lb.c`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp_lb.o"));
-
-/// The real server's decapsulation program (`bpf/tc_decap.c`).
-static DECAP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc_decap.o"));
-
-/// Name of the tc program in the decapsulation object.
-const DECAP_PROGRAM: &str = "rvs_decap";
 
 /// tc verdicts (`TC_ACT_*`).
 pub mod tc_verdict {
@@ -72,6 +69,8 @@ pub enum Error {
     Program(#[from] aya::programs::ProgramError),
     #[error("BPF map: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("pinning in bpffs: {0}")]
+    Pin(#[from] aya::pin::PinError),
     #[error("the object has no {0}")]
     Missing(&'static str),
     #[error("{0}")]
@@ -426,83 +425,4 @@ pub enum XdpMode {
     Driver,
     /// generic XDP, after the skb is built (every driver has it; slower)
     Generic,
-}
-
-/// The real server's tc program that takes tunnel headers off (IPIP, IPv6 in IPv6, GUE on
-/// the configured ports, GRE) for the configured virtual addresses, for hosts whose kernel has
-/// no tunnel modules. Loaded, not attached.
-pub struct Decap {
-    ebpf: Ebpf,
-}
-
-impl Decap {
-    /// Loads the program into the kernel.
-    pub fn load() -> Result<Decap, Error> {
-        let mut ebpf = Ebpf::load(DECAP_OBJECT)?;
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(DECAP_PROGRAM)
-            .ok_or(Error::Missing("tc program"))?
-            .try_into()?;
-        prog.load()?;
-        Ok(Decap { ebpf })
-    }
-
-    /// Takes tunnelled packets for `vip`.
-    pub fn add_vip(&mut self, vip: std::net::IpAddr) -> Result<(), Error> {
-        let (addr, family) = match vip {
-            std::net::IpAddr::V4(a) => ([u32::from_ne_bytes(a.octets()), 0, 0, 0], abi::AF_INET),
-            std::net::IpAddr::V6(a) => {
-                let o = a.octets();
-                let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-                ([w(0), w(4), w(8), w(12)], abi::AF_INET6)
-            }
-        };
-        let map = self
-            .ebpf
-            .map_mut("rvs_decap_vips")
-            .ok_or(Error::Missing("rvs_decap_vips"))?;
-        let mut m: HashMap<&mut MapData, abi::DecapVip, u8> = HashMap::try_from(map)?;
-        let key = abi::DecapVip {
-            addr,
-            family,
-            pad: [0; 3],
-        };
-        m.insert(key, 1, 0)?;
-        Ok(())
-    }
-
-    /// Takes GUE packets arriving on UDP `port`.
-    pub fn add_gue_port(&mut self, port: u16) -> Result<(), Error> {
-        let map = self
-            .ebpf
-            .map_mut("rvs_decap_ports")
-            .ok_or(Error::Missing("rvs_decap_ports"))?;
-        let mut m: HashMap<&mut MapData, u16, u8> = HashMap::try_from(map)?;
-        m.insert(port.to_be(), 1, 0)?;
-        Ok(())
-    }
-
-    /// The counters, summed over CPUs, in [`abi::DecapCounter`] order.
-    pub fn counters(&mut self) -> Result<[u64; abi::DECAP_COUNTERS], Error> {
-        let map = self
-            .ebpf
-            .map_mut("rvs_decap_counters")
-            .ok_or(Error::Missing("rvs_decap_counters"))?;
-        let m: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(map)?;
-        let mut out = [0u64; abi::DECAP_COUNTERS];
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = m.get(&(i as u32), 0)?.iter().sum();
-        }
-        Ok(out)
-    }
-
-    /// Runs the program on the Ethernet frame `packet`, without a network.
-    pub fn test_run(&mut self, packet: &[u8]) -> Result<TestRun, Error> {
-        let prog: &SchedClassifier = self
-            .ebpf
-            .program(DECAP_PROGRAM)
-            .ok_or(Error::Missing("tc program"))?
-            .try_into()?;
-        Ok(testrun::run(prog.fd()?, packet, None, 1)?)
-    }
 }

@@ -117,3 +117,67 @@ fn ipv6_in_ipv6_opens_and_the_rest_goes_on_untouched() {
     // the wrong inner destination, and the cut inner header whose destination cannot be read
     assert_eq!(c[DecapCounter::NotVip as usize], 2);
 }
+
+/// A bpffs of the test's own, mounted on a fresh directory, unmounted on drop.
+struct Bpffs(std::path::PathBuf);
+
+impl Bpffs {
+    fn mount(tag: &str) -> Bpffs {
+        let dir = std::env::temp_dir().join(format!("rvs-bpffs-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount -t bpf (needs root)");
+        Bpffs(dir)
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_pinned_program_and_its_maps_are_shared_by_later_openers() {
+    let fs = Bpffs::mount("pin");
+    let dir = fs.0.join("rvs");
+    assert!(Decap::open_pinned(&dir).unwrap().is_none());
+    let (mut first, fresh) = Decap::load_pinned(&dir).unwrap();
+    assert!(fresh);
+    let vip: std::net::IpAddr = "192.168.50.100".parse().unwrap();
+    first.add_vip(vip).unwrap();
+    first.add_gue_port(6080).unwrap();
+    drop(first);
+
+    // a later opener sees the same maps, and the same program runs on them
+    let (mut again, fresh) = Decap::load_pinned(&dir).unwrap();
+    assert!(!fresh);
+    assert_eq!(again.vips().unwrap(), [vip]);
+    assert_eq!(again.gue_ports().unwrap(), [6080]);
+    let frames = common::tunnel_frames();
+    let run = again.test_run(&frames[0]).unwrap();
+    assert_eq!(run.verdict, tc_verdict::OK);
+    assert_eq!(run.packet.len(), frames[0].len() - outer_len(&frames[0]));
+    let v6: std::net::IpAddr = "2001:db8::100".parse().unwrap();
+    again.add_vip(v6).unwrap();
+    assert!(again.remove_vip(vip).unwrap());
+    assert!(!again.remove_vip(vip).unwrap());
+    assert!(again.remove_gue_port(6080).unwrap());
+    assert!(!again.remove_gue_port(6080).unwrap());
+    drop(again);
+
+    let third = Decap::open_pinned(&dir).unwrap().unwrap();
+    assert_eq!(third.vips().unwrap(), [v6]);
+    assert!(third.gue_ports().unwrap().is_empty());
+    // the first opener's counters went to the same map
+    drop(third);
+    Decap::unpin(&dir).unwrap();
+    assert!(!dir.exists());
+    assert!(Decap::open_pinned(&dir).unwrap().is_none());
+    Decap::unpin(&dir).unwrap();
+}

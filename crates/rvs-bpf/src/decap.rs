@@ -3,7 +3,7 @@
 //! ingress.
 //!
 //! A pinned program lives in a directory of bpffs as four objects: the program
-//! ([`PROGRAM_PIN`]) and its maps under their own names. [`Decap::load_pinned`] opens them
+//! ([`Decap::PIN`]) and its maps under their own names. [`Decap::load_pinned`] opens them
 //! when they are there and otherwise loads the object and pins it; [`Decap::unpin`] removes
 //! them. An attachment is a tc filter on the interface's clsact ingress hook, which keeps the
 //! program loaded however long the process that attached it lives, until [`Decap::detach`].
@@ -23,9 +23,9 @@ use crate::{abi, testrun, Error, TestRun};
 static DECAP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc_decap.o"));
 
 /// Name of the tc program in the decapsulation object (and of its tc filters).
-pub const PROGRAM: &str = "rvs_decap";
+const PROGRAM: &str = Decap::PROGRAM;
 /// The program's pin in a pin directory.
-pub const PROGRAM_PIN: &str = "rvs_decap";
+const PROGRAM_PIN: &str = Decap::PIN;
 const VIPS: &str = "rvs_decap_vips";
 const PORTS: &str = "rvs_decap_ports";
 const COUNTERS: &str = "rvs_decap_counters";
@@ -51,6 +51,11 @@ enum Prog {
 }
 
 impl Decap {
+    /// The program's name, which its tc filters carry.
+    pub const PROGRAM: &'static str = "rvs_decap";
+    /// The program's pin in a pin directory (the maps' pins are named after the maps).
+    pub const PIN: &'static str = "rvs_decap";
+
     /// Loads the program into the kernel (not pinned, not attached).
     pub fn load() -> Result<Decap, Error> {
         let (ebpf, maps) = load_object()?;

@@ -17,9 +17,15 @@
 //!      [--dataplane userspace | --dataplane xdp --iface NAME...]
 //!      [--drain-timeout SECS] [--demo]
 //! rvsd --check-config FILE
+//! rvsd realserver --vip ADDR... --mode dr|tun [--iface NAME]... [--gue-port N]... [--stop]
 //! ```
+//!
+//! `rvsd realserver` sets up (or with `--stop` undoes) a real server of direct-routing or
+//! tunnelling services on the host it runs on and exits (see `realserver.rs`).
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)] // mount(2) of bpffs
+mod bpffs;
 mod config;
 mod demo;
 mod director;
@@ -27,6 +33,7 @@ mod files;
 mod health;
 #[allow(unsafe_code)] // the netlink socket's system calls (each `unsafe` says why it is sound)
 mod netlink;
+mod realserver;
 mod server;
 mod statefile;
 mod status;
@@ -52,6 +59,8 @@ Usage: rvsd [--socket PATH] [--state FILE] [--workers N]
             [--drain-timeout SECS] [--demo]
             [--config FILE] [--keepalived FILE] [--ldirectord FILE]
        rvsd --check-config [FILE] [--config FILE] [--keepalived FILE] [--ldirectord FILE]
+       rvsd realserver --vip ADDR... --mode dr|tun [--iface NAME]... [--gue-port N]...
+       rvsd realserver --stop [--vip ADDR]...      (rvsd realserver --help)
   --socket PATH          control socket (default: $RVS_SOCKET, else /run/rvs/rvsd.sock;
                          with --demo, a socket in a temporary directory)
   --state FILE           save the rules to FILE after every change, restore them at start
@@ -188,7 +197,11 @@ fn main() {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let args = match parse_args(std::env::args().skip(1)) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("realserver") {
+        std::process::exit(realserver::main(&argv[1..]));
+    }
+    let args = match parse_args(argv.into_iter()) {
         Ok(Some(a)) => a,
         Ok(None) => {
             print!("{USAGE}");

@@ -1,0 +1,786 @@
+//! `rvsd realserver`: what a real server of a direct-routing or tunnelling service needs, as
+//! the LVS `lvs-rs` script does it, and more for tunnels.
+//!
+//! ```text
+//! rvsd realserver --vip ADDR... --mode dr|tun [--iface NAME]... [--gue-port N]...
+//! rvsd realserver --stop [--vip ADDR]... [--gue-port N]...
+//! ```
+//!
+//! Start, both modes: each VIP on `lo` (`/32`, IPv6 `/128`, as `ip addr add VIP/32 dev lo`
+//! gives); with an IPv4 VIP, `arp_ignore` 1 and `arp_announce` 2 on `lo` and `all`, so the
+//! host neither answers ARP for the VIP nor uses it as the source of its own ARP. TUN also
+//! puts the VIPs (and GUE ports) in the maps of the decapsulation tc program
+//! ([`rvs_bpf::Decap`]), pinned under `/sys/fs/bpf/rvs/` so that every invocation shares it,
+//! and attaches it to tc ingress of each `--iface` (default: every interface that is up and
+//! not loopback). A decapsulated packet arrives on that interface with the client's source
+//! address, so strict reverse-path filtering drops it unless the route back to the client
+//! leaves through the same interface (a real server whose default route is elsewhere); when
+//! an interface's effective `rp_filter` is strict (1) it is set to loose (2) there, which
+//! only asks that the client be reachable at all.
+//!
+//! What it changed is written to a state file (`/run/rvs/realserver.json`): the sysctls'
+//! previous values, the VIPs (and whether their address was added here), the interfaces the
+//! program was attached to (and whether the clsact qdisc was added), the GUE ports. `--stop`
+//! undoes it for the given VIPs (all without `--vip`): addresses added here are removed, the
+//! ARP sysctls go back to their previous values when no IPv4 VIP is left, and when no TUN VIP
+//! is left the program is detached (the clsact qdisc removed if it was added here and holds
+//! nothing else), `rp_filter` restored and the pins removed. Starting or stopping twice does
+//! nothing more. A start that fails undoes what it did (exit 1); bad input exits 2.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rvs_bpf::Decap;
+use serde::{Deserialize, Serialize};
+
+use crate::netlink::{self, Hook};
+use crate::{bpffs, statefile};
+
+pub const USAGE: &str = "\
+Usage: rvsd realserver --vip ADDR [--vip ADDR]... --mode dr|tun
+                       [--iface NAME]... [--gue-port N]...
+       rvsd realserver --stop [--vip ADDR]... [--gue-port N]...
+  --vip ADDR       a virtual address (IPv4 or IPv6) this host serves; repeatable
+  --mode dr|tun    direct routing, or IP tunnelling (IPIP, IPv6 in IPv6, GUE, GRE taken
+                   off by rvs's tc program, kernel tunnel modules not needed)
+  --iface NAME     tun: where tunnelled packets arrive (default: every interface that is
+                   up and not loopback); repeatable
+  --gue-port N     tun: a UDP port GUE packets arrive on; repeatable
+  --stop           undo what earlier runs did, for the --vip given (default: all)
+  --state FILE     what was changed (default /run/rvs/realserver.json)
+  --pin-dir DIR    where the tc program is pinned (default /sys/fs/bpf/rvs)
+";
+
+/// How a real server gets its packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Dr,
+    Tun,
+}
+
+/// The command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opts {
+    pub vips: Vec<IpAddr>,
+    pub mode: Option<Mode>,
+    pub ifaces: Vec<String>,
+    pub gue_ports: Vec<u16>,
+    pub stop: bool,
+    pub state: PathBuf,
+    pub pin_dir: PathBuf,
+}
+
+/// `None`: help was asked for.
+pub fn parse(argv: &[String]) -> Result<Option<Opts>> {
+    let mut o = Opts {
+        vips: Vec::new(),
+        mode: None,
+        ifaces: Vec::new(),
+        gue_ports: Vec::new(),
+        stop: false,
+        state: PathBuf::from("/run/rvs/realserver.json"),
+        pin_dir: PathBuf::from("/sys/fs/bpf/rvs"),
+    };
+    let mut words = argv.iter();
+    while let Some(word) = words.next() {
+        let (flag, inline) = match word.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (word.as_str(), None),
+        };
+        match flag {
+            "-h" | "--help" => return Ok(None),
+            "--stop" => o.stop = true,
+            "--vip" | "--mode" | "--iface" | "--gue-port" | "--state" | "--pin-dir" => {
+                let Some(v) = inline.or_else(|| words.next().cloned()) else {
+                    bail!("{flag}: missing value");
+                };
+                value(&mut o, flag, &v)?;
+            }
+            _ => bail!("unknown option {word}"),
+        }
+    }
+    check(&o)?;
+    Ok(Some(o))
+}
+
+fn value(o: &mut Opts, flag: &str, v: &str) -> Result<()> {
+    match flag {
+        "--vip" => {
+            let Ok(a) = v.parse::<IpAddr>() else {
+                bail!("--vip: not an IPv4 or IPv6 address: {v}");
+            };
+            if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+                bail!("--vip: not a unicast address of its own: {v}");
+            }
+            if !o.vips.contains(&a) {
+                o.vips.push(a);
+            }
+        }
+        "--mode" => {
+            o.mode = Some(match v {
+                "dr" => Mode::Dr,
+                "tun" => Mode::Tun,
+                _ => bail!("--mode: expected dr or tun, got {v}"),
+            })
+        }
+        "--iface" if v.is_empty() || v.len() > 15 || v.contains('/') => {
+            bail!("--iface: not an interface name: {v}")
+        }
+        "--iface" => o.ifaces.push(v.to_string()),
+        "--gue-port" => match v.parse::<u16>() {
+            Ok(p) if p != 0 => o.gue_ports.push(p),
+            _ => bail!("--gue-port: not a UDP port (1-65535): {v}"),
+        },
+        "--state" => o.state = v.into(),
+        _ => o.pin_dir = v.into(),
+    }
+    Ok(())
+}
+
+/// What the flags must say together.
+fn check(o: &Opts) -> Result<()> {
+    if o.stop {
+        return Ok(());
+    }
+    if o.vips.is_empty() {
+        bail!("--vip is required (or --stop)");
+    }
+    match o.mode {
+        None => bail!("--mode is required: dr or tun"),
+        Some(Mode::Dr) if !o.ifaces.is_empty() => bail!("--iface is for --mode tun"),
+        Some(Mode::Dr) if !o.gue_ports.is_empty() => bail!("--gue-port is for --mode tun"),
+        _ => Ok(()),
+    }
+}
+
+/// `rvsd realserver ARGS`: the exit status (2: bad input, 1: failed, 0: done).
+pub fn main(argv: &[String]) -> i32 {
+    let opts = match parse(argv) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("rvsd realserver: {e:#}\n{USAGE}");
+            return 2;
+        }
+    };
+    let done = if opts.stop { stop(&opts) } else { start(&opts) };
+    match done {
+        Ok(()) => 0,
+        Err(e) if e.is::<Usage>() => {
+            eprintln!("rvsd realserver: {e:#}");
+            2
+        }
+        Err(e) => {
+            eprintln!("rvsd realserver: {e:#}");
+            1
+        }
+    }
+}
+
+/// Bad input found once the system is looked at (an interface that does not exist).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+/// One line per action.
+fn say(what: impl std::fmt::Display) {
+    eprintln!("rvsd realserver: {what}");
+}
+
+// ---- the state file ----
+
+/// What earlier runs changed (the state file).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct State {
+    /// sysctls changed (path under /proc/sys) → the value before
+    #[serde(default)]
+    sysctls: BTreeMap<String, String>,
+    #[serde(default)]
+    vips: Vec<VipState>,
+    /// interfaces the tc program is attached to
+    #[serde(default)]
+    ifaces: Vec<IfaceState>,
+    #[serde(default)]
+    gue_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct VipState {
+    addr: IpAddr,
+    mode: Mode,
+    /// the address on lo was added by us (it was not there before)
+    added: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct IfaceState {
+    name: String,
+    /// the clsact qdisc was added by us
+    clsact_added: bool,
+    /// `rp_filter` of the interface before we set it to loose
+    #[serde(default)]
+    rp_filter: Option<String>,
+}
+
+impl State {
+    fn load(path: &Path) -> Result<State> {
+        match fs::read_to_string(path) {
+            Ok(t) => {
+                serde_json::from_str(&t).with_context(|| format!("reading {}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Writes the state (removes the file when nothing is left to undo).
+    fn save(&self, path: &Path) -> Result<()> {
+        if *self == State::default() {
+            return match fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            };
+        }
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        statefile::write_atomic(path, &(serde_json::to_string_pretty(self)? + "\n"))
+    }
+
+    fn vip(&self, a: IpAddr) -> Option<&VipState> {
+        self.vips.iter().find(|v| v.addr == a)
+    }
+
+    fn has_v4(&self) -> bool {
+        self.vips.iter().any(|v| v.addr.is_ipv4())
+    }
+
+    fn has_tun(&self) -> bool {
+        self.vips.iter().any(|v| v.mode == Mode::Tun)
+    }
+}
+
+/// Serialises runs: an exclusive lock on `STATE.lock`, held until the returned file closes.
+fn lock(state: &Path) -> Result<File> {
+    if let Some(dir) = state.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let path = state.with_extension("lock");
+    let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    f.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(f)
+}
+
+// ---- sysctls ----
+
+/// The ARP sysctls of an IPv4 VIP on lo and the values they get.
+const ARP_SYSCTLS: [(&str, &str); 4] = [
+    ("net/ipv4/conf/lo/arp_ignore", "1"),
+    ("net/ipv4/conf/lo/arp_announce", "2"),
+    ("net/ipv4/conf/all/arp_ignore", "1"),
+    ("net/ipv4/conf/all/arp_announce", "2"),
+];
+
+fn sysctl_read(key: &str) -> Result<String> {
+    let path = Path::new("/proc/sys").join(key);
+    Ok(fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_string())
+}
+
+fn sysctl_write(key: &str, value: &str) -> Result<()> {
+    let path = Path::new("/proc/sys").join(key);
+    fs::write(&path, format!("{value}\n")).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `net/ipv4/conf/lo/arp_ignore` → `net.ipv4.conf.lo.arp_ignore`
+fn dotted(key: &str) -> String {
+    key.replace('/', ".")
+}
+
+// ---- one run, and what undoes it ----
+
+/// What a run did, to undo when a later step fails.
+#[derive(Debug)]
+enum Undo {
+    Addr(u32, IpAddr),
+    Sysctl(String, String),
+    Pinned,
+    MapVip(IpAddr),
+    MapPort(u16),
+    Attached { iface: String, clsact_added: bool },
+}
+
+/// A run in progress: the state as it will be saved, what to undo on failure.
+struct Run<'a> {
+    opts: &'a Opts,
+    state: State,
+    done: Vec<Undo>,
+    decap: Option<Decap>,
+    lo: u32,
+}
+
+fn prefix_len(a: IpAddr) -> u8 {
+    if a.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+/// Start: the VIPs on lo, the sysctls, and for TUN the tc program.
+fn start(opts: &Opts) -> Result<()> {
+    let mode = opts.mode.context("--mode is required")?;
+    let _lock = lock(&opts.state)?;
+    let state = State::load(&opts.state)?;
+    for v in &opts.vips {
+        if let Some(old) = state.vip(*v).filter(|old| old.mode != mode) {
+            let m = if old.mode == Mode::Dr { "dr" } else { "tun" };
+            bail!("{v} is set up for --mode {m}: --stop --vip {v} first");
+        }
+    }
+    let ifaces = if mode == Mode::Tun {
+        tun_ifaces(opts)?
+    } else {
+        Vec::new()
+    };
+    let mut run = Run {
+        opts,
+        state,
+        done: Vec::new(),
+        decap: None,
+        lo: netlink::ifindex("lo").context("the loopback interface")?,
+    };
+    let result = run.start(mode, &ifaces);
+    let result = result.and_then(|()| run.state.save(&opts.state));
+    if let Err(e) = result {
+        run.undo();
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The interfaces to attach to: `--iface` (each must exist), else every interface that is up
+/// and not loopback.
+fn tun_ifaces(opts: &Opts) -> Result<Vec<String>> {
+    if opts.ifaces.is_empty() {
+        let links = netlink::links().context("listing the interfaces")?;
+        let up: Vec<String> = links
+            .into_iter()
+            .filter(|l| l.up && !l.loopback)
+            .map(|l| l.name)
+            .collect();
+        if up.is_empty() {
+            bail!("no interface is up (besides loopback): give --iface");
+        }
+        return Ok(up);
+    }
+    for name in &opts.ifaces {
+        match netlink::ifindex(name) {
+            Err(netlink::Error::NoLink(_)) => {
+                return Err(Usage(format!("--iface: no interface named {name}")).into())
+            }
+            r => {
+                r.with_context(|| format!("looking up {name}"))?;
+            }
+        }
+    }
+    Ok(opts.ifaces.clone())
+}
+
+impl Run<'_> {
+    fn start(&mut self, mode: Mode, ifaces: &[String]) -> Result<()> {
+        for v in self.opts.vips.clone() {
+            self.vip_on_lo(v, mode)?;
+        }
+        if self.state.has_v4() {
+            self.arp_sysctls()?;
+        }
+        if mode == Mode::Tun {
+            self.tun(ifaces)?;
+        }
+        Ok(())
+    }
+
+    /// The VIP's address on lo (already there: kept, and left there by --stop).
+    fn vip_on_lo(&mut self, v: IpAddr, mode: Mode) -> Result<()> {
+        let len = prefix_len(v);
+        let added = match netlink::addr_add(self.lo, v, len) {
+            Ok(()) => {
+                say(format_args!("added {v}/{len} to lo"));
+                self.done.push(Undo::Addr(self.lo, v));
+                true
+            }
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                self.state.vip(v).is_some_and(|old| old.added)
+            }
+            Err(e) => return Err(e).with_context(|| format!("adding {v}/{len} to lo")),
+        };
+        self.state.vips.retain(|old| old.addr != v);
+        self.state.vips.push(VipState {
+            addr: v,
+            mode,
+            added,
+        });
+        Ok(())
+    }
+
+    fn arp_sysctls(&mut self) -> Result<()> {
+        for (key, want) in ARP_SYSCTLS {
+            let was = sysctl_read(key)?;
+            if was == want {
+                continue;
+            }
+            sysctl_write(key, want)?;
+            say(format_args!("{} = {want} (was {was})", dotted(key)));
+            self.done.push(Undo::Sysctl(key.to_string(), was.clone()));
+            self.state.sysctls.entry(key.to_string()).or_insert(was);
+        }
+        Ok(())
+    }
+
+    /// The tc program: pinned (loaded if it is not), the VIPs and ports in its maps, attached.
+    fn tun(&mut self, ifaces: &[String]) -> Result<()> {
+        let dir = self.opts.pin_dir.clone();
+        if bpffs::ensure(&dir)? {
+            say(format_args!("mounted bpffs on {}", bpffs::DEFAULT_MOUNT));
+        }
+        let (decap, fresh) = Decap::load_pinned(&dir)
+            .with_context(|| format!("loading the tc program pinned in {}", dir.display()))?;
+        if fresh {
+            say(format_args!(
+                "loaded the tc program, pinned in {}",
+                dir.display()
+            ));
+            self.done.push(Undo::Pinned);
+        }
+        let decap = self.decap.insert(decap);
+        let in_map = decap.vips()?;
+        for v in self.opts.vips.iter().filter(|v| !in_map.contains(v)) {
+            decap.add_vip(*v)?;
+            say(format_args!("{v}: tunnelled packets taken off"));
+            self.done.push(Undo::MapVip(*v));
+        }
+        let ports = decap.gue_ports()?;
+        for p in self.opts.gue_ports.iter().filter(|p| !ports.contains(p)) {
+            decap.add_gue_port(*p)?;
+            say(format_args!("GUE port {p}"));
+            self.done.push(Undo::MapPort(*p));
+            self.state.gue_ports.push(*p);
+        }
+        for name in ifaces {
+            self.attach(name)?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the program to `name` unless it is already there, and loosens a strict
+    /// `rp_filter` there.
+    fn attach(&mut self, name: &str) -> Result<()> {
+        let ifindex = netlink::ifindex(name).with_context(|| format!("looking up {name}"))?;
+        let ours = netlink::tc_filters(ifindex, Hook::Ingress)?
+            .iter()
+            .any(|f| f.name.as_deref() == Some(Decap::PROGRAM));
+        let mut clsact_added = false;
+        if !ours {
+            let had = netlink::has_clsact(ifindex)?;
+            let decap = self.decap.as_mut().context("the tc program")?;
+            if let Err(e) = decap.attach(name) {
+                if !had {
+                    let _ = netlink::clsact_del(ifindex);
+                }
+                return Err(e).with_context(|| format!("attaching to tc ingress of {name}"));
+            }
+            say(format_args!("attached the tc program to ingress of {name}"));
+            clsact_added = !had;
+            self.done.push(Undo::Attached {
+                iface: name.to_string(),
+                clsact_added,
+            });
+        }
+        if !self.state.ifaces.iter().any(|i| i.name == name) {
+            let rp_filter = self.loosen_rp_filter(name)?;
+            self.state.ifaces.push(IfaceState {
+                name: name.to_string(),
+                clsact_added,
+                rp_filter,
+            });
+        }
+        Ok(())
+    }
+
+    /// Strict reverse-path filtering (the larger of `all` and the interface's value is 1)
+    /// becomes loose on the interface. Returns the value it had when it was changed.
+    fn loosen_rp_filter(&mut self, name: &str) -> Result<Option<String>> {
+        let key = format!("net/ipv4/conf/{name}/rp_filter");
+        let all = sysctl_read("net/ipv4/conf/all/rp_filter")?;
+        let was = sysctl_read(&key)?;
+        if all.as_str().max(was.as_str()) != "1" {
+            return Ok(None);
+        }
+        sysctl_write(&key, "2")?;
+        say(format_args!(
+            "{} = 2 (was {was}): decapsulated packets come from the client's address",
+            dotted(&key)
+        ));
+        self.done.push(Undo::Sysctl(key, was.clone()));
+        Ok(Some(was))
+    }
+
+    /// Undoes this run's changes, last first (best effort: what fails is reported).
+    fn undo(&mut self) {
+        while let Some(u) = self.done.pop() {
+            if let Err(e) = self.undo_one(&u) {
+                say(format_args!("undoing {u:?}: {e:#}"));
+            }
+        }
+    }
+
+    fn undo_one(&mut self, u: &Undo) -> Result<()> {
+        match u {
+            Undo::Addr(ifindex, a) => netlink::addr_del(*ifindex, *a, prefix_len(*a))?,
+            Undo::Sysctl(key, was) => sysctl_write(key, was)?,
+            Undo::Pinned => {
+                self.decap = None;
+                Decap::unpin(&self.opts.pin_dir)?;
+            }
+            Undo::MapVip(a) => {
+                if let Some(d) = self.decap.as_mut() {
+                    d.remove_vip(*a)?;
+                }
+            }
+            Undo::MapPort(p) => {
+                if let Some(d) = self.decap.as_mut() {
+                    d.remove_gue_port(*p)?;
+                }
+            }
+            Undo::Attached {
+                iface,
+                clsact_added,
+            } => detach(iface, *clsact_added)?,
+        }
+        Ok(())
+    }
+}
+
+/// Detaches the program from `iface`, and removes the clsact qdisc when it was added by us
+/// and nothing else is on it. An interface that went away has nothing to detach.
+fn detach(iface: &str, clsact_added: bool) -> Result<()> {
+    let ifindex = match netlink::ifindex(iface) {
+        Err(netlink::Error::NoLink(_)) => return Ok(()),
+        r => r?,
+    };
+    if Decap::detach(iface).with_context(|| format!("detaching from {iface}"))? {
+        say(format_args!("detached the tc program from {iface}"));
+    }
+    if clsact_added
+        && netlink::tc_filters(ifindex, Hook::Ingress)?.is_empty()
+        && netlink::tc_filters(ifindex, Hook::Egress)?.is_empty()
+    {
+        netlink::clsact_del(ifindex)?;
+        say(format_args!("removed the clsact qdisc of {iface}"));
+    }
+    Ok(())
+}
+
+// ---- stop ----
+
+/// Stop: undo, for the VIPs given (all without `--vip`), what earlier runs did.
+fn stop(opts: &Opts) -> Result<()> {
+    let _lock = lock(&opts.state)?;
+    let mut state = State::load(&opts.state)?;
+    if state == State::default() {
+        say("nothing to undo");
+    }
+    let result = stop_in(opts, &mut state);
+    let saved = state.save(&opts.state);
+    result.and(saved)
+}
+
+fn stop_in(opts: &Opts, state: &mut State) -> Result<()> {
+    let targets: Vec<IpAddr> = if opts.vips.is_empty() {
+        state.vips.iter().map(|v| v.addr).collect()
+    } else {
+        opts.vips.clone()
+    };
+    let mut decap = Decap::open_pinned(&opts.pin_dir).with_context(|| {
+        format!(
+            "opening the tc program pinned in {}",
+            opts.pin_dir.display()
+        )
+    })?;
+    for a in targets {
+        let Some(v) = state.vip(a).cloned() else {
+            say(format_args!(
+                "{a}: not set up by rvsd realserver, left alone"
+            ));
+            continue;
+        };
+        if let (Mode::Tun, Some(d)) = (v.mode, decap.as_mut()) {
+            d.remove_vip(a)?;
+        }
+        if v.added {
+            remove_addr(a)?;
+        }
+        state.vips.retain(|x| x.addr != a);
+    }
+    if !state.has_v4() {
+        restore_sysctls(state)?;
+    }
+    if let Some(d) = decap.as_mut() {
+        for p in &opts.gue_ports {
+            d.remove_gue_port(*p)?;
+            state.gue_ports.retain(|x| x != p);
+        }
+    }
+    if !state.has_tun() {
+        drop(decap);
+        teardown(opts, state)?;
+    }
+    Ok(())
+}
+
+fn remove_addr(a: IpAddr) -> Result<()> {
+    let len = prefix_len(a);
+    match netlink::addr_del(netlink::ifindex("lo")?, a, len) {
+        Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {a}/{len} from lo")),
+        Ok(()) => {
+            say(format_args!("removed {a}/{len} from lo"));
+            Ok(())
+        }
+    }
+}
+
+fn restore_sysctls(state: &mut State) -> Result<()> {
+    while let Some((key, was)) = state.sysctls.pop_first() {
+        if let Err(e) = sysctl_write(&key, &was) {
+            state.sysctls.insert(key, was);
+            return Err(e);
+        }
+        say(format_args!("{} = {was} (restored)", dotted(&key)));
+    }
+    Ok(())
+}
+
+/// No TUN VIP left: detach from every interface, restore their `rp_filter`, unpin.
+fn teardown(opts: &Opts, state: &mut State) -> Result<()> {
+    while let Some(i) = state.ifaces.last().cloned() {
+        detach(&i.name, i.clsact_added)?;
+        if let Some(was) = &i.rp_filter {
+            let key = format!("net/ipv4/conf/{}/rp_filter", i.name);
+            match sysctl_write(&key, was) {
+                Ok(()) => say(format_args!("{} = {was} (restored)", dotted(&key))),
+                // the interface went away, and its setting with it
+                Err(_) if netlink::ifindex(&i.name).is_err() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        state.ifaces.pop();
+    }
+    state.gue_ports.clear();
+    if opts.pin_dir.join(Decap::PIN).exists() {
+        Decap::unpin(&opts.pin_dir)?;
+        say(format_args!(
+            "unpinned the tc program from {}",
+            opts.pin_dir.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Result<Option<Opts>> {
+        parse(&words.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    fn err(words: &[&str]) -> String {
+        format!("{:#}", args(words).unwrap_err())
+    }
+
+    #[test]
+    fn a_start_and_a_stop_parse() {
+        let o = args(&["--vip", "10.200.0.1", "--vip=2001:db8::1", "--mode", "tun"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.vips.len(), 2);
+        assert_eq!(o.mode, Some(Mode::Tun));
+        assert!(!o.stop && o.ifaces.is_empty());
+        assert_eq!(o.state, PathBuf::from("/run/rvs/realserver.json"));
+        let o = args(&["--vip", "10.200.0.1", "--mode", "tun", "--iface", "eth0"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.ifaces, ["eth0"]);
+        let o = args(&["--stop"]).unwrap().unwrap();
+        assert!(o.stop && o.vips.is_empty());
+        let o = args(&["--gue-port", "6080", "--mode", "tun", "--vip", "10.0.0.1"]);
+        assert_eq!(o.unwrap().unwrap().gue_ports, [6080]);
+        assert!(args(&["-h"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        assert_eq!(
+            err(&["--vip", "10.0.0", "--mode", "dr"]),
+            "--vip: not an IPv4 or IPv6 address: 10.0.0"
+        );
+        assert_eq!(
+            err(&["--vip", "10.0.0.1", "--mode", "nat"]),
+            "--mode: expected dr or tun, got nat"
+        );
+        assert_eq!(err(&["--vip", "10.0.0.1"]), "--mode is required: dr or tun");
+        assert_eq!(err(&["--mode", "dr"]), "--vip is required (or --stop)");
+        assert_eq!(
+            err(&["--vip", "10.0.0.1", "--mode", "dr", "--iface", "eth0"]),
+            "--iface is for --mode tun"
+        );
+        assert_eq!(
+            err(&["--vip", "1.2.3.4", "--mode", "tun", "--gue-port", "0"]),
+            "--gue-port: not a UDP port (1-65535): 0"
+        );
+        assert_eq!(
+            err(&["--vip", "0.0.0.0", "--mode", "dr"]),
+            "--vip: not a unicast address of its own: 0.0.0.0"
+        );
+        assert_eq!(err(&["--vip"]), "--vip: missing value");
+        assert_eq!(err(&["--frob"]), "unknown option --frob");
+    }
+
+    #[test]
+    fn the_state_reads_back() {
+        let s = State {
+            sysctls: [("net/ipv4/conf/lo/arp_ignore".into(), "0".into())].into(),
+            vips: vec![VipState {
+                addr: "10.200.0.1".parse().unwrap(),
+                mode: Mode::Tun,
+                added: true,
+            }],
+            ifaces: vec![IfaceState {
+                name: "eth0".into(),
+                clsact_added: true,
+                rp_filter: Some("1".into()),
+            }],
+            gue_ports: vec![6080],
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(text.contains(r#""mode":"tun""#), "{text}");
+        assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
+        assert!(s.has_v4() && s.has_tun());
+        assert_eq!(
+            serde_json::from_str::<State>("{}").unwrap(),
+            State::default()
+        );
+    }
+}

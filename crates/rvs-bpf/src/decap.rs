@@ -129,6 +129,11 @@ impl Decap {
         }
     }
 
+    /// The program's id in the kernel (what a tc filter that runs it names).
+    pub fn program_id(&mut self) -> Result<u32, Error> {
+        Ok(self.prog()?.info()?.id())
+    }
+
     /// Attaches the program to tc ingress of interface `iface` as a filter (adding the
     /// clsact qdisc when the interface has none), which stays after this object and this
     /// process are gone, until [`Decap::detach`]. True: the clsact qdisc was added now (it

@@ -357,13 +357,7 @@ fn tun_attaches_the_program_and_tunnelled_packets_reach_the_vip() {
     // a second run adds its VIP to the same program
     h.ok(&b, "--vip 10.200.0.3 --mode tun --iface vb");
     assert_eq!(map_vips(&h.pins()), [ip("10.200.0.1"), ip("10.200.0.3")]);
-    assert_eq!(
-        filters(&b, "vb")
-            .lines()
-            .filter(|l| l.contains("rvs_decap"))
-            .count(),
-        1
-    );
+    assert_eq!(ours(&filters(&b, "vb")), 1);
 
     // tunnelled packets reach a socket on the VIP, from the client's address
     let sock = b.run(|| UdpSocket::bind("10.200.0.1:5353").unwrap());
@@ -431,13 +425,23 @@ fn tun_without_iface_takes_every_interface_that_is_up() {
     }
     assert!(!qdiscs(&b, "vx").contains("clsact"), "vx is down");
     h.ok(&b, "--vip 10.200.0.1 --mode tun");
-    assert_eq!(
-        filters(&b, "vb")
-            .lines()
-            .filter(|l| l.contains("rvs_decap"))
-            .count(),
-        1
-    );
+    assert_eq!(ours(&filters(&b, "vb")), 1);
+    // the pins lost (their bpffs unmounted): the next run loads the program again with
+    // every VIP of the state file and puts it in place of the old one's filters
+    Decap::unpin(&h.pins()).unwrap();
+    let err = h.ok(&b, "--vip 10.200.0.4 --mode tun");
+    assert!(err.contains("detached an earlier instance"), "{err}");
+    assert_eq!(map_vips(&h.pins()), [ip("10.200.0.1"), ip("10.200.0.4")]);
+    let id = Decap::open_pinned(&h.pins())
+        .unwrap()
+        .unwrap()
+        .program_id()
+        .unwrap();
+    for dev in ["vb", "vc", "vd"] {
+        let f = filters(&b, dev);
+        assert_eq!(ours(&f), 1, "{f}");
+        assert!(f.contains(&format!(" id {id} ")), "{f}");
+    }
     let out = h.rs(&b, "--vip 10.200.0.1 --mode dr");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is set up for --mode tun"));

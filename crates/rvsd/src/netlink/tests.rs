@@ -75,10 +75,12 @@ const FILTER: &[u8] = &[
     8, 0, 1, 0, b'b', b'p', b'f', 0,
     // TCA_CHAIN 0
     8, 0, 11, 0, 0, 0, 0, 0,
-    // TCA_OPTIONS (nested): TCA_BPF_NAME "rvs_decap" (14 bytes, padded to 16), TCA_BPF_FLAGS 1
-    28, 0, 2, 0x80,
+    // TCA_OPTIONS (nested): TCA_BPF_NAME "rvs_decap" (14 bytes, padded to 16), TCA_BPF_FLAGS 1,
+    // TCA_BPF_ID 3198
+    36, 0, 2, 0x80,
     14, 0, 7, 0, b'r', b'v', b's', b'_', b'd', b'e', b'c', b'a', b'p', 0, 0, 0,
     8, 0, 8, 0, 1, 0, 0, 0,
+    8, 0, 11, 0, 0x7e, 0x0c, 0, 0,
 ];
 
 #[test]
@@ -139,6 +141,7 @@ fn a_bpf_filter_decodes_with_its_program_name() {
     assert_eq!(f.parent, 0xffff_fff2);
     assert_eq!(f.kind, "bpf");
     assert_eq!(f.name.as_deref(), Some("rvs_decap"));
+    assert_eq!(f.prog_id, Some(3198));
 }
 
 #[test]

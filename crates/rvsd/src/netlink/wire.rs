@@ -69,8 +69,9 @@ const NDA_LLADDR: u16 = 2;
 
 const TCA_KIND: u16 = 1;
 const TCA_OPTIONS: u16 = 2;
-/// `TCA_BPF_NAME`, inside a `bpf` filter's `TCA_OPTIONS`.
+/// `TCA_BPF_NAME` and `TCA_BPF_ID`, inside a `bpf` filter's `TCA_OPTIONS`.
 const TCA_BPF_NAME: u16 = 7;
+const TCA_BPF_ID: u16 = 11;
 /// `TC_H_CLSACT` (== `TC_H_INGRESS`): the clsact qdisc's parent and major handle.
 pub const TC_H_CLSACT: u32 = 0xffff_fff1;
 /// `TC_H_MAKE(TC_H_CLSACT, 0)`: the clsact qdisc's handle.
@@ -371,8 +372,9 @@ pub struct TcFilter {
     pub prio: u16,
     /// `TCA_KIND`: "bpf", "clsact", …
     pub kind: String,
-    /// a `bpf` filter's program name
+    /// a `bpf` filter's program name and id
     pub name: Option<String>,
+    pub prog_id: Option<u32>,
 }
 
 /// An `RTM_NEWTFILTER` or `RTM_NEWQDISC` payload.
@@ -385,6 +387,7 @@ pub fn parse_tc(p: &[u8]) -> Result<TcFilter, Malformed> {
         prio: (u32_at(p, 16).ok_or(bad)? >> 16) as u16,
         kind: String::new(),
         name: None,
+        prog_id: None,
     };
     let mut options = None;
     for (ty, v) in attrs(p.get(20..).ok_or(bad)?)? {
@@ -395,10 +398,13 @@ pub fn parse_tc(p: &[u8]) -> Result<TcFilter, Malformed> {
         }
     }
     if let (Some(o), "bpf") = (options, f.kind.as_str()) {
-        f.name = attrs(o)?
-            .into_iter()
-            .find(|(t, _)| *t == TCA_BPF_NAME)
-            .map(|(_, n)| string(n));
+        for (ty, v) in attrs(o)? {
+            match ty {
+                TCA_BPF_NAME => f.name = Some(string(v)),
+                TCA_BPF_ID => f.prog_id = Some(u32_at(v, 0).ok_or(bad)?),
+                _ => {}
+            }
+        }
     }
     Ok(f)
 }

@@ -19,10 +19,6 @@
 //! # Ok(()) }
 //! ```
 
-// The XDP data plane (written in parallel) is the user of the lookups that `realserver`
-// does not need (routes, neighbours, resolve).
-#![allow(dead_code)]
-
 #[cfg(test)]
 mod tests;
 mod wire;

@@ -10,7 +10,7 @@
 //! gives); with an IPv4 VIP, `arp_ignore` 1 and `arp_announce` 2 on `lo` and `all`, so the
 //! host neither answers ARP for the VIP nor uses it as the source of its own ARP. TUN also
 //! puts the VIPs (and GUE ports) in the maps of the decapsulation tc program
-//! ([`rvs_bpf::Decap`]), pinned under `/sys/fs/bpf/rvs/` so that every invocation shares it,
+//! ([`rvs_bpf::Decap`]), pinned under `/sys/fs/bpf/rvs/net<N>/` so that every invocation in the namespace shares it,
 //! and attaches it to tc ingress of each `--iface` (default: every interface that is up and
 //! not loopback). A decapsulated packet arrives on that interface with the client's source
 //! address, so strict reverse-path filtering drops it unless the route back to the client
@@ -18,7 +18,7 @@
 //! an interface's effective `rp_filter` is strict (1) it is set to loose (2) there, which
 //! only asks that the client be reachable at all.
 //!
-//! What it changed is written to a state file (`/run/rvs/realserver.json`): the sysctls'
+//! What it changed is written to a state file (`/run/rvs/realserver-net<N>.json`, per network namespace): the sysctls'
 //! previous values, the VIPs (and whether their address was added here), the interfaces the
 //! program was attached to (and whether the clsact qdisc was added), the GUE ports. `--stop`
 //! undoes it for the given VIPs (all without `--vip`): addresses added here are removed, the

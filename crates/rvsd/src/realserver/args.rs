@@ -19,9 +19,20 @@ Usage: rvsd realserver --vip ADDR [--vip ADDR]... --mode dr|tun
   --gue-port N     tun: a UDP port GUE packets arrive on; repeatable
   --stop           undo what earlier runs did, for the --vip given (default: all);
                    --mode and --iface are accepted and ignored with it
-  --state FILE     what was changed (default /run/rvs/realserver.json)
-  --pin-dir DIR    where the tc program is pinned (default /sys/fs/bpf/rvs)
+  --state FILE     what was changed (default /run/rvs/realserver-net<N>.json, N the
+                   network namespace's inode: each namespace is a real server of its own)
+  --pin-dir DIR    where the tc program is pinned (default /sys/fs/bpf/rvs/net<N>)
 ";
+
+/// `net<inode>` of this process's network namespace: what a real server's settings (VIPs,
+/// sysctls, tc programs) belong to, so two namespaces on one host never share state.
+pub fn netns_tag() -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self/ns/net") {
+        Ok(m) => format!("net{}", m.ino()),
+        Err(_) => "net".into(),
+    }
+}
 
 /// How a real server gets its packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,8 +62,8 @@ pub fn parse(argv: &[String]) -> Result<Option<Opts>> {
         ifaces: Vec::new(),
         gue_ports: Vec::new(),
         stop: false,
-        state: PathBuf::from("/run/rvs/realserver.json"),
-        pin_dir: PathBuf::from("/sys/fs/bpf/rvs"),
+        state: PathBuf::from(format!("/run/rvs/realserver-{}.json", netns_tag())),
+        pin_dir: PathBuf::from("/sys/fs/bpf/rvs").join(netns_tag()),
     };
     let mut words = argv.iter();
     while let Some(word) = words.next() {
@@ -146,7 +157,13 @@ mod tests {
         assert_eq!(o.vips.len(), 2);
         assert_eq!(o.mode, Some(Mode::Tun));
         assert!(!o.stop && o.ifaces.is_empty());
-        assert_eq!(o.state, PathBuf::from("/run/rvs/realserver.json"));
+        let tag = netns_tag();
+        assert!(tag.len() > 3 && tag.starts_with("net"), "{tag}");
+        assert_eq!(
+            o.state,
+            PathBuf::from(format!("/run/rvs/realserver-{tag}.json"))
+        );
+        assert_eq!(o.pin_dir, PathBuf::from(format!("/sys/fs/bpf/rvs/{tag}")));
         let o = args(&["--vip", "10.200.0.1", "--mode", "tun", "--iface", "eth0"])
             .unwrap()
             .unwrap();

@@ -33,7 +33,9 @@ use crate::{abi, Error, Events, Xdp};
 /// Where the control plane learns the Ethernet address of the next hop toward a real server.
 pub trait Neighbours {
     /// The resolved Ethernet address of the next hop toward `addr` (None while unresolved).
-    fn next_hop(&mut self, addr: IpAddr) -> Option<[u8; 6]>;
+    /// `new`: the real server is new to the program (worth waiting a moment for); otherwise
+    /// this is a refresh, which should not wait.
+    fn next_hop(&mut self, addr: IpAddr, new: bool) -> Option<[u8; 6]>;
 }
 
 /// The schedulers the program runs: rr and wrr from a sequence, sh, dh and mh from a table,
@@ -222,12 +224,9 @@ impl Plane {
                 .get(d.svc_key.as_ref().expect("a live real server"))
                 .map(|s| s.0);
             let mut entry = dest_entry(d, svc_id.unwrap_or(u32::MAX));
-            let known = self
-                .dests
-                .get(&d.id)
-                .map(|s| s.entry.mac)
-                .filter(|m| *m != [0; 6]);
-            match (nh.next_hop(d.addr), known) {
+            let slot = self.dests.get(&d.id);
+            let known = slot.map(|s| s.entry.mac).filter(|m| *m != [0; 6]);
+            match (nh.next_hop(d.addr, slot.is_none()), known) {
                 (Some(mac), _) => entry.mac = mac,
                 // the neighbour entry went (unused entries age out of the kernel's table):
                 // the last address stays while it is asked for again

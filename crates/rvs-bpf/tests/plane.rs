@@ -24,7 +24,7 @@ const ACK: u8 = 0x10;
 struct Lan;
 
 impl Neighbours for Lan {
-    fn next_hop(&mut self, addr: IpAddr) -> Option<[u8; 6]> {
+    fn next_hop(&mut self, addr: IpAddr, _new: bool) -> Option<[u8; 6]> {
         match addr {
             IpAddr::V4(a) if a.octets()[3] != 99 => Some([2, 1, 0, 0, 0, a.octets()[3]]),
             _ => None, // 10.0.0.99 never answers
@@ -339,7 +339,7 @@ fn services_the_program_cannot_serve_are_reported_once() {
 fn next_hops_are_followed_and_kept_while_asked_again() {
     struct Moving(Option<u8>);
     impl Neighbours for Moving {
-        fn next_hop(&mut self, _addr: IpAddr) -> Option<[u8; 6]> {
+        fn next_hop(&mut self, _addr: IpAddr, _new: bool) -> Option<[u8; 6]> {
             self.0.map(|b| [2, 9, 9, 9, 9, b])
         }
     }

@@ -49,14 +49,15 @@ pub struct XdpDataplane {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Next hops from the kernel's routing and neighbour tables.
+/// Next hops from the kernel's routing and neighbour tables; a real server new to the
+/// program is waited for up to `wait`.
 struct Kernel {
     wait: Duration,
 }
 
 impl Neighbours for Kernel {
-    fn next_hop(&mut self, addr: IpAddr) -> Option<[u8; 6]> {
-        if !self.wait.is_zero() {
+    fn next_hop(&mut self, addr: IpAddr, new: bool) -> Option<[u8; 6]> {
+        if new && !self.wait.is_zero() {
             return netlink::resolve(addr, self.wait).ok().map(|h| h.mac);
         }
         // a refresh: look without waiting; a missing entry is asked for (the kernel resolves

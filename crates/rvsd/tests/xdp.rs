@@ -28,7 +28,8 @@ const CLIENT: &str = "10.0.0.100";
 const RIPS: [&str; 3] = ["10.0.0.9", "10.0.0.20", "10.0.0.21"];
 /// The director's data plane. Generic XDP: a frame a veth sends back with XDP_TX in the
 /// driver reaches its peer only when the peer runs an XDP program of its own, which a bridge
-/// port does not; generic XDP transmits through the stack, as on any device.
+/// port does not, and the client's checksums (left to offload on its veth) would arrive
+/// unfinished; generic XDP transmits through the stack, as on any device.
 const XDP_ARGS: [&str; 6] = [
     "--dataplane",
     "xdp",

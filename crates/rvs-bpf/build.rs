@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The programs: the director's XDP program and the real server's tc decapsulation.
-const PROGRAMS: [&str; 2] = ["xdp_lb", "tc_decap"];
+/// The programs: the director's XDP program, the real server's tc decapsulation, and the
+/// packets-per-second benchmark's own programs (generator, bare forwarder, sink, switch).
+const PROGRAMS: [&str; 3] = ["xdp_lb", "tc_decap", "bench_pps"];
 
 fn main() {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -25,17 +25,6 @@ fn w6(a: Ipv6Addr) -> [u32; 4] {
     [0, 4, 8, 12].map(|i| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]))
 }
 
-fn csum(h: &[u8]) -> u16 {
-    let mut s: u32 = h
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 /// Ethernet + IPv4 + TCP (`flags`) or UDP + `payload` bytes.
 fn v4(
     src: Ipv4Addr,
@@ -54,7 +43,7 @@ fn v4(
     ip.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
     ip.extend_from_slice(&src.octets());
     ip.extend_from_slice(&dst.octets());
-    let c = csum(&ip);
+    let c = rvs_bpf::ipv4_checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&sport.to_be_bytes());

@@ -393,6 +393,44 @@ impl Xdp {
     }
 }
 
+/// Runs the XDP program `prog` (loaded by the caller, from any object) on `packet` as if it
+/// arrived on interface `ifindex` (None: the loopback), without a network, as
+/// [`Xdp::test_run`] does for the data plane's program.
+pub fn xdp_test_run(
+    prog: &XdpProgram,
+    packet: &[u8],
+    ifindex: Option<u32>,
+) -> Result<TestRun, Error> {
+    Ok(testrun::run(prog.fd()?, packet, ifindex, 1)?)
+}
+
+/// Runs the XDP program `prog` (loaded by the caller, from any object) `repeat` times on
+/// copies of `packet` as live frames arriving on interface `ifindex` of the caller's network
+/// namespace (`BPF_F_TEST_XDP_LIVE_FRAMES`, kernel 5.18+): the frames it transmits (XDP_TX) or
+/// redirects really leave, at the rate one CPU can make them. Returns the kernel's mean
+/// nanoseconds per run. A packet generator (examples/pktgen.rs) is built on this.
+pub fn xdp_live_run(
+    prog: &XdpProgram,
+    packet: &[u8],
+    ifindex: u32,
+    repeat: u32,
+) -> Result<u32, Error> {
+    Ok(testrun::run_live(prog.fd()?, packet, ifindex, repeat)?)
+}
+
+/// The Internet checksum of an IPv4 header (`header` with its checksum field zero), for
+/// building test packets.
+pub fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut s: u32 = header
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
 /// A deletion of what is not there succeeds.
 fn absent_ok(r: Result<(), aya::maps::MapError>) -> Result<(), Error> {
     match r {

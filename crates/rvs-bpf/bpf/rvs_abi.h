@@ -27,7 +27,8 @@ typedef uint64_t __u64;
 /* Entries of all schedule sequences together (see struct rvs_service). */
 #define RVS_SEQ_SLOTS 262144
 #define RVS_MAX_FLOWS 1048576
-#define RVS_MAX_IFACES 64
+/* Interface indexes the program can serve (`rvs_ifaces` is an array indexed by them). */
+#define RVS_MAX_IFINDEX 65536
 #define RVS_MAX_TEMPLATES 262144
 #define RVS_MAX_FRAGS 65536
 /* Bytes of the event ring (a power of two pages): about 130,000 events of 64 bytes. */
@@ -180,9 +181,9 @@ struct rvs_flow {
 	__u32 svc;         /* service id */
 	__u8 state;        /* RVS_S_* */
 	__u8 pad[7];
-	__u64 last_ns;     /* bpf_ktime_get_ns() of the last packet */
-	__u64 packets;
-	__u64 bytes;
+	__u64 last_ns;     /* bpf_ktime_get_coarse_ns() of the last packet */
+	__u64 packets;     /* packets of the flow */
+	__u64 reported_packets; /* `packets` when the flow last sent an event */
 	__u64 reported_ns; /* when the flow last sent an event */
 };
 
@@ -197,7 +198,7 @@ struct rvs_event {
 	struct rvs_flow_key key;
 	__u32 dest;        /* index into `rvs_dests` */
 	__u32 svc;         /* service id */
-	__u64 ns;          /* bpf_ktime_get_ns() of the packet */
+	__u64 ns;          /* bpf_ktime_get_coarse_ns() of the packet */
 	__u32 len;         /* its IP length */
 	__u8 kind;         /* RVS_EV_* */
 	__u8 tcp_flags;    /* its TCP flags (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) */
@@ -239,10 +240,12 @@ struct rvs_tmpl {
  * the addresses tunnels leave from (their outer source; 0 / :: when it has none). */
 struct rvs_iface {
 	__u8 mac[6];
-	__u16 pad;
+	__u16 flags;       /* RVS_IFACE_ON: set up by the control plane */
 	__u32 addr4;
 	__u32 addr6[4];
 };
+
+#define RVS_IFACE_ON 0x1
 
 /* Value of `rvs_conns` (an array indexed like `rvs_dests`): a real server's connection
  * counts as rvs-core last had them (written by the control plane after it brought the

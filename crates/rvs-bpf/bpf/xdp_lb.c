@@ -71,12 +71,21 @@ struct {
 	__type(value, struct rvs_tmpl);
 } rvs_templates SEC(".maps");
 
+/* An array, not a hash: its lookup is an address computation, on every forwarded packet. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, RVS_MAX_IFACES);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_IFINDEX);
 	__type(key, __u32);
 	__type(value, struct rvs_iface);
 } rvs_ifaces SEC(".maps");
+
+/* The director's side of the interface a packet arrived on, if the control plane set it up. */
+static __always_inline struct rvs_iface *iface_of(struct xdp_md *ctx)
+{
+	__u32 i = ctx->ingress_ifindex;
+	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &i);
+	return me && (me->flags & RVS_IFACE_ON) ? me : NULL;
+}
 
 /* Per CPU: the IPv4 ID of the next outer header (fresh for every tunnelled packet). */
 struct {
@@ -1076,8 +1085,7 @@ static __always_inline int steer_icmp(struct xdp_md *ctx, struct pkt *p)
 	}
 	__u32 dest_id = f->dest;
 	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
-	__u32 ifindex = ctx->ingress_ifindex;
-	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	struct rvs_iface *me = iface_of(ctx);
 	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !me ||
 	    !forwardable(dest, p->key.family, me)) {
 		count(RVS_C_PASS_NO_SERVICE);
@@ -1110,8 +1118,7 @@ static __always_inline int later_fragment(struct xdp_md *ctx, struct pkt *p)
 	}
 	__u32 dest_id = *to;
 	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
-	__u32 ifindex = ctx->ingress_ifindex;
-	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	struct rvs_iface *me = iface_of(ctx);
 	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !me ||
 	    !forwardable(dest, p->key.family, me)) {
 		count(RVS_C_FRAGMENT);
@@ -1163,16 +1170,12 @@ int rvs_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	struct rvs_service *svc = find_service(&p);
-	if (!svc) {
-		count(RVS_C_PASS_NO_SERVICE);
-		return XDP_PASS;
-	}
-
+	/* A known flow first: its packets need no service lookup (and a flow outlives its
+	 * service's rules as an IPVS connection does; a removed real server is caught below). */
 	int new_conn = 0;
 	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, &p.key);
 	struct rvs_flow fresh = {};
-	__u32 dest_id;
+	__u32 dest_id, svc_id = 0, svc_flags = 0;
 	if (f && reused(f, &p)) {
 		count(RVS_C_REUSED);
 		f = NULL;
@@ -1181,19 +1184,26 @@ int rvs_xdp(struct xdp_md *ctx)
 		count(RVS_C_FLOW_HIT);
 		dest_id = f->dest;
 	} else {
+		struct rvs_service *svc = find_service(&p);
+		if (!svc) {
+			count(RVS_C_PASS_NO_SERVICE);
+			return XDP_PASS;
+		}
 		/* Only a SYN starts a TCP flow (IPVS without sloppy_tcp): other segments of
 		 * unknown flows are the kernel's. UDP: any datagram. */
 		if (p.key.proto == IPPROTO_TCP && !(p.tcp_flags & TCP_SYN)) {
 			count(RVS_C_PASS_NO_SERVICE);
 			return XDP_PASS;
 		}
-		int d = svc->flags & RVS_SVC_PERSISTENT ? sched_persist(svc, &p, bpf_ktime_get_ns())
+		int d = svc->flags & RVS_SVC_PERSISTENT ? sched_persist(svc, &p, bpf_ktime_get_coarse_ns())
 							  : schedule(svc, &p);
 		if (d < 0) {
 			count(RVS_C_NO_DEST);
 			return XDP_DROP;
 		}
 		dest_id = d;
+		svc_id = svc->id;
+		svc_flags = svc->flags;
 		new_conn = 1;
 		count(RVS_C_FLOW_NEW);
 		struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &dest_id);
@@ -1209,8 +1219,7 @@ int rvs_xdp(struct xdp_md *ctx)
 		count(RVS_C_NO_DEST);
 		return XDP_DROP;
 	}
-	__u32 ifindex = ctx->ingress_ifindex;
-	struct rvs_iface *me = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	struct rvs_iface *me = iface_of(ctx);
 	if (!me) {
 		/* an interface the control plane did not set up: the kernel's */
 		count(RVS_C_NO_IFACE);
@@ -1226,36 +1235,42 @@ int rvs_xdp(struct xdp_md *ctx)
 		frag_key(&p, &k);
 		bpf_map_update_elem(&rvs_frags, &k, &dest_id, BPF_ANY);
 	}
-	__u64 now = bpf_ktime_get_ns();
+	/* the coarse clock (a tick's resolution, a few ms) costs a fraction of the precise one;
+	 * the control plane keeps time in milliseconds and timeouts in seconds */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	if (f) {
 		__u8 was = f->state;
-		f->state = p.key.proto == IPPROTO_TCP ? next_state(was, p.tcp_flags) : was;
-		f->last_ns = now;
+		__u8 next = p.key.proto == IPPROTO_TCP ? next_state(was, p.tcp_flags) : was;
+		if (next != was)
+			f->state = next;
+		if (f->last_ns != now)
+			f->last_ns = now;
 		f->packets += 1;
-		f->bytes += p.len;
-		if (f->state != was) {
+		if (next != was) {
 			f->reported_ns = now;
+			f->reported_packets = f->packets;
 			report(&p, RVS_EV_STATE, dest_id, f->svc, f->state, now);
 		} else if (now - f->reported_ns >= RVS_TOUCH_NS) {
 			f->reported_ns = now;
+			f->reported_packets = f->packets;
 			report(&p, RVS_EV_TOUCH, dest_id, f->svc, f->state, now);
 		}
 	} else {
 		fresh.dest = dest_id;
-		fresh.svc = svc->id;
+		fresh.svc = svc_id;
 		fresh.state = p.key.proto == IPPROTO_TCP ? next_state(RVS_S_NONE, p.tcp_flags) : RVS_S_NONE;
 		fresh.last_ns = now;
 		fresh.packets = 1;
-		fresh.bytes = p.len;
+		fresh.reported_packets = 1;
 		fresh.reported_ns = now;
 		/* a one-packet datagram leaves no flow: the next one is scheduled again */
-		if (!(svc->flags & RVS_SVC_ONEPACKET) || p.key.proto != IPPROTO_UDP) {
+		if (!(svc_flags & RVS_SVC_ONEPACKET) || p.key.proto != IPPROTO_UDP) {
 			if (bpf_map_update_elem(&rvs_flows, &p.key, &fresh, BPF_ANY)) {
 				count(RVS_C_FLOW_FULL);
 				return XDP_DROP;
 			}
 		}
-		report(&p, RVS_EV_NEW, dest_id, svc->id, fresh.state, now);
+		report(&p, RVS_EV_NEW, dest_id, svc_id, fresh.state, now);
 	}
 	/* counted before the transmit, as ip_vs_in() counts before the packet's TTL is looked at */
 	dest_stats(dest_id, p.len, new_conn);

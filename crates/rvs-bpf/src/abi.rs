@@ -5,6 +5,10 @@ use std::mem::{offset_of, size_of};
 
 /// Map sizes (`RVS_MAX_*`).
 pub const MAX_SERVICES: u32 = 4096;
+/// `RVS_MAX_IFINDEX`: interface indexes below this can be served
+pub const MAX_IFINDEX: u32 = 65_536;
+/// `RVS_IFACE_ON`
+pub const IFACE_ON: u16 = 0x1;
 /// Real servers of all services together.
 pub const MAX_DESTS: u32 = 16384;
 /// Entries of all schedule sequences together.
@@ -198,7 +202,7 @@ pub struct Flow {
     pub pad: [u8; 7],
     pub last_ns: u64,
     pub packets: u64,
-    pub bytes: u64,
+    pub reported_packets: u64,
     pub reported_ns: u64,
 }
 
@@ -266,7 +270,8 @@ pub struct Tmpl {
 #[repr(C)]
 pub struct Iface {
     pub mac: [u8; 6],
-    pub pad: u16,
+    /// [`IFACE_ON`]: set up (the control plane's writes set it)
+    pub flags: u16,
     /// outer source of IPv4 tunnels (network order; 0: none)
     pub addr4: u32,
     /// outer source of IPv6 tunnels (network order; all 0: none)
@@ -339,7 +344,7 @@ const _: () = {
     assert!(offset_of!(Event, ns) == 48 && offset_of!(Event, len) == 56);
     assert!(offset_of!(Event, kind) == 60 && offset_of!(Event, state) == 62);
     assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 16);
-    assert!(offset_of!(Flow, bytes) == 32);
+    assert!(offset_of!(Flow, reported_packets) == 32);
     assert!(size_of::<DecapVip>() == 20 && offset_of!(DecapVip, family) == 16);
     assert!(size_of::<TmplKey>() == 36);
     assert!(offset_of!(TmplKey, vport) == 32 && offset_of!(TmplKey, family) == 35);

@@ -322,19 +322,28 @@ impl Xdp {
         )
     }
 
-    /// Everything the program knows of interface `ifindex` (see [`abi::Iface`]).
+    /// Everything the program knows of interface `ifindex` (see [`abi::Iface`]); packets
+    /// arriving there are the program's from now on.
     pub fn set_iface_full(&mut self, ifindex: u32, iface: &abi::Iface) -> Result<(), Error> {
-        let mut m: HashMap<&mut MapData, u32, abi::Iface> =
-            HashMap::try_from(self.map("rvs_ifaces")?)?;
-        m.insert(ifindex, iface, 0)?;
+        if ifindex >= abi::MAX_IFINDEX {
+            return Err(Error::Full("interfaces (its index is too large)"));
+        }
+        let mut m: Array<&mut MapData, abi::Iface> = Array::try_from(self.map("rvs_ifaces")?)?;
+        let on = abi::Iface {
+            flags: iface.flags | abi::IFACE_ON,
+            ..*iface
+        };
+        m.set(ifindex, on, 0)?;
         Ok(())
     }
 
     /// Forgets interface `ifindex`: packets arriving there go to the kernel.
     pub fn remove_iface(&mut self, ifindex: u32) -> Result<(), Error> {
-        let mut m: HashMap<&mut MapData, u32, abi::Iface> =
-            HashMap::try_from(self.map("rvs_ifaces")?)?;
-        m.remove(&ifindex)?;
+        if ifindex >= abi::MAX_IFINDEX {
+            return Ok(());
+        }
+        let mut m: Array<&mut MapData, abi::Iface> = Array::try_from(self.map("rvs_ifaces")?)?;
+        m.set(ifindex, abi::Iface::default(), 0)?;
         Ok(())
     }
 

@@ -92,7 +92,7 @@ pub struct Plane {
     epoch_ns: u64,
     /// last tick handed to the core (events are applied in time order)
     last_tick: Tick,
-    /// flows taken up again after their entry expired, with the packet time it was done for
+    /// flows taken up again after their entry expired, with the flow's packet count then
     resumed: HashMap<abi::FlowKey, u64>,
     /// services already reported as not served here
     warned: HashSet<ServiceKey>,
@@ -480,17 +480,18 @@ impl Plane {
         let Some(flow) = self.xdp.flow(&fk)? else {
             return Ok(());
         };
-        let seen = self
+        // packets the core heard of: up to the flow's last report, or its last taking up
+        let heard = self
             .resumed
             .get(&fk)
             .copied()
             .unwrap_or(0)
-            .max(flow.reported_ns);
-        if flow.last_ns > seen {
+            .max(flow.reported_packets);
+        if flow.packets > heard {
             if let Some(did) = self.slots.get(flow.dest as usize).copied().flatten() {
                 let t = self.tick(flow.last_ns, now);
                 if self.resume(ipvs, &fk, did, flow.state, t).is_some() {
-                    self.resumed.insert(fk, flow.last_ns);
+                    self.resumed.insert(fk, flow.packets);
                     return Ok(());
                 }
             }
@@ -516,7 +517,7 @@ impl Plane {
             let t = self.tick(flow.last_ns, now);
             match self.resume(ipvs, &fk, did, flow.state, t) {
                 Some(_) => {
-                    self.resumed.insert(fk, flow.last_ns);
+                    self.resumed.insert(fk, flow.packets);
                     n += 1;
                 }
                 None => self.xdp.delete_flow(&fk)?,
@@ -725,7 +726,8 @@ fn proto_num(p: Protocol) -> u8 {
     }
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds, the clock of `bpf_ktime_get_ns()`.
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock of `bpf_ktime_get_ns()` and (a tick behind
+/// at most) of the `bpf_ktime_get_coarse_ns()` the program stamps flows with.
 #[allow(unsafe_code)]
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {

@@ -86,6 +86,9 @@ pub struct Plane {
     /// `rvs_dests` index → real server
     slots: Vec<Option<DestId>>,
     free_dest: Vec<u32>,
+    /// slots of real servers gone from the core, not reused until a walk of the flows and
+    /// templates deleted whatever still points at them (a flow whose events were lost)
+    quarantine: Vec<u32>,
     /// the half of `rvs_seq` the services read now
     half: u32,
     /// `bpf_ktime_get_ns()` at the core's tick 0
@@ -120,6 +123,7 @@ impl Plane {
             dests: HashMap::new(),
             slots: Vec::new(),
             free_dest: Vec::new(),
+            quarantine: Vec::new(),
             half: 0,
             epoch_ns: monotonic_ns().saturating_sub(now.as_millis() * 1_000_000),
             last_tick: now,
@@ -216,7 +220,7 @@ impl Plane {
             let slot = self.dests.remove(&id).expect("listed");
             self.xdp.set_dest(slot.idx, &abi::Dest::default())?;
             self.slots[slot.idx as usize] = None;
-            self.free_dest.push(slot.idx);
+            self.quarantine.push(slot.idx);
         }
         for d in live {
             let svc_id = self
@@ -502,13 +506,18 @@ impl Plane {
 
     /// Walks the program's flows and takes up in the core those it does not hold (their
     /// events were lost to a full ring): each gets its entry from its last packet, so it
-    /// expires (and leaves the program) by the usual timeouts. Returns how many.
+    /// expires (and leaves the program) by the usual timeouts. Flows and templates of real
+    /// servers gone from the core are deleted, and only then are those servers' slots free
+    /// for new ones (so nothing left behind is sent to a newcomer). Returns how many flows
+    /// were taken up.
     pub fn reconcile(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<usize, Error> {
+        // the slots freed before this walk: whatever still points at them goes now
+        let freed = std::mem::take(&mut self.quarantine);
         let mut n = 0;
         for (fk, flow) in self.xdp.flows()? {
             let pkt = packet(&fk, 0);
             if ipvs.find_conn(&conn_key(&pkt)).is_some() {
-                continue;
+                continue; // its entry binds its real server, whose slot is therefore in use
             }
             let Some(did) = self.slots.get(flow.dest as usize).copied().flatten() else {
                 self.xdp.delete_flow(&fk)?;
@@ -523,6 +532,18 @@ impl Plane {
                 None => self.xdp.delete_flow(&fk)?,
             }
         }
+        for (tk, tmpl) in self.xdp.templates()? {
+            if self
+                .slots
+                .get(tmpl.dest as usize)
+                .copied()
+                .flatten()
+                .is_none()
+            {
+                self.xdp.delete_template(&tk)?;
+            }
+        }
+        self.free_dest.extend(freed);
         Ok(n)
     }
 

@@ -65,9 +65,22 @@ typedef uint64_t __u64;
 #define RVS_SCHED_NQ 7       /* an idle server, else as sed: ip_vs_nq */
 #define RVS_SCHED_FO 8       /* the highest weight: ip_vs_fo */
 #define RVS_SCHED_OVF 9      /* the highest weight with active < weight: ip_vs_ovf */
+/* The locality schedulers keep a table keyed by the packet's destination address (for a
+ * service the XDP program serves, its virtual address) in `rvs_lblc` / `rvs_lblcr`, and take
+ * the wlc choice of the list when it has no usable entry. */
+#define RVS_SCHED_LBLC 10    /* the cached real server, else wlc: ip_vs_lblc */
+#define RVS_SCHED_LBLCR 11   /* the least loaded of the cached set, else wlc added: ip_vs_lblcr */
+/* Weighted random two choices, the one with the lower overhead / weight: ip_vs_twos. */
+#define RVS_SCHED_TWOS 12
 
 /* The longest list a connection-count scheduler scans. */
 #define RVS_MAX_LIST 4096
+
+/* Entries of `rvs_lblc` and of `rvs_lblcr` (all services together). */
+#define RVS_MAX_LOCALITY 65536
+/* Members an lblcr set holds at most (the kernel's sets are unbounded; a full set makes room
+ * for a new member by dropping its oldest). */
+#define RVS_LBLCR_SET 16
 
 /* Slots of an mh table (the prime of CONFIG_IP_VS_MH_TAB_INDEX 12). */
 #define RVS_MH_TAB_SIZE 4093
@@ -146,6 +159,8 @@ struct rvs_service {
 	__u32 seq_len;
 	__u32 persist_timeout; /* seconds, with RVS_SVC_PERSISTENT */
 	__u32 netmask;         /* persistence granularity: IPv4 mask (network order) or IPv6 prefix length */
+	__u32 expire_ms;       /* RVS_SCHED_LBLCR: lblcr_expiration, after which a set that was not
+				* changed loses its most loaded member */
 };
 
 /* Value of `rvs_dests` (an array indexed by real server number). */
@@ -234,6 +249,33 @@ struct rvs_tmpl {
 	__u32 dest;        /* index into `rvs_dests` */
 	__u32 pad;
 	__u64 last_ns;     /* when a connection last used it */
+};
+
+/* Key of `rvs_lblc` and `rvs_lblcr`: a service and a packet destination address. */
+struct rvs_loc_key {
+	__u32 addr[4];     /* network order; IPv4 uses addr[0] */
+	__u32 svc;         /* service id */
+	__u8 family;
+	__u8 pad[3];
+};
+
+/* Value of `rvs_lblc`: the real server last chosen for the address. The control plane
+ * deletes entries as the kernel's garbage collection does (idle for lblc_expiration, or for
+ * six minutes while a service holds more than 16384 entries). */
+struct rvs_lblc {
+	__u32 dest;        /* index into `rvs_dests` */
+	__u32 pad;
+	__u64 last_ns;     /* bpf_ktime_get_ns() of its last use */
+};
+
+/* Value of `rvs_lblcr`: the set of real servers of the address, oldest member first (the
+ * kernel's list is newest first: its scans go from dests[n - 1] down to dests[0]). */
+struct rvs_lblcr {
+	__u64 last_ns;     /* last use */
+	__u64 lastmod_ns;  /* last change of the set */
+	__u32 n;           /* members */
+	__u32 pad;
+	__u32 dests[RVS_LBLCR_SET];
 };
 
 /* Value of `rvs_ifaces`, keyed by ifindex: the director's own Ethernet address there, and

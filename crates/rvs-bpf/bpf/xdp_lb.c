@@ -609,17 +609,404 @@ static long scan_step(__u32 i, void *arg)
 	}
 }
 
-/* The connection-count schedulers: a scan of the list (bpf_loop: checked once). */
-static __always_inline int sched_scan(struct rvs_service *svc)
+/* Entries of the service's list a scan looks at. */
+static __always_inline __u32 list_len(struct rvs_service *svc)
 {
-	struct scan s = {svc->seq_off, svc->sched, -1, 0, 0};
-	__u32 n = svc->seq_len > RVS_MAX_LIST ? RVS_MAX_LIST : svc->seq_len;
-	bpf_loop(n, scan_step, &s, 0);
+	return svc->seq_len > RVS_MAX_LIST ? RVS_MAX_LIST : svc->seq_len;
+}
+
+/* A scan of the list as scheduler `code` (an RVS_SCHED_LC … RVS_SCHED_OVF) does it. */
+static __always_inline int scan_list(struct rvs_service *svc, __u32 code)
+{
+	struct scan s = {svc->seq_off, code, -1, 0, 0};
+	bpf_loop(list_len(svc), scan_step, &s, 0);
 	return s.best;
 }
 
-static __always_inline int schedule(struct rvs_service *svc, struct pkt *p)
+/* The connection-count schedulers: a scan of the list (bpf_loop: checked once). */
+static __always_inline int sched_scan(struct rvs_service *svc)
 {
+	return scan_list(svc, svc->sched);
+}
+
+/* A real server's active connections and its overhead ((active << 8) + inactive, as the
+ * kernel's ip_vs_dest_conn_overhead() computes it in an int), counted as the scan counts. */
+static __always_inline __u32 active_of(__u32 di)
+{
+	struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &di);
+	return c ? c->active + c->pending_active : 0;
+}
+
+static __always_inline __s32 overhead_of(__u32 di)
+{
+	struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &di);
+	if (!c)
+		return 0;
+	return (__s32)(((c->active + c->pending_active) << 8) + c->inactive + c->pending_inactive);
+}
+
+/* Whether real server `d` is one of service `svc`'s (the kernel's AVAILABLE flag). */
+static __always_inline int in_service(struct rvs_service *svc, struct rvs_dest *d)
+{
+	return d && (d->flags & RVS_DEST_AVAILABLE) && d->svc == svc->id;
+}
+
+/* The lblc/lblcr `is_overloaded` scan: is some real server of the list below half its
+ * weight in active connections? */
+struct half_scan {
+	__u32 seq_off;
+	int found;
+};
+
+static long half_step(__u32 i, void *arg)
+{
+	struct half_scan *h = arg;
+	__u32 slot = h->seq_off + i;
+	__u32 *idx = bpf_map_lookup_elem(&rvs_seq, &slot);
+	if (!idx || *idx == RVS_NO_DEST)
+		return 0;
+	__u32 di = *idx;
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &di);
+	if (!d)
+		return 0;
+	/* every server of the list, whatever its flags, as the kernel's loop */
+	if ((__s32)(active_of(di) * 2) < d->weight) {
+		h->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* lblc's and lblcr's own overload: more active connections than its weight while some
+ * server of the list has fewer than half its weight. */
+static __always_inline int loc_overloaded(struct rvs_service *svc, __u32 di)
+{
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &di);
+	if (!d || (__s32)active_of(di) <= d->weight)
+		return 0;
+	struct half_scan h = {svc->seq_off, 0};
+	bpf_loop(list_len(svc), half_step, &h, 0);
+	return h.found;
+}
+
+/* The locality tables: (service, destination address) to a real server (lblc) or a set of
+ * them (lblcr). A virtual service's packets all go to its virtual address, so a service has
+ * one entry; the control plane deletes idle ones as the kernel's timer does. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_LOCALITY);
+	__type(key, struct rvs_loc_key);
+	__type(value, struct rvs_lblc);
+} rvs_lblc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_LOCALITY);
+	__type(key, struct rvs_loc_key);
+	__type(value, struct rvs_lblcr);
+} rvs_lblcr SEC(".maps");
+
+static __always_inline void loc_key(struct rvs_service *svc, struct pkt *p, struct rvs_loc_key *k)
+{
+	__builtin_memcpy(k->addr, p->key.vaddr, 16);
+	k->svc = svc->id;
+	k->family = p->key.family;
+}
+
+/* ip_vs_lblc: the real server cached for the destination address while it is in the service,
+ * has a weight and is not overloaded in lblc's sense (its OVERLOAD flag is not looked at);
+ * otherwise the wlc choice, which the entry then holds. A table without room leaves the
+ * choice uncached, as the kernel does when it cannot allocate an entry. */
+static __always_inline int sched_lblc(struct rvs_service *svc, struct pkt *p)
+{
+	struct rvs_loc_key k = {};
+	loc_key(svc, p, &k);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	int cached = -1;
+	struct rvs_lblc *en = bpf_map_lookup_elem(&rvs_lblc, &k);
+	if (en) {
+		en->last_ns = now;
+		__u32 di = en->dest;
+		struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &di);
+		cached = di;
+		if (in_service(svc, d) && d->weight > 0 && !loc_overloaded(svc, di))
+			return di;
+	}
+	int d = scan_list(svc, RVS_SCHED_WLC);
+	if (d < 0 || d == cached)
+		return d;
+	struct rvs_lblc v = {.dest = d, .last_ns = now};
+	bpf_map_update_elem(&rvs_lblc, &k, &v, BPF_ANY);
+	return d;
+}
+
+/* An lblcr set being looked at: a copy of the entry, and the best member found so far. */
+struct set_scan {
+	struct rvs_lblcr v;
+	__u32 svc;
+	int best;
+	__s64 best_oh;
+	__s32 best_w;
+};
+
+/* The set's i-th member in the kernel's order (newest first), or -1 past its end. */
+static __always_inline int member(struct set_scan *s, __u32 i)
+{
+	if (i >= s->v.n || s->v.n > RVS_LBLCR_SET)
+		return -1;
+	return s->v.dests[(s->v.n - 1 - i) & (RVS_LBLCR_SET - 1)];
+}
+
+/* One member for ip_vs_dest_set_min(): OVERLOAD skipped; the first with a weight that is in
+ * the service, then any in the service with a lower overhead / weight. */
+static long set_min_step(__u32 i, void *arg)
+{
+	struct set_scan *s = arg;
+	int m = member(s, i);
+	if (m < 0)
+		return 1;
+	__u32 di = m;
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &di);
+	if (!d || (d->flags & RVS_DEST_OVERLOAD))
+		return 0;
+	int avail = (d->flags & RVS_DEST_AVAILABLE) && d->svc == s->svc;
+	__s32 w = d->weight;
+	__s64 oh = overhead_of(di);
+	if (s->best < 0) {
+		if (w > 0 && avail) {
+			s->best = di;
+			s->best_oh = oh;
+			s->best_w = w;
+		}
+		return 0;
+	}
+	if (s->best_oh * w > oh * s->best_w && avail) {
+		s->best = di;
+		s->best_oh = oh;
+		s->best_w = w;
+	}
+	return 0;
+}
+
+/* One member for ip_vs_dest_set_max(): the first with a weight, then any with a weight and a
+ * higher overhead / weight (members that left the service too, as the kernel's loop). */
+static long set_max_step(__u32 i, void *arg)
+{
+	struct set_scan *s = arg;
+	int m = member(s, i);
+	if (m < 0)
+		return 1;
+	__u32 di = m;
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &di);
+	if (!d)
+		return 0;
+	__s32 w = d->weight;
+	__s64 oh = overhead_of(di);
+	if (s->best < 0) {
+		if (w > 0) {
+			s->best = di;
+			s->best_oh = oh;
+			s->best_w = w;
+		}
+		return 0;
+	}
+	if (s->best_oh * w < oh * s->best_w && w > 0) {
+		s->best = di;
+		s->best_oh = oh;
+		s->best_w = w;
+	}
+	return 0;
+}
+
+static __always_inline int set_has(struct rvs_lblcr *v, __u32 di)
+{
+#pragma unroll
+	for (int j = 0; j < RVS_LBLCR_SET; j++)
+		if (j < (int)v->n && v->dests[j] == di)
+			return 1;
+	return 0;
+}
+
+/* Takes member `di` out of the set (ip_vs_dest_set_erase). */
+static __always_inline void set_erase(struct rvs_lblcr *v, __u32 di)
+{
+	int found = 0;
+#pragma unroll
+	for (int j = 0; j < RVS_LBLCR_SET; j++) {
+		if (j >= (int)v->n)
+			break;
+		if (v->dests[j] == di)
+			found = 1;
+		if (found && j + 1 < RVS_LBLCR_SET)
+			v->dests[j] = v->dests[j + 1];
+	}
+	if (found)
+		v->n -= 1;
+}
+
+/* Adds `di` as the newest member (ip_vs_dest_set_insert); a full set drops its oldest. */
+static __always_inline void set_insert(struct rvs_lblcr *v, __u32 di)
+{
+	if (v->n >= RVS_LBLCR_SET) {
+#pragma unroll
+		for (int j = 0; j + 1 < RVS_LBLCR_SET; j++)
+			v->dests[j] = v->dests[j + 1];
+		v->n = RVS_LBLCR_SET - 1;
+	}
+	v->dests[v->n & (RVS_LBLCR_SET - 1)] = di;
+	v->n += 1;
+}
+
+/* ip_vs_lblcr: the least loaded member of the destination address's set; when the set has
+ * more than one member and did not change for lblcr_expiration its most loaded member is
+ * dropped first; when there is no usable member or the least loaded is overloaded in lblc's
+ * sense, the wlc choice, added to the set. No entry: the wlc choice starts one. */
+static __always_inline int sched_lblcr(struct rvs_service *svc, struct pkt *p)
+{
+	struct rvs_loc_key k = {};
+	loc_key(svc, p, &k);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct set_scan s = {};
+	s.svc = svc->id;
+	struct rvs_lblcr *en = bpf_map_lookup_elem(&rvs_lblcr, &k);
+	if (!en) {
+		int d = scan_list(svc, RVS_SCHED_WLC);
+		if (d < 0)
+			return d;
+		s.v.last_ns = now;
+		s.v.lastmod_ns = now;
+		s.v.n = 1;
+		s.v.dests[0] = d;
+		bpf_map_update_elem(&rvs_lblcr, &k, &s.v, BPF_ANY);
+		return d;
+	}
+	__builtin_memcpy(&s.v, en, sizeof(s.v));
+	if (s.v.n > RVS_LBLCR_SET)
+		s.v.n = RVS_LBLCR_SET;
+	s.v.last_ns = now;
+	s.best = -1;
+	bpf_loop(RVS_LBLCR_SET, set_min_step, &s, 0);
+	int d = s.best;
+	int changed = 0;
+	if (s.v.n > 1 && now > s.v.lastmod_ns + (__u64)svc->expire_ms * 1000000) {
+		s.best = -1;
+		bpf_loop(RVS_LBLCR_SET, set_max_step, &s, 0);
+		if (s.best >= 0) {
+			set_erase(&s.v, s.best);
+			s.v.lastmod_ns = now;
+			changed = 1;
+		}
+	}
+	if (d < 0 || loc_overloaded(svc, d)) {
+		d = scan_list(svc, RVS_SCHED_WLC);
+		if (d >= 0 && !set_has(&s.v, d)) {
+			set_insert(&s.v, d);
+			s.v.lastmod_ns = now;
+			changed = 1;
+		}
+	}
+	if (changed)
+		bpf_map_update_elem(&rvs_lblcr, &k, &s.v, BPF_ANY);
+	else
+		en->last_ns = now;
+	return d;
+}
+
+/* What the twos walk carries: the weight total, then the two random weights and the
+ * servers they land on. */
+struct twos {
+	__u32 seq_off;
+	__s32 total;
+	int last;        /* the last usable server (the kernel's choice1 before the draws) */
+	__s32 r1, r2;
+	int c1, c2;
+	__s32 w1, w2;    /* -1: not picked yet */
+	__s32 o1, o2;
+};
+
+/* The list's i-th server if twos may pick it (in the service, OVERLOAD clear, a weight), and
+ * its weight; -1 otherwise. */
+static __always_inline int twos_usable(__u32 seq_off, __u32 i, __s32 *w)
+{
+	__u32 slot = seq_off + i;
+	__u32 *idx = bpf_map_lookup_elem(&rvs_seq, &slot);
+	if (!idx || *idx == RVS_NO_DEST)
+		return -1;
+	__u32 di = *idx;
+	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &di);
+	if (!d || !(d->flags & RVS_DEST_AVAILABLE) || (d->flags & RVS_DEST_OVERLOAD) ||
+	    d->weight <= 0)
+		return -1;
+	*w = d->weight;
+	return di;
+}
+
+static long twos_total_step(__u32 i, void *arg)
+{
+	struct twos *t = arg;
+	__s32 w = 0;
+	int di = twos_usable(t->seq_off, i, &w);
+	if (di < 0)
+		return 0;
+	t->total = (__s32)((__u32)t->total + (__u32)w);
+	t->last = di;
+	return 0;
+}
+
+static long twos_pick_step(__u32 i, void *arg)
+{
+	struct twos *t = arg;
+	__s32 w = 0;
+	int di = twos_usable(t->seq_off, i, &w);
+	if (di < 0)
+		return 0;
+	t->r1 = (__s32)((__u32)t->r1 - (__u32)w);
+	t->r2 = (__s32)((__u32)t->r2 - (__u32)w);
+	if (t->r1 <= 0 && t->w1 == -1) {
+		t->c1 = di;
+		t->w1 = w;
+		t->o1 = overhead_of(di);
+	}
+	if (t->r2 <= 0 && t->w2 == -1) {
+		t->c2 = di;
+		t->w2 = w;
+		t->o2 = overhead_of(di);
+	}
+	return t->w1 != -1 && t->w2 != -1;
+}
+
+/* ip_vs_twos: two random weights in [0, total] over the usable servers' weights, each landing
+ * on the first server where the running sum reaches it; the second wins only with a lower
+ * overhead / weight (in the kernel's int arithmetic). Without a first landing (a weight total
+ * beyond an int) the last usable server stands in, as in the kernel. */
+static __always_inline int sched_twos(struct rvs_service *svc)
+{
+	struct twos t = {.seq_off = svc->seq_off, .last = -1};
+	__u32 n = list_len(svc);
+	bpf_loop(n, twos_total_step, &t, 0);
+	if (t.last < 0)
+		return -1;
+	__u32 bound = (__u32)t.total + 1;
+	t.r1 = bound ? (__s32)(bpf_get_prandom_u32() % bound) : 0;
+	t.r2 = bound ? (__s32)(bpf_get_prandom_u32() % bound) : 0;
+	t.c1 = t.last;
+	t.c2 = -1;
+	t.w1 = -1;
+	t.w2 = -1;
+	t.o1 = 0;
+	bpf_loop(n, twos_pick_step, &t, 0);
+	if (t.c2 >= 0 && (__s32)((__u32)t.w2 * (__u32)t.o1) > (__s32)((__u32)t.w1 * (__u32)t.o2))
+		return t.c2;
+	return t.c1;
+}
+
+/* A new flow's real server by the service's scheduler, or -1. A global function: the verifier
+ * checks it once, on its own, instead of once per path that reaches a call (persistent and
+ * plain services). */
+__attribute__((noinline)) int rvs_schedule(struct rvs_service *svc, struct pkt *p)
+{
+	if (!svc || !p)
+		return -1;
 	switch (svc->sched) {
 	case RVS_SCHED_LC:
 	case RVS_SCHED_WLC:
@@ -628,6 +1015,12 @@ static __always_inline int schedule(struct rvs_service *svc, struct pkt *p)
 	case RVS_SCHED_FO:
 	case RVS_SCHED_OVF:
 		return sched_scan(svc);
+	case RVS_SCHED_LBLC:
+		return sched_lblc(svc, p);
+	case RVS_SCHED_LBLCR:
+		return sched_lblcr(svc, p);
+	case RVS_SCHED_TWOS:
+		return sched_twos(svc);
 	case RVS_SCHED_SH:
 		return sched_sh(svc, p);
 	case RVS_SCHED_MH:
@@ -694,7 +1087,7 @@ static __always_inline int sched_persist(struct rvs_service *svc, struct pkt *p,
 			return idx;
 		}
 	}
-	int d = schedule(svc, p);
+	int d = rvs_schedule(svc, p);
 	if (d < 0)
 		return d;
 	struct rvs_tmpl v = {.dest = d, .last_ns = now};
@@ -1196,7 +1589,7 @@ int rvs_xdp(struct xdp_md *ctx)
 			return XDP_PASS;
 		}
 		int d = svc->flags & RVS_SVC_PERSISTENT ? sched_persist(svc, &p, bpf_ktime_get_coarse_ns())
-							  : schedule(svc, &p);
+							  : rvs_schedule(svc, &p);
 		if (d < 0) {
 			count(RVS_C_NO_DEST);
 			return XDP_DROP;

@@ -61,6 +61,16 @@ pub const SCHED_SED: u32 = 6;
 pub const SCHED_NQ: u32 = 7;
 pub const SCHED_FO: u32 = 8;
 pub const SCHED_OVF: u32 = 9;
+/// `RVS_SCHED_LBLC`, `RVS_SCHED_LBLCR`: the locality schedulers (tables `rvs_lblc`,
+/// `rvs_lblcr`, the wlc choice of the list otherwise)
+pub const SCHED_LBLC: u32 = 10;
+pub const SCHED_LBLCR: u32 = 11;
+/// `RVS_SCHED_TWOS`: weighted random two choices over the list
+pub const SCHED_TWOS: u32 = 12;
+/// `RVS_MAX_LOCALITY`: entries of `rvs_lblc` and of `rvs_lblcr`
+pub const MAX_LOCALITY: u32 = 65_536;
+/// `RVS_LBLCR_SET`: members of an lblcr set at most
+pub const LBLCR_SET: usize = 16;
 /// `RVS_MAX_LIST`: the longest list a connection-count scheduler scans
 pub const MAX_LIST: u32 = 4096;
 /// `RVS_HASH_TAB_SIZE`: buckets of an sh or dh table
@@ -159,6 +169,8 @@ pub struct Service {
     pub seq_len: u32,
     pub persist_timeout: u32,
     pub netmask: u32,
+    /// lblcr: `lblcr_expiration` in milliseconds
+    pub expire_ms: u32,
 }
 
 /// `struct rvs_dest`
@@ -265,6 +277,43 @@ pub struct Tmpl {
     pub last_ns: u64,
 }
 
+/// `struct rvs_loc_key`: key of `rvs_lblc` and `rvs_lblcr` (service and destination address)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct LocKey {
+    pub addr: [u32; 4],
+    pub svc: u32,
+    pub family: u8,
+    pub pad: [u8; 3],
+}
+
+/// `struct rvs_lblc`: the real server an address was last sent to
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Lblc {
+    pub dest: u32,
+    pub pad: u32,
+    pub last_ns: u64,
+}
+
+/// `struct rvs_lblcr`: an address's set of real servers, oldest member first
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Lblcr {
+    pub last_ns: u64,
+    pub lastmod_ns: u64,
+    pub n: u32,
+    pub pad: u32,
+    pub dests: [u32; LBLCR_SET],
+}
+
+impl Lblcr {
+    /// The members, oldest first.
+    pub fn members(&self) -> &[u32] {
+        &self.dests[..(self.n as usize).min(LBLCR_SET)]
+    }
+}
+
 /// `struct rvs_iface`
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -321,14 +370,22 @@ unsafe impl aya::Pod for DecapVip {}
 unsafe impl aya::Pod for Tmpl {}
 unsafe impl aya::Pod for DestStats {}
 unsafe impl aya::Pod for DestConns {}
+unsafe impl aya::Pod for LocKey {}
+unsafe impl aya::Pod for Lblc {}
+unsafe impl aya::Pod for Lblcr {}
 
 const _: () = {
     assert!(size_of::<Vip>() == 20);
     assert!(offset_of!(Vip, port) == 16 && offset_of!(Vip, proto) == 18);
     assert!(offset_of!(Vip, family) == 19);
-    assert!(size_of::<Service>() == 28);
+    assert!(size_of::<Service>() == 32);
     assert!(offset_of!(Service, sched) == 8 && offset_of!(Service, seq_off) == 12);
-    assert!(offset_of!(Service, netmask) == 24);
+    assert!(offset_of!(Service, netmask) == 24 && offset_of!(Service, expire_ms) == 28);
+    assert!(size_of::<LocKey>() == 24 && offset_of!(LocKey, svc) == 16);
+    assert!(offset_of!(LocKey, family) == 20);
+    assert!(size_of::<Lblc>() == 16 && offset_of!(Lblc, last_ns) == 8);
+    assert!(size_of::<Lblcr>() == 88 && offset_of!(Lblcr, lastmod_ns) == 8);
+    assert!(offset_of!(Lblcr, n) == 16 && offset_of!(Lblcr, dests) == 24);
     assert!(size_of::<Dest>() == 44);
     assert!(offset_of!(Dest, weight) == 36 && offset_of!(Dest, tun_type) == 40);
     assert!(offset_of!(Dest, tun_port) == 42);

@@ -254,6 +254,42 @@ impl Xdp {
         Ok(m.iter().filter_map(Result::ok).collect())
     }
 
+    /// Every entry of the lblc table (`rvs_lblc`).
+    pub fn lblc_entries(&mut self) -> Result<Vec<(abi::LocKey, abi::Lblc)>, Error> {
+        let m: HashMap<&mut MapData, abi::LocKey, abi::Lblc> =
+            HashMap::try_from(self.map("rvs_lblc")?)?;
+        Ok(m.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Deletes an lblc entry (nothing when the map does not have it).
+    pub fn delete_lblc(&mut self, key: &abi::LocKey) -> Result<(), Error> {
+        let mut m: HashMap<&mut MapData, abi::LocKey, abi::Lblc> =
+            HashMap::try_from(self.map("rvs_lblc")?)?;
+        absent_ok(m.remove(key))
+    }
+
+    /// Every entry of the lblcr table (`rvs_lblcr`).
+    pub fn lblcr_entries(&mut self) -> Result<Vec<(abi::LocKey, abi::Lblcr)>, Error> {
+        let m: HashMap<&mut MapData, abi::LocKey, abi::Lblcr> =
+            HashMap::try_from(self.map("rvs_lblcr")?)?;
+        Ok(m.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Replaces an existing lblcr entry (nothing when the map does not have it any more).
+    pub fn update_lblcr(&mut self, key: &abi::LocKey, set: &abi::Lblcr) -> Result<(), Error> {
+        let mut m: HashMap<&mut MapData, abi::LocKey, abi::Lblcr> =
+            HashMap::try_from(self.map("rvs_lblcr")?)?;
+        // BPF_EXIST: an entry the program dropped meanwhile stays dropped
+        absent_ok(m.insert(key, set, 2))
+    }
+
+    /// Deletes an lblcr entry (nothing when the map does not have it).
+    pub fn delete_lblcr(&mut self, key: &abi::LocKey) -> Result<(), Error> {
+        let mut m: HashMap<&mut MapData, abi::LocKey, abi::Lblcr> =
+            HashMap::try_from(self.map("rvs_lblcr")?)?;
+        absent_ok(m.remove(key))
+    }
+
     fn map(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, Error> {
         self.ebpf.map_mut(name).ok_or(Error::Missing(name))
     }

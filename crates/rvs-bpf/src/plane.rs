@@ -6,7 +6,12 @@
 //! core's scheduler will make; sh/dh/mh: the core's bucket table), each real server with its
 //! method, tunnel settings, weight, availability and the Ethernet address of its next hop.
 //! Sequences are written to the half of `rvs_seq` not in use, then the service entries
-//! switch over, so a packet never reads a half-written sequence.
+//! switch over, so a packet never reads a half-written sequence. The schedulers that look at
+//! the list (lc … ovf, lblc, lblcr, twos) get it in the kernel's order with the core's
+//! connection counts (`rvs_conns`); lblc and lblcr keep their tables in the program
+//! (`rvs_lblc`, `rvs_lblcr`), which the plane empties of what the kernel would have dropped:
+//! entries of a removed service or of a scheduler changed away, members that are no real
+//! server any more, and (on [`Plane::poll`], by the kernel's timer) idle entries.
 //!
 //! Back into the core ([`Plane::poll`], [`Plane::count`]): the program's events become
 //! connection entries, state changes and timer refreshes (`Ipvs::reported_new`,
@@ -26,7 +31,7 @@ use rvs_core::dest::{Dest, DestId, DEST_F_OVERLOAD};
 use rvs_core::ipvs::Ipvs;
 use rvs_core::model::{Forward, Netmask, Protocol, ServiceKey, TunnelType};
 use rvs_core::service::Service;
-use rvs_core::time::Tick;
+use rvs_core::time::{Span, Tick};
 
 use crate::{abi, Error, Events, Xdp};
 
@@ -39,12 +44,13 @@ pub trait Neighbours {
 }
 
 /// The schedulers the program runs: rr and wrr from a sequence, sh, dh and mh from a table,
-/// the connection-count ones by scanning the list with the counts in `rvs_conns`.
-const IN_PROGRAM: [&str; 11] = [
-    "rr", "wrr", "sh", "dh", "mh", "lc", "wlc", "sed", "nq", "fo", "ovf",
+/// the connection-count ones (and lblc, lblcr, twos) by scanning the list with the counts in
+/// `rvs_conns`.
+const IN_PROGRAM: [&str; 14] = [
+    "rr", "wrr", "sh", "dh", "mh", "lc", "wlc", "sed", "nq", "fo", "ovf", "lblc", "lblcr", "twos",
 ];
 
-/// The connection-count schedulers' codes.
+/// The codes of the schedulers that scan the service's list.
 fn scan_code(name: &str) -> Option<u32> {
     Some(match name {
         "lc" => abi::SCHED_LC,
@@ -53,9 +59,24 @@ fn scan_code(name: &str) -> Option<u32> {
         "nq" => abi::SCHED_NQ,
         "fo" => abi::SCHED_FO,
         "ovf" => abi::SCHED_OVF,
+        "lblc" => abi::SCHED_LBLC,
+        "lblcr" => abi::SCHED_LBLCR,
+        "twos" => abi::SCHED_TWOS,
         _ => return None,
     })
 }
+
+/// Whether a scheduler keeps a table in the program (lblc, lblcr).
+fn locality(code: u32) -> bool {
+    code == abi::SCHED_LBLC || code == abi::SCHED_LBLCR
+}
+
+/// The period of the lblc/lblcr garbage collection (`CHECK_EXPIRE_INTERVAL`).
+const GC_PERIOD: Span = Span::secs(60);
+
+/// Every this many runs the collection drops the entries idle for the expiration
+/// (`COUNT_FOR_FULL_EXPIRATION`).
+const GC_FULL: u32 = 30;
 
 /// Slots of `rvs_seq` in each half.
 const HALF: u32 = abi::SEQ_SLOTS / 2;
@@ -99,6 +120,11 @@ pub struct Plane {
     resumed: HashMap<abi::FlowKey, u64>,
     /// services already reported as not served here
     warned: HashSet<ServiceKey>,
+    /// the scheduler code last written for each service id
+    codes: HashMap<u32, u32>,
+    /// the next run of the lblc/lblcr collection, and the kernel's run counter
+    gc_due: Option<Tick>,
+    gc_counter: u32,
 }
 
 /// What a [`Plane::sync`] could not do (each service and real server once).
@@ -129,6 +155,9 @@ impl Plane {
             last_tick: now,
             resumed: HashMap::new(),
             warned: HashSet::new(),
+            codes: HashMap::new(),
+            gc_due: None,
+            gc_counter: 1,
         })
     }
 
@@ -297,6 +326,7 @@ impl Plane {
                 continue;
             }
             let id = self.service_id(*key, *vip);
+            let was = self.codes.insert(id, sched);
             self.xdp.set_seq(off, &entries)?;
             self.xdp.set_position(id, 0)?;
             let conf = &ipvs.service(key).expect("served").conf;
@@ -311,8 +341,18 @@ impl Plane {
                     Netmask::V4(m) => u32::from_ne_bytes(m.to_be_bytes()),
                     Netmask::V6(plen) => u32::from(plen),
                 },
+                expire_ms: if sched == abi::SCHED_LBLCR {
+                    u32::try_from(ipvs.sysctls().lblcr_expiration.0).unwrap_or(u32::MAX)
+                } else {
+                    0
+                },
             };
             self.xdp.set_service(vip, &entry)?;
+            // a scheduler bound anew starts with an empty table, as the kernel's does (the
+            // old one's entries go once no packet can make them any more)
+            if was.is_some_and(|w| w != sched && locality(w)) {
+                self.forget_locality(id)?;
+            }
             off += entries.len() as u32;
             keep.insert(*key);
         }
@@ -326,9 +366,101 @@ impl Plane {
         for key in gone {
             let (id, vip) = self.svcs.remove(&key).expect("listed");
             self.xdp.remove_service(&vip)?;
+            if self.codes.remove(&id).is_some_and(locality) {
+                self.forget_locality(id)?;
+            }
             self.free_svc.push(id);
         }
         Ok(())
+    }
+
+    /// Deletes the lblc/lblcr entries of service `id`.
+    fn forget_locality(&mut self, id: u32) -> Result<(), Error> {
+        for (k, _) in self.xdp.lblc_entries()? {
+            if k.svc == id {
+                self.xdp.delete_lblc(&k)?;
+            }
+        }
+        for (k, _) in self.xdp.lblcr_entries()? {
+            if k.svc == id {
+                self.xdp.delete_lblcr(&k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the real servers of slots `freed` out of the lblc/lblcr entries (an lblc entry
+    /// or an lblcr set left empty goes).
+    fn forget_members(&mut self, freed: &HashSet<u32>) -> Result<(), Error> {
+        for (k, e) in self.xdp.lblc_entries()? {
+            if freed.contains(&e.dest) {
+                self.xdp.delete_lblc(&k)?;
+            }
+        }
+        for (k, mut e) in self.xdp.lblcr_entries()? {
+            if !e.members().iter().any(|d| freed.contains(d)) {
+                continue;
+            }
+            let kept: Vec<u32> = e
+                .members()
+                .iter()
+                .copied()
+                .filter(|d| !freed.contains(d))
+                .collect();
+            if kept.is_empty() {
+                self.xdp.delete_lblcr(&k)?;
+                continue;
+            }
+            e.dests = [0; abi::LBLCR_SET];
+            e.dests[..kept.len()].copy_from_slice(&kept);
+            e.n = kept.len() as u32;
+            self.xdp.update_lblcr(&k, &e)?;
+        }
+        Ok(())
+    }
+
+    /// The lblc/lblcr garbage collection as the kernel's timer runs it: every 60 s, and on
+    /// every 30th run the entries idle for `lblc_expiration` / `lblcr_expiration` go
+    /// ([`expire_locality`](Self::expire_locality)). The kernel's other collection, of
+    /// entries idle for six minutes while a table holds more than 16384, never has work here:
+    /// a service's packets all have its virtual address as destination, so its table holds
+    /// one entry.
+    fn locality_timer(&mut self, ipvs: &Ipvs, now: Tick) -> Result<(), Error> {
+        let mut due = *self.gc_due.get_or_insert(now + GC_PERIOD);
+        while due <= now {
+            if self.gc_counter.is_multiple_of(GC_FULL) {
+                self.gc_counter = 1;
+                self.expire_locality(ipvs, due)?;
+            } else {
+                self.gc_counter += 1;
+            }
+            due = due + GC_PERIOD;
+        }
+        self.gc_due = Some(due);
+        Ok(())
+    }
+
+    /// Deletes the lblc and lblcr entries unused for `lblc_expiration` /
+    /// `lblcr_expiration` at `now` (the kernel's full check). Returns how many went.
+    pub fn expire_locality(&mut self, ipvs: &Ipvs, now: Tick) -> Result<usize, Error> {
+        let at = self.epoch_ns + now.as_millis() * 1_000_000;
+        let idle = |last: u64, exp: Span| at >= last.saturating_add(exp.0 * 1_000_000);
+        let mut n = 0;
+        let exp = ipvs.sysctls().lblc_expiration;
+        for (k, e) in self.xdp.lblc_entries()? {
+            if idle(e.last_ns, exp) {
+                self.xdp.delete_lblc(&k)?;
+                n += 1;
+            }
+        }
+        let exp = ipvs.sysctls().lblcr_expiration;
+        for (k, e) in self.xdp.lblcr_entries()? {
+            if idle(e.last_ns, exp) {
+                self.xdp.delete_lblcr(&k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     fn skip(&mut self, key: ServiceKey, why: String, report: &mut SyncReport) {
@@ -394,6 +526,7 @@ impl Plane {
         if n > 0 || !expired.is_empty() {
             self.write_conns(ipvs)?;
         }
+        self.locality_timer(ipvs, now)?;
         Ok(n)
     }
 
@@ -542,6 +675,11 @@ impl Plane {
             {
                 self.xdp.delete_template(&tk)?;
             }
+        }
+        // the kernel's lblc/lblcr tables hold a real server until it is freed, and then lose
+        // it; here its slot goes to another one, which the tables must not take for it
+        if !freed.is_empty() {
+            self.forget_members(&freed.iter().copied().collect())?;
         }
         self.free_dest.extend(freed);
         Ok(n)

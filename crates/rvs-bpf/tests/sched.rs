@@ -215,6 +215,7 @@ impl Setup {
             seq_len: entries.len() as u32,
             persist_timeout: conf.timeout,
             netmask,
+            expire_ms: 0,
         };
         self.xdp.set_service(&vip, &svc).unwrap();
     }

@@ -136,6 +136,15 @@ enum rvs_counter {
 	RVS_C_EVENT_LOST,       /* the event ring was full: the control plane missed an event */
 	RVS_C_REUSED,           /* a SYN on a closed flow's tuple: scheduled as a new flow */
 	RVS_C_FRAG_FORWARDED,   /* a later fragment sent where its first fragment went */
+	RVS_C_NAT_REPLY,        /* a real server's reply of a NAT flow: its source made the VIP's again */
+	RVS_C_REDIRECT,         /* forwarded out of another interface (XDP_REDIRECT) */
+	RVS_C_VIA_KERNEL,       /* next hop not resolved yet: handed to tc, which sends it through the
+				 * kernel's neighbour code (bpf_redirect_neigh) */
+	RVS_C_NO_ROUTE,         /* NAT: no route to the packet's new destination (or forwarding off on
+				 * the interface it came in by): dropped */
+	RVS_C_TOO_BIG,          /* NAT: longer than the way out's MTU: dropped */
+	RVS_C_BAD_CSUM,         /* an ICMP error about a NAT flow with a wrong checksum: dropped */
+	RVS_C_STALE_REPLY,      /* a reply whose flow is gone or bound elsewhere: to the kernel untouched */
 	RVS_C_COUNT
 };
 
@@ -190,12 +199,19 @@ struct rvs_flow_key {
 	__u16 pad;
 };
 
-/* Value of `rvs_flows`. */
+/* Value of `rvs_flows`. A NAT flow has two entries: the client's (its key: client and virtual
+ * service) and its real server's replies' (key: the real server's address and port as source,
+ * the client's as destination; flag RVS_FLOW_REPLY), which names the virtual address and port
+ * the replies go out from and so leads to the first entry. Only the first holds state and
+ * counts. */
 struct rvs_flow {
 	__u32 dest;        /* index into `rvs_dests` */
 	__u32 svc;         /* service id */
 	__u8 state;        /* RVS_S_* */
-	__u8 pad[7];
+	__u8 flags;        /* RVS_FLOW_* */
+	__u16 vport;       /* RVS_FLOW_REPLY: the virtual port (network order) */
+	__u32 vaddr[4];    /* RVS_FLOW_REPLY: the virtual address */
+	__u32 pad;
 	__u64 last_ns;     /* bpf_ktime_get_coarse_ns() of the last packet */
 	__u64 packets;     /* packets of the flow */
 	__u64 reported_packets; /* `packets` when the flow last sent an event */
@@ -209,6 +225,12 @@ struct rvs_flow {
 #define RVS_EV_STATE 2  /* a packet moved its flow to another TCP state */
 #define RVS_EV_TOUCH 3  /* a packet of a flow that reported nothing for RVS_TOUCH_NS */
 
+#define RVS_FLOW_REPLY 0x1  /* rvs_flow.flags: the reply entry of a NAT flow */
+
+/* rvs_event.dir: which way the packet went (the kernel's IP_VS_DIR_*) */
+#define RVS_DIR_INPUT 0   /* client to real server */
+#define RVS_DIR_OUTPUT 1  /* a NAT real server's reply to the client */
+
 struct rvs_event {
 	struct rvs_flow_key key;
 	__u32 dest;        /* index into `rvs_dests` */
@@ -218,7 +240,7 @@ struct rvs_event {
 	__u8 kind;         /* RVS_EV_* */
 	__u8 tcp_flags;    /* its TCP flags (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) */
 	__u8 state;        /* the flow's state after it */
-	__u8 pad;
+	__u8 dir;          /* RVS_DIR_* */
 };
 
 /* Key of `rvs_templates`, a persistence template: the client's address under the service's
@@ -230,6 +252,13 @@ struct rvs_tmpl_key {
 	__u16 vport;       /* network order */
 	__u8 proto;
 	__u8 family;
+};
+
+/* Value of `rvs_frags`: where a fragmented packet's first fragment went. */
+struct rvs_frag {
+	__u32 dest;        /* index into `rvs_dests` */
+	__u32 flags;       /* RVS_FLOW_REPLY: a NAT reply, whose source becomes `vaddr` */
+	__u32 vaddr[4];
 };
 
 /* Key of `rvs_frags`: a fragmented packet (its addresses, identification and protocol). */
@@ -302,12 +331,25 @@ struct rvs_dest_conns {
 };
 
 /* Value of the per-CPU array `rvs_dest_stats`, indexed like `rvs_dests`: connections
- * scheduled to the real server, packets and bytes (IP lengths) of its flows. */
+ * scheduled to the real server, packets and bytes (IP lengths) of its flows toward it and
+ * (NAT) of its replies. */
 struct rvs_dest_stats {
 	__u64 conns;
 	__u64 packets;
 	__u64 bytes;
+	__u64 out_packets;
+	__u64 out_bytes;
 };
+
+/* What the XDP program leaves in a packet's metadata when it hands a rewritten packet to the
+ * kernel to be sent on (the next hop's Ethernet address is not known yet): the tc program on
+ * the same interface sends it out of `ifindex` through the kernel's neighbour code. */
+struct rvs_meta {
+	__u32 magic;       /* RVS_META_MAGIC */
+	__u32 ifindex;
+};
+
+#define RVS_META_MAGIC 0x52565331
 
 /* The real server's decapsulation program (tc_decap.c). */
 

@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * rvs's XDP data plane: virtual services forwarded by direct routing in the driver.
+ * rvs's XDP data plane: virtual services forwarded by direct routing, tunnels and NAT in the
+ * driver.
  *
  * For each packet: parse Ethernet, IPv4/IPv6 and TCP/UDP with every length checked against
- * the packet; look up its virtual service (address, port, protocol; then port 0); follow its
- * flow in `rvs_flows`, or schedule a new one from the service's sequence; count it; rewrite
- * the Ethernet addresses toward the real server and transmit it back out (XDP_TX).
+ * the packet; follow its flow in `rvs_flows`, or look up its virtual service (address, port,
+ * protocol; then port 0) and schedule a new one; count it; then by the real server's method:
+ * rewrite the Ethernet addresses (direct routing) or put a tunnel header on, and transmit it
+ * back out (XDP_TX); or (NAT) rewrite its destination to the real server, look the way there
+ * up in the kernel's FIB and send it out of that interface (XDP_TX / XDP_REDIRECT). A NAT real
+ * server's replies find their flow by a second entry and leave with the virtual address as
+ * source again.
  *
  * What is not a virtual service's traffic goes to the kernel untouched (XDP_PASS), and so
  * does what cannot be parsed (truncated or inconsistent headers: the kernel's own checks
@@ -19,6 +24,7 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -121,8 +127,17 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, RVS_MAX_FRAGS);
 	__type(key, struct rvs_frag_key);
-	__type(value, __u32);
+	__type(value, struct rvs_frag);
 } rvs_frags SEC(".maps");
+
+/* The interfaces NAT may send a packet out of (XDP_REDIRECT), keyed by ifindex: those the
+ * control plane attached the program to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} rvs_tx_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -144,7 +159,13 @@ struct pkt {
 	__u8 frag;       /* FRAG_NONE, FRAG_FIRST, FRAG_LATER */
 	__u32 len;       /* L3 length (the IP packet), what IPVS counts as bytes */
 	__u32 frag_id;   /* a fragment's identification (IPv4: 16 bits) */
+	__u16 l4_off;    /* offset of the TCP/UDP (or ICMP) header in the frame */
+	__u16 inner_off; /* ICMP error: offset of the quoted IP header */
+	__u16 inner_l4;  /* ICMP error: offset of the quoted TCP/UDP header */
 };
+
+/* The IP header follows an Ethernet header without VLAN tags. */
+#define L3_OFF ((__u32)sizeof(struct ethhdr))
 
 #define FRAG_NONE 0
 #define FRAG_FIRST 1   /* offset 0, more to come: it carries the ports */
@@ -224,6 +245,8 @@ static __always_inline enum parsed parse_icmp4(__u8 *ic, void *end, __u32 room, 
 	__u32 ihl = in->ihl * 4;
 	if (ihl > 60)
 		return P_DROP;
+	p->inner_off = p->l4_off + 8;
+	p->inner_l4 = p->inner_off + ihl;
 	p->key.proto = in->protocol;
 	p->key.caddr[0] = in->daddr;
 	p->key.vaddr[0] = in->saddr;
@@ -244,6 +267,8 @@ static __always_inline enum parsed parse_icmp6(__u8 *ic, void *end, __u32 room, 
 		return P_DROP;
 	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
 		return P_PASS;
+	p->inner_off = p->l4_off + 8;
+	p->inner_l4 = p->inner_off + sizeof(*in);
 	p->key.proto = in->nexthdr;
 	__builtin_memcpy(p->key.caddr, &in->daddr, 16);
 	__builtin_memcpy(p->key.vaddr, &in->saddr, 16);
@@ -261,6 +286,7 @@ static __always_inline enum parsed parse_v4(void *l3, void *end, struct pkt *p)
 	__u32 tot = bpf_ntohs(ip->tot_len);
 	if (tot < hlen || tot > (__u32)(end - l3))
 		return P_DROP;
+	p->l4_off = L3_OFF + hlen;
 	if (ip->protocol == IPPROTO_ICMP) {
 		if (ip->frag_off & bpf_htons(0x3fff))
 			return P_FRAG;
@@ -307,6 +333,7 @@ static __always_inline enum parsed parse_frag6(__u8 *fh, void *end, __u32 plen, 
 	if (!(off & 1))
 		return P_EXT; /* an atomic fragment (offset 0, no more): RFC 8021, left to the kernel */
 	p->frag = FRAG_FIRST;
+	p->l4_off = L3_OFF + sizeof(struct ipv6hdr) + 8;
 	return parse_l4(fh + 8, end, plen - 8, next, p);
 }
 
@@ -324,6 +351,7 @@ static __always_inline enum parsed parse_v6(void *l3, void *end, struct pkt *p)
 	__builtin_memcpy(p->key.caddr, &ip6->saddr, 16);
 	__builtin_memcpy(p->key.vaddr, &ip6->daddr, 16);
 	p->len = sizeof(*ip6) + plen;
+	p->l4_off = L3_OFF + sizeof(*ip6);
 	switch (ip6->nexthdr) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
@@ -1032,24 +1060,52 @@ __attribute__((noinline)) int rvs_schedule(struct rvs_service *svc, struct pkt *
 	}
 }
 
-/* The input-only TCP state table of IPVS (direct routing, tunnelling: the director sees the
- * client's packets only): the state a client's segment moves the flow to. */
-static __always_inline __u8 next_state(__u8 state, __u8 flags)
+/* Rows of the IPVS TCP state table (tcp_states of ip_vs_proto_tcp.c) by the packet's way:
+ * INPUT and OUTPUT for NAT, which sees both directions; INPUT-ONLY for direct routing and
+ * tunnels (the kernel's NOOUTPUT entries). */
+#define ROWS_INPUT 0
+#define ROWS_OUTPUT 4
+#define ROWS_INPUT_ONLY 8
+
+/* One row of the table (event syn, fin, ack or rst after `rows`): the next state of each of
+ * the eleven states, packed in 4-bit fields (state i in bits 4i..4i+3). */
+static __always_inline __u64 tcp_row(__u32 row)
 {
+	switch (row) {
+	case 0: return 0x33333333113ULL;  /* INPUT syn:  SR ES ES SR SR SR SR SR SR SR SR */
+	case 1: return 0x59876555276ULL;  /* INPUT fin:  CL CW SS TW TW TW CL CW LA LI TW */
+	case 2: return 0x19676541211ULL;  /* INPUT ack:  ES ES SS ES FW TW CL CW CL LI ES */
+	case 3: return 0x39866663666ULL;  /* INPUT rst:  CL CL CL SR CL CL CL CL LA LI SR */
+	case 4: return 0x39222223212ULL;  /* OUTPUT syn: SS ES SS SR SS SS SS SS SS LI SR */
+	case 5: return 0x59856545245ULL;  /* OUTPUT fin: TW FW SS TW FW TW CL TW LA LI TW */
+	case 6: return 0x11876541211ULL;  /* OUTPUT ack: ES ES SS ES FW TW CL CW LA ES ES */
+	case 7: return 0x66666566266ULL;  /* OUTPUT rst: CL CL SS CL CL TW CL CL CL CL CL */
+	case 8: return 0x33333333113ULL;  /* INPUT-ONLY syn: as INPUT */
+	case 9: return 0x59876545246ULL;  /* INPUT-ONLY fin: CL FW SS TW FW TW CL CW LA LI TW */
+	case 10: return 0x19676541211ULL; /* INPUT-ONLY ack: as INPUT */
+	default: return 0x69866663666ULL; /* INPUT-ONLY rst: CL CL CL SR CL CL CL CL LA LI CL */
+	}
+}
+
+/* The state a segment with TCP `flags` moves a flow in `state` to, by the rows of its way. The
+ * event is RST, else SYN, else FIN, else ACK (tcp_state_idx); a segment with none of them
+ * moves the flow to CLOSE, as the kernel's fall-through does. */
+static __always_inline __u8 next_state(__u8 state, __u8 flags, __u32 rows)
+{
+	__u32 ev;
 	if (flags & TCP_RST)
+		ev = 3;
+	else if (flags & TCP_SYN)
+		ev = 0;
+	else if (flags & TCP_FIN)
+		ev = 1;
+	else if (flags & TCP_ACK)
+		ev = 2;
+	else
 		return RVS_S_CLOSE;
-	if (flags & TCP_SYN)
-		return state == RVS_S_NONE || state == RVS_S_CLOSE || state == RVS_S_TIME_WAIT ||
-				       state == RVS_S_SYN_RECV
-			       ? RVS_S_SYN_RECV
-			       : state;
-	if (flags & TCP_FIN)
-		return state == RVS_S_NONE || state == RVS_S_SYN_RECV || state == RVS_S_ESTABLISHED
-			       ? RVS_S_FIN_WAIT
-			       : state;
-	if (flags & TCP_ACK)
-		return state == RVS_S_SYN_RECV || state == RVS_S_NONE ? RVS_S_ESTABLISHED : state;
-	return state;
+	if (state > RVS_S_SYNACK)
+		return RVS_S_CLOSE;
+	return (tcp_row(rows + ev) >> (4 * state)) & 0xf;
 }
 
 /* A persistent service's choice (ip_vs_sched_persist): the template of the client's network
@@ -1105,17 +1161,27 @@ static __always_inline void dest_stats(__u32 dest, __u32 len, int new_conn)
 	st->bytes += len;
 }
 
-/* Tells the control plane about a packet of flow `f` (see RVS_EV_*); a full ring is counted
- * and the packet goes on. */
-static __always_inline void report(struct pkt *p, __u8 kind, __u32 dest, __u32 svc, __u8 state,
-				   __u64 now)
+/* A NAT real server's reply, counted as the kernel's OutPkts / OutBytes. */
+static __always_inline void dest_stats_out(__u32 dest, __u32 len)
+{
+	struct rvs_dest_stats *st = bpf_map_lookup_elem(&rvs_dest_stats, &dest);
+	if (!st)
+		return;
+	st->out_packets += 1;
+	st->out_bytes += len;
+}
+
+/* Tells the control plane about a packet of the flow of `key` that went way `dir` (see
+ * RVS_EV_*); a full ring is counted and the packet goes on. */
+static __always_inline void report_key(struct rvs_flow_key *key, struct pkt *p, __u8 kind,
+				       __u32 dest, __u32 svc, __u8 state, __u64 now, __u8 dir)
 {
 	struct rvs_event *ev = bpf_ringbuf_reserve(&rvs_events, sizeof(*ev), 0);
 	if (!ev) {
 		count(RVS_C_EVENT_LOST);
 		return;
 	}
-	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
+	__builtin_memcpy(&ev->key, key, sizeof(ev->key));
 	ev->dest = dest;
 	ev->svc = svc;
 	ev->ns = now;
@@ -1123,8 +1189,38 @@ static __always_inline void report(struct pkt *p, __u8 kind, __u32 dest, __u32 s
 	ev->kind = kind;
 	ev->tcp_flags = p->tcp_flags;
 	ev->state = state;
-	ev->pad = 0;
+	ev->dir = dir;
 	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline void report(struct pkt *p, __u8 kind, __u32 dest, __u32 svc, __u8 state,
+				   __u64 now)
+{
+	report_key(&p->key, p, kind, dest, svc, state, now, RVS_DIR_INPUT);
+}
+
+/* A packet of a known flow (its first entry `f`) that went way `dir`: the state it moves the
+ * flow to, its time and count, and an event when the state changed or the flow reported
+ * nothing for RVS_TOUCH_NS. */
+static __always_inline void flow_packet(struct rvs_flow *f, struct rvs_flow_key *key,
+					struct pkt *p, __u32 rows, __u8 dir, __u64 now)
+{
+	__u8 was = f->state;
+	__u8 next = p->key.proto == IPPROTO_TCP ? next_state(was, p->tcp_flags, rows) : was;
+	if (next != was)
+		f->state = next;
+	if (f->last_ns != now)
+		f->last_ns = now;
+	f->packets += 1;
+	if (next != was) {
+		f->reported_ns = now;
+		f->reported_packets = f->packets;
+		report_key(key, p, RVS_EV_STATE, f->dest, f->svc, next, now, dir);
+	} else if (now - f->reported_ns >= RVS_TOUCH_NS) {
+		f->reported_ns = now;
+		f->reported_packets = f->packets;
+		report_key(key, p, RVS_EV_TOUCH, f->dest, f->svc, next, now, dir);
+	}
 }
 
 /* Whether a SYN on a known flow starts a new connection on its tuple (conn_reuse_mode 1:
@@ -1198,13 +1294,15 @@ static __always_inline __u16 ip4_csum(struct iphdr *ip)
 }
 
 /* Whether this program can forward to real server `d` a packet of family `family` leaving
- * from interface `me`: direct routing, or a tunnel (IPIP, GUE, GRE) to a real server of the
+ * from interface `me`: direct routing, NAT to a real server of the packet's family, or a tunnel (IPIP, GUE, GRE) to a real server of the
  * packet's own family when the interface has an address of that family to be the outer
  * source. */
 static __always_inline int forwardable(struct rvs_dest *d, __u8 family, struct rvs_iface *me)
 {
 	if (d->fwd == RVS_FWD_DROUTE)
 		return 1;
+	if (d->fwd == RVS_FWD_MASQ)
+		return d->family == family;
 	if (d->fwd != RVS_FWD_TUNNEL || d->family != family)
 		return 0;
 	if (d->tun_type != RVS_TUN_IPIP && d->tun_type != RVS_TUN_GUE && d->tun_type != RVS_TUN_GRE)
@@ -1466,28 +1564,6 @@ static __always_inline int forward(struct xdp_md *ctx, struct pkt *p, struct rvs
 	return forward_dr(eth, dest, me);
 }
 
-/* An ICMP error about a packet a real server sent from a virtual service (direct routing and
- * tunnels answer clients directly, so errors about the answers reach the VIP, which is the
- * director): it goes to the real server that owns the flow, by the quoted header. */
-static __always_inline int steer_icmp(struct xdp_md *ctx, struct pkt *p)
-{
-	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, &p->key);
-	if (!f) {
-		count(RVS_C_PASS_NO_SERVICE);
-		return XDP_PASS;
-	}
-	__u32 dest_id = f->dest;
-	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
-	struct rvs_iface *me = iface_of(ctx);
-	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !me ||
-	    !forwardable(dest, p->key.family, me)) {
-		count(RVS_C_PASS_NO_SERVICE);
-		return XDP_PASS;
-	}
-	count(RVS_C_ICMP_STEERED);
-	return forward(ctx, p, dest, me);
-}
-
 static __always_inline void frag_key(struct pkt *p, struct rvs_frag_key *k)
 {
 	__builtin_memcpy(k->saddr, p->key.caddr, 16);
@@ -1498,27 +1574,516 @@ static __always_inline void frag_key(struct pkt *p, struct rvs_frag_key *k)
 	k->pad = 0;
 }
 
+/* NAT. */
+
+/* Ones' complement addition of a 32-bit word (the carry goes around). */
+static __always_inline __u32 csum_add(__u32 sum, __u32 v)
+{
+	sum += v;
+	return sum + (sum < v);
+}
+
+/* A checksum field after the words it covers changed by `diff` (the ones' complement sum of
+ * the complemented old words and the new ones): RFC 1624's HC' = ~(~HC + ~m + m'). */
+static __always_inline __u16 csum_update(__u16 check, __u32 diff)
+{
+	return csum_fold(csum_add(diff, (__u16)~check));
+}
+
+/* The source (`to_dst` 0) or destination address of the IP header at frame offset `off`
+ * becomes `addr`; an IPv4 header's checksum follows. Adds the change to `*diff` (for the
+ * checksums whose pseudo-header holds the address). */
+static __always_inline int set_addr(struct xdp_md *ctx, __u32 off, __u8 family, int to_dst,
+				    const __u32 *addr, __u32 *diff)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (off > 255)
+		return -1;
+	if (family == RVS_AF_INET) {
+		struct iphdr *ip = data + off;
+		if ((void *)(ip + 1) > end)
+			return -1;
+		__u32 old = to_dst ? ip->daddr : ip->saddr;
+		__u32 d = csum_add(~old, addr[0]);
+		if (to_dst)
+			ip->daddr = addr[0];
+		else
+			ip->saddr = addr[0];
+		ip->check = csum_update(ip->check, d);
+		*diff = csum_add(*diff, d);
+		return 0;
+	}
+	struct ipv6hdr *ip6 = data + off;
+	if ((void *)(ip6 + 1) > end)
+		return -1;
+	__u32 *a = to_dst ? ip6->daddr.in6_u.u6_addr32 : ip6->saddr.in6_u.u6_addr32;
+	__u32 d = *diff;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		d = csum_add(d, ~a[i]);
+		d = csum_add(d, addr[i]);
+		a[i] = addr[i];
+	}
+	*diff = d;
+	return 0;
+}
+
+/* The pseudo-header sum of the IP header at L3_OFF for an upper-layer packet of `len` bytes
+ * and protocol `proto` (RFC 768, RFC 8200 8.1). */
+static __always_inline int pseudo_sum(struct xdp_md *ctx, __u8 family, __u8 proto, __u32 len,
+				      __u32 *sum)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 s = 0;
+	if (family == RVS_AF_INET) {
+		struct iphdr *ip = data + L3_OFF;
+		if ((void *)(ip + 1) > end)
+			return -1;
+		s = csum_add(s, ip->saddr);
+		s = csum_add(s, ip->daddr);
+	} else {
+		struct ipv6hdr *ip6 = data + L3_OFF;
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			s = csum_add(s, ip6->saddr.in6_u.u6_addr32[i]);
+			s = csum_add(s, ip6->daddr.in6_u.u6_addr32[i]);
+		}
+	}
+	s = csum_add(s, bpf_htonl(len));
+	s = csum_add(s, bpf_htonl(proto));
+	*sum = s;
+	return 0;
+}
+
+/* NAT's rewrite of a TCP or UDP packet: its destination (`to_dst`, toward the real server) or
+ * source (a reply) address and port become `addr` and `port` (network order); the IPv4
+ * header's checksum and the TCP/UDP checksum follow the change (a later fragment has the IP
+ * header only). An IPv4 UDP datagram sent without a checksum gets one computed, as IPVS's
+ * UDP handlers give it. */
+static __always_inline int nat_rewrite(struct xdp_md *ctx, struct pkt *p, int to_dst,
+				       const __u32 *addr, __u16 port)
+{
+	__u32 diff = 0;
+	if (set_addr(ctx, L3_OFF, p->key.family, to_dst, addr, &diff))
+		return -1;
+	if (p->frag == FRAG_LATER)
+		return 0;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 off = p->l4_off;
+	if (off > 255)
+		return -1;
+	if (p->key.proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + off;
+		if ((void *)(th + 1) > end)
+			return -1;
+		__u16 *pp = to_dst ? &th->dest : &th->source;
+		diff = csum_add(diff, (__u16)~*pp);
+		diff = csum_add(diff, port);
+		*pp = port;
+		th->check = csum_update(th->check, diff);
+		return 0;
+	}
+	struct udphdr *uh = data + off;
+	if ((void *)(uh + 1) > end)
+		return -1;
+	__u16 *pp = to_dst ? &uh->dest : &uh->source;
+	diff = csum_add(diff, (__u16)~*pp);
+	diff = csum_add(diff, port);
+	*pp = port;
+	if (uh->check) {
+		__u16 c = csum_update(uh->check, diff);
+		uh->check = c ? c : 0xffff;
+		return 0;
+	}
+	/* no checksum: IPv6 forbids that (the real server drops it as it came); an IPv4 first
+	 * fragment does not hold the whole datagram to sum */
+	if (p->key.family != RVS_AF_INET || p->frag != FRAG_NONE)
+		return 0;
+	__u32 ulen = bpf_ntohs(uh->len);
+	__u32 sum;
+	if (pseudo_sum(ctx, p->key.family, IPPROTO_UDP, ulen, &sum))
+		return -1;
+	__u16 c = csum_fold(rvs_sum(ctx, off, ulen, sum));
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	uh = data + off;
+	if ((void *)(uh + 1) > end)
+		return -1;
+	uh->check = c ? c : 0xffff;
+	return 0;
+}
+
+/* Hands a rewritten packet to the kernel to send out of `ifindex` (see rvs_tc_neigh): a note
+ * in its metadata, then XDP_PASS. */
+static __always_inline int via_kernel(struct xdp_md *ctx, __u32 ifindex)
+{
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct rvs_meta))) {
+		count(RVS_C_NO_ROUTE);
+		return XDP_DROP;
+	}
+	void *data = (void *)(long)ctx->data;
+	struct rvs_meta *m = (void *)(long)ctx->data_meta;
+	if ((void *)(m + 1) > data)
+		return XDP_DROP;
+	m->magic = RVS_META_MAGIC;
+	m->ifindex = ifindex;
+	count(RVS_C_VIA_KERNEL);
+	return XDP_PASS;
+}
+
+/* Sends a NAT-rewritten packet (protocol `l4` over IP) on: the kernel's FIB says which
+ * interface and next hop (bpf_fib_lookup, as the kernel would route it on arriving here:
+ * forwarding must be on); out of the interface it came in by with XDP_TX, out of another the
+ * program runs on with XDP_REDIRECT; to a next hop not resolved yet, or out of an interface
+ * the program does not run on, through the kernel (via_kernel). No route, and a packet longer
+ * than the way out's MTU, are dropped and counted. */
+static __always_inline int nat_xmit(struct xdp_md *ctx, struct pkt *p, __u8 l4)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct bpf_fib_lookup fib = {};
+	fib.ifindex = ctx->ingress_ifindex;
+	fib.l4_protocol = l4;
+	fib.tot_len = p->len;
+	if (p->key.family == RVS_AF_INET) {
+		struct iphdr *ip = data + L3_OFF;
+		if ((void *)(ip + 1) > end)
+			return XDP_DROP;
+		fib.family = RVS_AF_INET;
+		fib.tos = ip->tos;
+		fib.ipv4_src = ip->saddr;
+		fib.ipv4_dst = ip->daddr;
+	} else {
+		struct ipv6hdr *ip6 = data + L3_OFF;
+		if ((void *)(ip6 + 1) > end)
+			return XDP_DROP;
+		fib.family = RVS_AF_INET6;
+		fib.flowinfo = *(__u32 *)ip6 & bpf_htonl(0x0fffffff);
+		__builtin_memcpy(fib.ipv6_src, &ip6->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, &ip6->daddr, 16);
+	}
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return via_kernel(ctx, fib.ifindex);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		count(RVS_C_TOO_BIG);
+		return XDP_DROP;
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		count(RVS_C_NO_ROUTE);
+		return XDP_DROP;
+	}
+	__u32 out = fib.ifindex;
+	if (out != ctx->ingress_ifindex && !bpf_map_lookup_elem(&rvs_tx_ports, &out))
+		return via_kernel(ctx, out);
+	if ((void *)(eth + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	if (out == ctx->ingress_ifindex) {
+		count(RVS_C_TX);
+		return XDP_TX;
+	}
+	count(RVS_C_REDIRECT);
+	return bpf_redirect_map(&rvs_tx_ports, out, 0);
+}
+
+/* The other side of a NAT flow: for a client's packet the real server (its address and port),
+ * for a reply the virtual service. Passed to the NAT functions below, which are global
+ * functions (the verifier checks each once, and their stack frames are their own). */
+struct nat_to {
+	__u32 addr[4];
+	__u32 dest;        /* index into `rvs_dests` */
+	__u32 svc;         /* service id */
+	__u16 port;        /* network order */
+	__u16 pad;
+};
+
+/* The real server side of a client's packet to NAT real server `d` (a port-0 real server
+ * keeps the packet's port, as ip_vs_schedule() gives the entry). */
+static __always_inline void nat_to_dest(struct nat_to *to, struct pkt *p, struct rvs_dest *d,
+					__u32 dest_id, __u32 svc_id)
+{
+	__builtin_memcpy(to->addr, d->addr, 16);
+	to->dest = dest_id;
+	to->svc = svc_id;
+	to->port = d->port ? d->port : p->key.vport;
+	to->pad = 0;
+}
+
+/* A client's packet to a NAT real server (ip_vs_nat_xmit): TTL down by one, destination made
+ * the real server's address and port, sent on. */
+__attribute__((noinline)) int rvs_nat_forward(struct xdp_md *ctx, struct pkt *p, struct nat_to *to)
+{
+	if (!p || !to)
+		return XDP_DROP;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (decrement_ttl(data + L3_OFF, end, p->key.family)) {
+		count(RVS_C_TTL_EXPIRED);
+		return XDP_DROP;
+	}
+	if (nat_rewrite(ctx, p, 1, to->addr, to->port)) {
+		count(RVS_C_MALFORMED);
+		return XDP_DROP;
+	}
+	return nat_xmit(ctx, p, p->key.proto);
+}
+
+/* The key of a NAT flow's reply entry: the real server's address and port (`to`) as source,
+ * the client's as destination (how its replies parse). */
+static __always_inline void reply_key(struct pkt *p, struct nat_to *to, struct rvs_flow_key *k)
+{
+	__builtin_memcpy(k->caddr, to->addr, 16);
+	__builtin_memcpy(k->vaddr, p->key.caddr, 16);
+	k->cport = to->port;
+	k->vport = p->key.cport;
+	k->proto = p->key.proto;
+	k->family = p->key.family;
+	k->pad = 0;
+}
+
+/* Makes the reply entry of a new NAT flow (before its first entry: a reply never finds a flow
+ * without its way back). Returns non-zero when the flow map has no room. */
+__attribute__((noinline)) int rvs_nat_pair(struct pkt *p, struct nat_to *to)
+{
+	if (!p || !to)
+		return -1;
+	struct rvs_flow_key rk;
+	reply_key(p, to, &rk);
+	struct rvs_flow rv = {.dest = to->dest, .svc = to->svc, .flags = RVS_FLOW_REPLY,
+			      .vport = p->key.vport};
+	__builtin_memcpy(rv.vaddr, p->key.vaddr, 16);
+	return bpf_map_update_elem(&rvs_flows, &rk, &rv, BPF_ANY) ? -1 : 0;
+}
+
+/* Deletes the reply entry of the packet's NAT flow with the real server side `to`. */
+__attribute__((noinline)) int rvs_nat_unpair(struct pkt *p, struct nat_to *to)
+{
+	if (!p || !to)
+		return 0;
+	struct rvs_flow_key rk;
+	reply_key(p, to, &rk);
+	bpf_map_delete_elem(&rvs_flows, &rk);
+	return 0;
+}
+
+/* A reply of a NAT real server (`r`: its reply entry) on its way to the client (the kernel's
+ * ip_vs_out with handle_response): its flow's state moves by the OUTPUT rows, it is counted
+ * as OutPkts / OutBytes, and it leaves from the virtual address and port. A reply whose flow
+ * is gone (or went to another real server since) is the kernel's, untouched. */
+__attribute__((noinline)) int rvs_nat_reply(struct xdp_md *ctx, struct pkt *p, struct nat_to *to)
+{
+	if (!p || !to)
+		return XDP_DROP;
+	struct rvs_flow_key k = {};
+	__builtin_memcpy(k.caddr, p->key.vaddr, 16);
+	__builtin_memcpy(k.vaddr, to->addr, 16);
+	k.cport = p->key.vport;
+	k.vport = to->port;
+	k.proto = p->key.proto;
+	k.family = p->key.family;
+	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, &k);
+	if (!f || f->dest != to->dest || (f->flags & RVS_FLOW_REPLY)) {
+		count(RVS_C_STALE_REPLY);
+		return XDP_PASS;
+	}
+	if (!iface_of(ctx)) {
+		count(RVS_C_NO_IFACE);
+		return XDP_PASS;
+	}
+	__u32 dest = to->dest;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	/* the kernel's forwarding drops an expiring packet before IPVS sees a reply */
+	if (decrement_ttl(data + L3_OFF, end, p->key.family)) {
+		count(RVS_C_TTL_EXPIRED);
+		return XDP_DROP;
+	}
+	if (p->frag == FRAG_FIRST) {
+		struct rvs_frag_key fk;
+		frag_key(p, &fk);
+		struct rvs_frag v = {.dest = dest, .flags = RVS_FLOW_REPLY};
+		__builtin_memcpy(v.vaddr, to->addr, 16);
+		bpf_map_update_elem(&rvs_frags, &fk, &v, BPF_ANY);
+	}
+	flow_packet(f, &k, p, ROWS_OUTPUT, RVS_DIR_OUTPUT, bpf_ktime_get_coarse_ns());
+	dest_stats_out(dest, p->len);
+	count(RVS_C_NAT_REPLY);
+	if (nat_rewrite(ctx, p, 0, to->addr, to->port)) {
+		count(RVS_C_MALFORMED);
+		return XDP_DROP;
+	}
+	return nat_xmit(ctx, p, p->key.proto);
+}
+
+/* Whether the ICMP message at p->l4_off (`len` bytes; IPv6: with its pseudo-header) sums to
+ * a correct checksum (`check` 0), or its checksum computed afresh (`check` 1, the field
+ * zeroed first). Returns -1 on a wrong sum or a packet that moved out of reach. */
+static __always_inline int icmp_csum(struct xdp_md *ctx, struct pkt *p, __u32 len, int check)
+{
+	__u32 off = p->l4_off;
+	__u32 sum = 0;
+	if (off > 255 || len > RVS_SUM_MAX)
+		return -1;
+	if (p->key.family == RVS_AF_INET6 && pseudo_sum(ctx, RVS_AF_INET6, IPPROTO_ICMPV6, len, &sum))
+		return -1;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u16 *field = data + off + 2;
+	if ((void *)(field + 1) > end)
+		return -1;
+	if (!check)
+		*field = 0;
+	__u16 c = csum_fold(rvs_sum(ctx, off, len, sum));
+	if (check)
+		return c ? -1 : 0;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	field = data + off + 2;
+	if ((void *)(field + 1) > end)
+		return -1;
+	*field = c;
+	return 0;
+}
+
+/* An ICMP error about a NAT flow, translated as ip_vs_nat_icmp() does. From the client's side
+ * (`reply` 0: it quotes a reply VIP:vport -> client) the outer destination and the quoted
+ * source become the real server's address, the quoted source port its port; from the real
+ * server's side (`reply` 1: it quotes client -> RS:rport) the outer source and the quoted
+ * destination become the virtual address, the quoted destination port the virtual port. The
+ * IPv4 headers' checksums follow; the ICMP checksum is checked (a wrong one drops the packet,
+ * as the kernel's does) and computed again. Counted, TTL down by one, sent on. */
+__attribute__((noinline)) int rvs_icmp_nat(struct xdp_md *ctx, struct pkt *p, struct nat_to *to,
+					   int reply)
+{
+	if (!p || !to)
+		return XDP_DROP;
+	__u32 dest = to->dest;
+	__u16 port = to->port;
+	__u32 *addr = to->addr;
+	__u32 len = p->len - (p->l4_off - L3_OFF);
+	if (icmp_csum(ctx, p, len, 1)) {
+		count(RVS_C_BAD_CSUM);
+		return XDP_DROP;
+	}
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (decrement_ttl(data + L3_OFF, end, p->key.family)) {
+		count(RVS_C_TTL_EXPIRED);
+		return XDP_DROP;
+	}
+	__u32 diff = 0;
+	if (set_addr(ctx, L3_OFF, p->key.family, !reply, addr, &diff) ||
+	    set_addr(ctx, p->inner_off, p->key.family, reply, addr, &diff))
+		goto bad;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	__u32 off = p->inner_l4;
+	if (off > 255)
+		goto bad;
+	__u16 *ports = data + off;
+	if ((void *)(ports + 2) > end)
+		goto bad;
+	if (reply)
+		ports[1] = port;
+	else
+		ports[0] = port;
+	if (icmp_csum(ctx, p, len, 0))
+		goto bad;
+	if (reply)
+		dest_stats_out(dest, p->len);
+	else
+		dest_stats(dest, p->len, 0);
+	count(RVS_C_ICMP_STEERED);
+	return nat_xmit(ctx, p, p->key.family == RVS_AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6);
+bad:
+	count(RVS_C_MALFORMED);
+	return XDP_DROP;
+}
+
+/* An ICMP error about a packet a real server sent from a virtual service (direct routing and
+ * tunnels answer clients directly, so errors about the answers reach the VIP, which is the
+ * director): it goes to the real server that owns the flow, by the quoted header. */
+static __always_inline int steer_icmp(struct xdp_md *ctx, struct pkt *p)
+{
+	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, &p->key);
+	struct rvs_iface *me = iface_of(ctx);
+	if (!f || !me) {
+		count(RVS_C_PASS_NO_SERVICE);
+		return XDP_PASS;
+	}
+	__u32 dest_id = f->dest;
+	if (f->flags & RVS_FLOW_REPLY) {
+		/* from the real server's side, about a packet the director sent it (NAT) */
+		struct nat_to to = {.dest = dest_id, .svc = f->svc, .port = f->vport};
+		__builtin_memcpy(to.addr, f->vaddr, 16);
+		return rvs_icmp_nat(ctx, p, &to, 1);
+	}
+	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
+	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !forwardable(dest, p->key.family, me)) {
+		count(RVS_C_PASS_NO_SERVICE);
+		return XDP_PASS;
+	}
+	if (dest->fwd == RVS_FWD_MASQ) {
+		struct nat_to to;
+		nat_to_dest(&to, p, dest, dest_id, f->svc);
+		return rvs_icmp_nat(ctx, p, &to, 0);
+	}
+	count(RVS_C_ICMP_STEERED);
+	return forward(ctx, p, dest, me);
+}
+
+
 /* A fragment after the first (no ports to find its flow by): it follows its first fragment
  * to that real server; without one seen, the kernel has it. */
 static __always_inline int later_fragment(struct xdp_md *ctx, struct pkt *p)
 {
 	struct rvs_frag_key k;
 	frag_key(p, &k);
-	__u32 *to = bpf_map_lookup_elem(&rvs_frags, &k);
-	if (!to) {
+	struct rvs_frag *to = bpf_map_lookup_elem(&rvs_frags, &k);
+	struct rvs_iface *me = iface_of(ctx);
+	if (!to || !me) {
 		count(RVS_C_FRAGMENT);
 		return XDP_PASS;
 	}
-	__u32 dest_id = *to;
+	__u32 dest_id = to->dest;
+	if (to->flags & RVS_FLOW_REPLY) {
+		/* a NAT reply's: from the virtual address, as its first fragment */
+		__u32 vaddr[4];
+		__builtin_memcpy(vaddr, to->vaddr, 16);
+		void *data = (void *)(long)ctx->data;
+		void *end = (void *)(long)ctx->data_end;
+		if (decrement_ttl(data + L3_OFF, end, p->key.family)) {
+			count(RVS_C_TTL_EXPIRED);
+			return XDP_DROP;
+		}
+		count(RVS_C_FRAG_FORWARDED);
+		dest_stats_out(dest_id, p->len);
+		if (nat_rewrite(ctx, p, 0, vaddr, 0)) {
+			count(RVS_C_MALFORMED);
+			return XDP_DROP;
+		}
+		return nat_xmit(ctx, p, p->key.proto);
+	}
 	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
-	struct rvs_iface *me = iface_of(ctx);
-	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !me ||
-	    !forwardable(dest, p->key.family, me)) {
+	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !forwardable(dest, p->key.family, me)) {
 		count(RVS_C_FRAGMENT);
 		return XDP_PASS;
 	}
 	count(RVS_C_FRAG_FORWARDED);
 	dest_stats(dest_id, p->len, 0);
+	if (dest->fwd == RVS_FWD_MASQ) {
+		struct nat_to nt;
+		nat_to_dest(&nt, p, dest, dest_id, 0);
+		return rvs_nat_forward(ctx, p, &nt);
+	}
 	return forward(ctx, p, dest, me);
 }
 
@@ -1567,10 +2132,16 @@ int rvs_xdp(struct xdp_md *ctx)
 	 * service's rules as an IPVS connection does; a removed real server is caught below). */
 	int new_conn = 0;
 	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, &p.key);
+	if (f && (f->flags & RVS_FLOW_REPLY)) {
+		struct nat_to back = {.dest = f->dest, .svc = f->svc, .port = f->vport};
+		__builtin_memcpy(back.addr, f->vaddr, 16);
+		return rvs_nat_reply(ctx, &p, &back);
+	}
 	struct rvs_flow fresh = {};
-	__u32 dest_id, svc_id = 0, svc_flags = 0;
+	__u32 dest_id, svc_id = 0, svc_flags = 0, old_dest = RVS_NO_DEST;
 	if (f && reused(f, &p)) {
 		count(RVS_C_REUSED);
+		old_dest = f->dest;
 		f = NULL;
 	}
 	if (f) {
@@ -1626,39 +2197,48 @@ int rvs_xdp(struct xdp_md *ctx)
 	if (p.frag == FRAG_FIRST) {
 		struct rvs_frag_key k;
 		frag_key(&p, &k);
-		bpf_map_update_elem(&rvs_frags, &k, &dest_id, BPF_ANY);
+		struct rvs_frag v = {.dest = dest_id};
+		bpf_map_update_elem(&rvs_frags, &k, &v, BPF_ANY);
 	}
+	int nat = dest->fwd == RVS_FWD_MASQ;
+	__u32 rows = nat ? ROWS_INPUT : ROWS_INPUT_ONLY;
+	struct nat_to to;
+	if (nat)
+		nat_to_dest(&to, &p, dest, dest_id, f ? f->svc : svc_id);
 	/* the coarse clock (a tick's resolution, a few ms) costs a fraction of the precise one;
 	 * the control plane keeps time in milliseconds and timeouts in seconds */
 	__u64 now = bpf_ktime_get_coarse_ns();
 	if (f) {
-		__u8 was = f->state;
-		__u8 next = p.key.proto == IPPROTO_TCP ? next_state(was, p.tcp_flags) : was;
-		if (next != was)
-			f->state = next;
-		if (f->last_ns != now)
-			f->last_ns = now;
-		f->packets += 1;
-		if (next != was) {
-			f->reported_ns = now;
-			f->reported_packets = f->packets;
-			report(&p, RVS_EV_STATE, dest_id, f->svc, f->state, now);
-		} else if (now - f->reported_ns >= RVS_TOUCH_NS) {
-			f->reported_ns = now;
-			f->reported_packets = f->packets;
-			report(&p, RVS_EV_TOUCH, dest_id, f->svc, f->state, now);
-		}
+		flow_packet(f, &p.key, &p, rows, RVS_DIR_INPUT, now);
 	} else {
 		fresh.dest = dest_id;
 		fresh.svc = svc_id;
-		fresh.state = p.key.proto == IPPROTO_TCP ? next_state(RVS_S_NONE, p.tcp_flags) : RVS_S_NONE;
+		fresh.state = p.key.proto == IPPROTO_TCP ? next_state(RVS_S_NONE, p.tcp_flags, rows)
+							 : RVS_S_NONE;
 		fresh.last_ns = now;
 		fresh.packets = 1;
 		fresh.reported_packets = 1;
 		fresh.reported_ns = now;
-		/* a one-packet datagram leaves no flow: the next one is scheduled again */
+		/* a tuple taken over from a NAT flow of another real server: that one's replies
+		 * are nobody's now */
+		if (old_dest != RVS_NO_DEST && old_dest != dest_id) {
+			struct rvs_dest *od = bpf_map_lookup_elem(&rvs_dests, &old_dest);
+			if (od && od->fwd == RVS_FWD_MASQ) {
+				struct nat_to old;
+				nat_to_dest(&old, &p, od, old_dest, 0);
+				rvs_nat_unpair(&p, &old);
+			}
+		}
+		/* a one-packet datagram leaves no flow: the next one is scheduled again (and, as
+		 * in the kernel, whose entry is not in its table, its replies are not translated) */
 		if (!(svc_flags & RVS_SVC_ONEPACKET) || p.key.proto != IPPROTO_UDP) {
+			if (nat && rvs_nat_pair(&p, &to)) {
+				count(RVS_C_FLOW_FULL);
+				return XDP_DROP;
+			}
 			if (bpf_map_update_elem(&rvs_flows, &p.key, &fresh, BPF_ANY)) {
+				if (nat)
+					rvs_nat_unpair(&p, &to);
 				count(RVS_C_FLOW_FULL);
 				return XDP_DROP;
 			}
@@ -1667,7 +2247,27 @@ int rvs_xdp(struct xdp_md *ctx)
 	}
 	/* counted before the transmit, as ip_vs_in() counts before the packet's TTL is looked at */
 	dest_stats(dest_id, p.len, new_conn);
+	if (nat)
+		return rvs_nat_forward(ctx, &p, &to);
 	return forward(ctx, &p, dest, me);
+}
+
+/* The kernel's way out for a packet the XDP program rewrote but could not send itself (the
+ * next hop's Ethernet address is not resolved yet, or the way out is an interface the program
+ * does not run on): on the interface it arrived by, tc finds the program's note in the
+ * packet's metadata and sends the packet out of the interface named there through the
+ * kernel's neighbour code (bpf_redirect_neigh resolves the next hop, holding the packet
+ * meanwhile). XDP cannot wait for a neighbour; an skb can. */
+SEC("classifier")
+int rvs_tc_neigh(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	struct rvs_meta *m = (void *)(long)skb->data_meta;
+	if ((void *)(m + 1) > data)
+		return TC_ACT_OK;
+	if (m->magic != RVS_META_MAGIC)
+		return TC_ACT_OK;
+	return bpf_redirect_neigh(m->ifindex, NULL, 0, 0);
 }
 
 char _license[] SEC("license") = "GPL";

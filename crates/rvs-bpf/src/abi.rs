@@ -91,6 +91,21 @@ pub mod state {
     pub const FIN_WAIT: u8 = 4;
     pub const TIME_WAIT: u8 = 5;
     pub const CLOSE: u8 = 6;
+    pub const CLOSE_WAIT: u8 = 7;
+    pub const LAST_ACK: u8 = 8;
+    pub const LISTEN: u8 = 9;
+    pub const SYNACK: u8 = 10;
+}
+
+/// `RVS_FLOW_REPLY`: [`Flow::flags`] of a NAT flow's reply entry.
+pub const FLOW_REPLY: u8 = 0x1;
+
+/// `RVS_DIR_*`: which way an event's packet went.
+pub mod dir {
+    /// client to real server
+    pub const INPUT: u8 = 0;
+    /// a NAT real server's reply
+    pub const OUTPUT: u8 = 1;
 }
 
 /// Global counters, in the order of `enum rvs_counter`.
@@ -117,10 +132,17 @@ pub enum Counter {
     EventLost,
     Reused,
     FragForwarded,
+    NatReply,
+    Redirect,
+    ViaKernel,
+    NoRoute,
+    TooBig,
+    BadCsum,
+    StaleReply,
 }
 
 /// `RVS_C_COUNT`
-pub const COUNTERS: usize = 20;
+pub const COUNTERS: usize = 27;
 
 impl Counter {
     /// Every counter, in index order.
@@ -145,6 +167,13 @@ impl Counter {
         Counter::EventLost,
         Counter::Reused,
         Counter::FragForwarded,
+        Counter::NatReply,
+        Counter::Redirect,
+        Counter::ViaKernel,
+        Counter::NoRoute,
+        Counter::TooBig,
+        Counter::BadCsum,
+        Counter::StaleReply,
     ];
 }
 
@@ -211,7 +240,13 @@ pub struct Flow {
     pub dest: u32,
     pub svc: u32,
     pub state: u8,
-    pub pad: [u8; 7],
+    /// `RVS_FLOW_*`
+    pub flags: u8,
+    /// a reply entry's virtual port (network order)
+    pub vport: u16,
+    /// a reply entry's virtual address
+    pub vaddr: [u32; 4],
+    pub pad: u32,
     pub last_ns: u64,
     pub packets: u64,
     pub reported_packets: u64,
@@ -254,7 +289,8 @@ pub struct Event {
     pub kind: u8,
     pub tcp_flags: u8,
     pub state: u8,
-    pub pad: u8,
+    /// `RVS_DIR_*`
+    pub dir: u8,
 }
 
 /// `struct rvs_tmpl_key`: a persistence template's key
@@ -334,6 +370,9 @@ pub struct DestStats {
     pub conns: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// a NAT real server's replies
+    pub out_packets: u64,
+    pub out_bytes: u64,
 }
 
 /// `struct rvs_decap_vip`: a virtual address the real server's decapsulation serves.
@@ -395,18 +434,20 @@ const _: () = {
     assert!(size_of::<FlowKey>() == 40);
     assert!(offset_of!(FlowKey, cport) == 32 && offset_of!(FlowKey, proto) == 36);
     assert!(offset_of!(FlowKey, family) == 37);
-    assert!(size_of::<Flow>() == 48 && offset_of!(Flow, reported_ns) == 40);
+    assert!(size_of::<Flow>() == 64 && offset_of!(Flow, reported_ns) == 56);
+    assert!(offset_of!(Flow, flags) == 9 && offset_of!(Flow, vport) == 10);
+    assert!(offset_of!(Flow, vaddr) == 12);
     assert!(size_of::<Event>() == 64 && offset_of!(Event, dest) == 40);
     assert!(size_of::<DestConns>() == 16 && offset_of!(DestConns, pending_active) == 8);
     assert!(offset_of!(Event, ns) == 48 && offset_of!(Event, len) == 56);
     assert!(offset_of!(Event, kind) == 60 && offset_of!(Event, state) == 62);
-    assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 16);
-    assert!(offset_of!(Flow, reported_packets) == 32);
+    assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 32);
+    assert!(offset_of!(Flow, reported_packets) == 48);
     assert!(size_of::<DecapVip>() == 20 && offset_of!(DecapVip, family) == 16);
     assert!(size_of::<TmplKey>() == 36);
     assert!(offset_of!(TmplKey, vport) == 32 && offset_of!(TmplKey, family) == 35);
     assert!(size_of::<Tmpl>() == 16 && offset_of!(Tmpl, last_ns) == 8);
     assert!(size_of::<Iface>() == 28);
     assert!(offset_of!(Iface, addr4) == 8 && offset_of!(Iface, addr6) == 12);
-    assert!(size_of::<DestStats>() == 24);
+    assert!(size_of::<DestStats>() == 40 && offset_of!(DestStats, out_bytes) == 32);
 };

@@ -31,9 +31,10 @@ pub mod plane;
 #[allow(unsafe_code)] // the bpf(2) call of BPF_PROG_TEST_RUN
 mod testrun;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::tc::{self, SchedClassifierLinkId};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{Xdp as XdpProgram, XdpFlags};
+use aya::programs::{SchedClassifier, TcAttachType, Xdp as XdpProgram, XdpFlags};
 use aya::Ebpf;
 
 pub use decap::Decap;
@@ -50,6 +51,10 @@ pub mod tc_verdict {
 
 /// Name of the XDP program in the object.
 const PROGRAM: &str = "rvs_xdp";
+
+/// Name of the tc program that sends on what the XDP program handed to the kernel (a NAT
+/// packet whose next hop is not resolved yet).
+const TC_PROGRAM: &str = "rvs_tc_neigh";
 
 /// XDP verdicts (`enum xdp_action`).
 pub mod verdict {
@@ -69,6 +74,10 @@ pub enum Error {
     Program(#[from] aya::programs::ProgramError),
     #[error("BPF map: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("BPF device map: {0}")]
+    DevMap(#[from] aya::maps::xdp::XdpMapError),
+    #[error("tc: {0}")]
+    Tc(#[from] aya::programs::tc::TcError),
     #[error("pinning in bpffs: {0}")]
     Pin(#[from] aya::pin::PinError),
     #[error("the object has no {0}")]
@@ -82,8 +91,16 @@ pub enum Error {
 /// The loaded XDP programs and their maps.
 pub struct Xdp {
     ebpf: Ebpf,
-    /// the interfaces the program is attached to (detached when this is dropped)
-    links: Vec<(String, XdpLinkId)>,
+    /// the interfaces the programs are attached to (detached when this is dropped)
+    links: Vec<Link>,
+}
+
+/// The programs on one interface.
+struct Link {
+    name: String,
+    ifindex: u32,
+    xdp: XdpLinkId,
+    tc: SchedClassifierLinkId,
 }
 
 /// The program's event ring, taken out of [`Xdp`] so that a thread of its own can wait on
@@ -118,6 +135,7 @@ impl Events {
         ev.kind = b[60];
         ev.tcp_flags = b[61];
         ev.state = b[62];
+        ev.dir = b[63];
         Some(ev)
     }
 }
@@ -174,14 +192,40 @@ impl Xdp {
             .ok_or(Error::Missing("XDP program"))?
             .try_into()?;
         prog.load()?;
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or(Error::Missing("tc program"))?
+            .try_into()?;
+        tc.load()?;
         Ok(Xdp {
             ebpf,
             links: Vec::new(),
         })
     }
 
-    /// Attaches the program to interface `name` as `how` says; returns the mode it runs in.
+    /// Attaches the program to interface `name` as `how` says, with its tc companion on the
+    /// interface's ingress (which sends on the NAT packets the XDP program hands to the
+    /// kernel), and makes the interface one NAT may send packets out of; returns the mode the
+    /// XDP program runs in.
     pub fn attach(&mut self, name: &str, how: XdpAttach) -> Result<XdpMode, Error> {
+        let ifindex = ifindex(name)?;
+        let tc_prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or(Error::Missing("tc program"))?
+            .try_into()?;
+        let tc_link = match tc_prog.attach(name, TcAttachType::Ingress) {
+            Ok(id) => id,
+            // kernels before tcx (6.6) attach through a clsact qdisc
+            Err(_) => {
+                match tc::qdisc_add_clsact(name) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                tc_prog.attach(name, TcAttachType::Ingress)?
+            }
+        };
         let prog: &mut XdpProgram = self
             .ebpf
             .program_mut(PROGRAM)
@@ -195,23 +239,48 @@ impl Xdp {
                 Err(_) => (prog.attach(name, XdpFlags::SKB_MODE)?, XdpMode::Generic),
             },
         };
-        self.links.push((name.to_string(), id));
+        self.links.push(Link {
+            name: name.to_string(),
+            ifindex,
+            xdp: id,
+            tc: tc_link,
+        });
+        self.set_tx_port(ifindex, true)?;
         Ok(mode)
     }
 
     /// Detaches the program from interface `name` (nothing when it is not attached there).
     pub fn detach(&mut self, name: &str) -> Result<(), Error> {
-        let Some(i) = self.links.iter().position(|(n, _)| n == name) else {
+        let Some(i) = self.links.iter().position(|l| l.name == name) else {
             return Ok(());
         };
-        let (_, id) = self.links.remove(i);
+        let link = self.links.remove(i);
+        self.set_tx_port(link.ifindex, false)?;
         let prog: &mut XdpProgram = self
             .ebpf
             .program_mut(PROGRAM)
             .ok_or(Error::Missing("XDP program"))?
             .try_into()?;
-        prog.detach(id)?;
+        prog.detach(link.xdp)?;
+        let tc_prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or(Error::Missing("tc program"))?
+            .try_into()?;
+        tc_prog.detach(link.tc)?;
         Ok(())
+    }
+
+    /// Whether NAT may send packets out of interface `ifindex` itself (XDP_REDIRECT; `attach`
+    /// makes every interface it attaches to one). Packets for other interfaces go out
+    /// through the kernel.
+    pub fn set_tx_port(&mut self, ifindex: u32, on: bool) -> Result<(), Error> {
+        let mut ports: DevMapHash<&mut MapData> = DevMapHash::try_from(self.map("rvs_tx_ports")?)?;
+        if on {
+            ports.insert(ifindex, ifindex, None, 0)?;
+            return Ok(());
+        }
+        absent_ok(ports.remove(ifindex))
     }
 
     /// Takes the event ring (once; later calls fail with [`Error::Missing`]).
@@ -404,6 +473,8 @@ impl Xdp {
                 conns: a.conns + s.conns,
                 packets: a.packets + s.packets,
                 bytes: a.bytes + s.bytes,
+                out_packets: a.out_packets + s.out_packets,
+                out_bytes: a.out_bytes + s.out_bytes,
             }))
     }
 
@@ -474,6 +545,18 @@ pub fn ipv4_checksum(header: &[u8]) -> u16 {
         s = (s & 0xffff) + (s >> 16);
     }
     !(s as u16)
+}
+
+/// The index of network interface `name` in the caller's namespace.
+#[allow(unsafe_code)]
+fn ifindex(name: &str) -> Result<u32, Error> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: if_nametoindex reads the NUL-terminated string `c`, which lives across the call.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(std::io::Error::last_os_error().into()),
+        i => Ok(i),
+    }
 }
 
 /// A deletion of what is not there succeeds.

@@ -259,7 +259,13 @@ impl Plane {
             let mut entry = dest_entry(d, svc_id.unwrap_or(u32::MAX));
             let slot = self.dests.get(&d.id);
             let known = slot.map(|s| s.entry.mac).filter(|m| *m != [0; 6]);
-            match (nh.next_hop(d.addr, slot.is_none()), known) {
+            // NAT finds its next hop in the kernel's FIB from the program
+            let resolved = if needs_mac(d) {
+                nh.next_hop(d.addr, slot.is_none())
+            } else {
+                None
+            };
+            match (resolved, known) {
                 (Some(mac), _) => entry.mac = mac,
                 // the neighbour entry went (unused entries age out of the kernel's table):
                 // the last address stays while it is asked for again
@@ -573,11 +579,41 @@ impl Plane {
             Some(id) => id,
             None => match self.resume(ipvs, &ev.key, did, ev.state, t) {
                 Some(id) => id,
-                None => return self.xdp.delete_flow(&ev.key),
+                None => return self.forget_flow(&ev.key, ev.dest),
             },
         };
-        ipvs.conn_signal(id, &key, Direction::Input, info(&pkt), t);
+        let dir = if ev.dir == abi::dir::OUTPUT {
+            Direction::Output
+        } else {
+            Direction::Input
+        };
+        ipvs.conn_signal(id, &key, dir, info(&pkt), t);
         Ok(())
+    }
+
+    /// The key of the reply entry a NAT flow of `key` has with the real server of slot
+    /// `idx` (None: not a NAT real server's, or the slot is free).
+    fn reply_key(&self, key: &abi::FlowKey, idx: u32) -> Option<abi::FlowKey> {
+        let id = self.slots.get(idx as usize).copied().flatten()?;
+        let d = &self.dests.get(&id)?.entry;
+        (d.fwd == abi::FWD_MASQ).then_some(abi::FlowKey {
+            caddr: d.addr,
+            vaddr: key.caddr,
+            cport: if d.port != 0 { d.port } else { key.vport },
+            vport: key.cport,
+            proto: key.proto,
+            family: key.family,
+            pad: 0,
+        })
+    }
+
+    /// Deletes the flow of `key` (bound to slot `idx`) and its reply entry if it has one.
+    fn forget_flow(&mut self, key: &abi::FlowKey, idx: u32) -> Result<(), Error> {
+        if let Some(rk) = self.reply_key(key, idx) {
+            self.xdp.delete_flow(&rk)?;
+        }
+        self.resumed.remove(key);
+        self.xdp.delete_flow(key)
     }
 
     /// Makes the entry of a flow again, in the flow's state, at `t`.
@@ -590,17 +626,15 @@ impl Plane {
         t: Tick,
     ) -> Option<rvs_core::conn::ConnId> {
         let opener = packet(key, TCP_SYN);
+        let nat = self
+            .dests
+            .get(&did)
+            .is_some_and(|s| s.entry.fwd == abi::FWD_MASQ);
         let id = ipvs.reported_resume(&opener, did, t)?;
         if key.proto == PROTO_TCP {
             let ck = conn_key(&opener);
-            for flags in state_path(state) {
-                ipvs.conn_signal(
-                    id,
-                    &ck,
-                    Direction::Input,
-                    PacketInfo::Tcp(tcp_flags(*flags)),
-                    t,
-                );
+            for (dir, flags) in state_path(state, nat) {
+                ipvs.conn_signal(id, &ck, *dir, PacketInfo::Tcp(tcp_flags(*flags)), t);
             }
         }
         Some(id)
@@ -617,6 +651,9 @@ impl Plane {
         let Some(flow) = self.xdp.flow(&fk)? else {
             return Ok(());
         };
+        if flow.flags & abi::FLOW_REPLY != 0 {
+            return Ok(()); // not a flow of the entry's: a reply entry of a NAT flow
+        }
         // packets the core heard of: up to the flow's last report, or its last taking up
         let heard = self
             .resumed
@@ -633,8 +670,7 @@ impl Plane {
                 }
             }
         }
-        self.resumed.remove(&fk);
-        self.xdp.delete_flow(&fk)
+        self.forget_flow(&fk, flow.dest)
     }
 
     /// Walks the program's flows and takes up in the core those it does not hold (their
@@ -647,12 +683,35 @@ impl Plane {
         // the slots freed before this walk: whatever still points at them goes now
         let freed = std::mem::take(&mut self.quarantine);
         let mut n = 0;
-        for (fk, flow) in self.xdp.flows()? {
+        let all = self.xdp.flows()?;
+        let firsts: HashMap<abi::FlowKey, u32> = all
+            .iter()
+            .filter(|(_, f)| f.flags & abi::FLOW_REPLY == 0)
+            .map(|(k, f)| (*k, f.dest))
+            .collect();
+        for (fk, flow) in all {
+            if flow.flags & abi::FLOW_REPLY != 0 {
+                // a NAT flow's reply entry goes with its flow (or when that is bound elsewhere)
+                let first = abi::FlowKey {
+                    caddr: fk.vaddr,
+                    vaddr: flow.vaddr,
+                    cport: fk.vport,
+                    vport: flow.vport,
+                    proto: fk.proto,
+                    family: fk.family,
+                    pad: 0,
+                };
+                if firsts.get(&first) != Some(&flow.dest) {
+                    self.xdp.delete_flow(&fk)?;
+                }
+                continue;
+            }
             let pkt = packet(&fk, 0);
             if ipvs.find_conn(&conn_key(&pkt)).is_some() {
                 continue; // its entry binds its real server, whose slot is therefore in use
             }
             let Some(did) = self.slots.get(flow.dest as usize).copied().flatten() else {
+                // its reply entry (if any) goes in this walk too: its flow is gone
                 self.xdp.delete_flow(&fk)?;
                 continue;
             };
@@ -662,7 +721,7 @@ impl Plane {
                     self.resumed.insert(fk, flow.packets);
                     n += 1;
                 }
-                None => self.xdp.delete_flow(&fk)?,
+                None => self.forget_flow(&fk, flow.dest)?,
             }
         }
         for (tk, tmpl) in self.xdp.templates()? {
@@ -695,8 +754,11 @@ impl Plane {
             let slot = self.dests.get_mut(&id).expect("listed");
             let packets = now.packets.saturating_sub(slot.counted.packets);
             let bytes = now.bytes.saturating_sub(slot.counted.bytes);
+            let out_packets = now.out_packets.saturating_sub(slot.counted.out_packets);
+            let out_bytes = now.out_bytes.saturating_sub(slot.counted.out_bytes);
             slot.counted = now;
             ipvs.reported_traffic(id, Direction::Input, packets, bytes);
+            ipvs.reported_traffic(id, Direction::Output, out_packets, out_bytes);
         }
         Ok(())
     }
@@ -718,12 +780,22 @@ const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 
-/// The segments that take a new entry (after its SYN) to a flow's input-only state.
-fn state_path(state: u8) -> &'static [u8] {
-    match state {
-        abi::state::ESTABLISHED => &[TCP_ACK],
-        abi::state::FIN_WAIT => &[TCP_ACK, TCP_FIN | TCP_ACK],
-        abi::state::CLOSE => &[TCP_RST],
+/// The segments (their way and flags) that take a new entry, after its SYN (SYN_RECV), to a
+/// flow's state: by IPVS's INPUT and OUTPUT rows for a NAT flow (`nat`), by the INPUT-ONLY
+/// rows otherwise. States no segment leads to from SYN_RECV (LAST_ACK, LISTEN, SYNACK) get
+/// none.
+fn state_path(state: u8, nat: bool) -> &'static [(Direction, u8)] {
+    use Direction::{Input as In, Output as Out};
+    const ACK: (Direction, u8) = (In, TCP_ACK);
+    const RST: (Direction, u8) = (In, TCP_RST);
+    match (state, nat) {
+        (abi::state::ESTABLISHED, _) => &[ACK],
+        (abi::state::FIN_WAIT, false) => &[ACK, (In, TCP_FIN | TCP_ACK)],
+        (abi::state::FIN_WAIT, true) => &[ACK, (Out, TCP_FIN | TCP_ACK)],
+        (abi::state::CLOSE_WAIT, true) => &[ACK, (In, TCP_FIN | TCP_ACK)],
+        (abi::state::TIME_WAIT, _) => &[(In, TCP_FIN)],
+        (abi::state::CLOSE, _) => &[ACK, RST],
+        (abi::state::SYN_SENT, true) => &[ACK, RST, (Out, TCP_SYN)],
         _ => &[],
     }
 }

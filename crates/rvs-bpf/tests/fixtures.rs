@@ -338,7 +338,7 @@ fn setup(xdp: &mut Xdp) {
     // TCP 10.0.0.102:80 without real servers
     xdp.set_service(&vip4("10.0.0.102", 80, TCP), &svc(4, 6, 0))
         .unwrap();
-    // TCP 10.0.0.103:80 -> 6, a NAT real server (not this program's)
+    // TCP 10.0.0.103:80 -> 6, a local real server (not this program's)
     xdp.set_service(&vip4("10.0.0.103", 80, TCP), &svc(5, 6, 1))
         .unwrap();
     xdp.set_seq(6, &[6]).unwrap();
@@ -385,7 +385,7 @@ fn setup(xdp: &mut Xdp) {
             port: 80u16.to_be(),
             family,
             fwd: if i == 6 {
-                abi::FWD_MASQ
+                abi::FWD_LOCALNODE
             } else {
                 abi::FWD_DROUTE
             },
@@ -731,7 +731,7 @@ fn rows() -> Vec<Row> {
             &[(Packets, 1), (NoDest, 1)],
         ),
         row(
-            "NAT real server: not this program's",
+            "local real server: not this program's",
             ip4(c, 1, "10.0.0.103", 80, TCP, SYN),
             Out::Pass,
             &[(Packets, 1), (FlowNew, 1), (UnsupportedFwd, 1)],
@@ -942,6 +942,12 @@ fn rows() -> Vec<Row> {
             ip4(c, 40030, vip, 80, TCP, SYN),
             Out::To(0),
             NEW,
+        ),
+        row(
+            "v4 TCP ACK: the flow is established",
+            ip4(c, 40003, vip, 80, TCP, ACK),
+            Out::To(0),
+            HIT,
         ),
         row(
             "v4 TCP RST closes the flow (still forwarded)",

@@ -84,6 +84,7 @@ impl XdpDataplane {
         for name in ifaces {
             let mode = attach(&mut xdp, name, how)?;
             tracing::info!(iface = %name, mode = ?mode, "XDP program attached");
+            warn_forwarding(name);
         }
         core.lock().set_expiry_log(true);
         let plane = Plane::new(xdp, core.now())?;
@@ -171,6 +172,23 @@ fn attach(xdp: &mut Xdp, name: &str, how: XdpAttach) -> Result<XdpMode> {
         .with_context(|| format!("attaching the XDP program to {name}"))
 }
 
+/// NAT sends packets on as the kernel would route them arriving on the interface, which it
+/// refuses while forwarding is off there: say so at start (direct routing and tunnels do not
+/// need it).
+fn warn_forwarding(name: &str) {
+    for (family, path) in [
+        ("IPv4", format!("/proc/sys/net/ipv4/conf/{name}/forwarding")),
+        ("IPv6", format!("/proc/sys/net/ipv6/conf/{name}/forwarding")),
+    ] {
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
+            tracing::warn!(
+                iface = %name,
+                "{family} forwarding is off here: NAT (-m) real servers' packets arriving on it are dropped (NoRoute) until it is on"
+            );
+        }
+    }
+}
+
 fn is_link_local(a: &std::net::Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
@@ -228,13 +246,16 @@ struct Watch {
 
 /// Counters the log reports when they grow: each is a packet the program could not handle
 /// as asked.
-const WATCHED: [abi::Counter; 6] = [
+const WATCHED: [abi::Counter; 9] = [
     abi::Counter::FlowFull,
     abi::Counter::EventLost,
     abi::Counter::NoRoom,
     abi::Counter::UnsupportedFwd,
     abi::Counter::NoIface,
     abi::Counter::TtlExpired,
+    abi::Counter::NoRoute,
+    abi::Counter::TooBig,
+    abi::Counter::BadCsum,
 ];
 
 /// Every second: the per-server counters into the core, the next hops, a look at the

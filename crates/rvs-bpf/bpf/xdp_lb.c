@@ -1110,7 +1110,7 @@ static __always_inline __u8 next_state(__u8 state, __u8 flags, __u32 rows)
 
 /* A persistent service's choice (ip_vs_sched_persist): the template of the client's network
  * (its address under the netmask: an IPv4 mask, or an IPv6 prefix length) and this virtual
- * address and port (all ports for a port-0 service) sends the new flow to its real server
+ * address and port (all ports for a port-0 or an FTP service) sends the new flow to its real server
  * while the template lives and the server is still in the service (even at weight 0, as the
  * kernel does with expire_quiescent_template 0); otherwise the scheduler chooses and the
  * template is made (again). The control plane deletes a template when rvs-core's copy expires
@@ -1130,7 +1130,8 @@ static __always_inline int sched_persist(struct rvs_service *svc, struct pkt *p,
 		}
 	}
 	__builtin_memcpy(k.vaddr, p->key.vaddr, 16);
-	k.vport = p->any_port ? 0 : p->key.vport;
+	/* port 0 for a port-0 service and, as the kernel keys them, for an FTP (port 21) one */
+	k.vport = p->any_port || p->key.vport == bpf_htons(21) ? 0 : p->key.vport;
 	k.proto = p->key.proto;
 	k.family = p->key.family;
 	struct rvs_tmpl *t = bpf_map_lookup_elem(&rvs_templates, &k);

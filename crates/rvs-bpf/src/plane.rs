@@ -576,10 +576,23 @@ impl Plane {
             return Ok(());
         }
         let id = match ipvs.find_conn(&key) {
-            Some(id) => id,
-            None => match self.resume(ipvs, &ev.key, did, ev.state, t) {
-                Some(id) => id,
-                None => return self.forget_flow(&ev.key, ev.dest),
+            Some(id) if ipvs.conn_dest(id) == Some(did) => id,
+            // no entry, or one bound to another real server (the program scheduled this
+            // tuple afresh and that report was lost): taken up as the program has it, if the
+            // flow is still there (the core may have expired it and the plane deleted it
+            // since this event was sent)
+            _ => match self.xdp.flow(&ev.key)? {
+                Some(f) if f.dest == ev.dest && f.flags & abi::FLOW_REPLY == 0 => {
+                    let t = self.flow_tick(f.last_ns, now);
+                    match self.resume(ipvs, &ev.key, did, f.state, t) {
+                        Some(_) => {
+                            self.resumed.insert(ev.key, f.packets);
+                            return Ok(());
+                        }
+                        None => return self.forget_flow(&ev.key, ev.dest),
+                    }
+                }
+                _ => return Ok(()),
             },
         };
         let dir = if ev.dir == abi::dir::OUTPUT {
@@ -642,6 +655,11 @@ impl Plane {
 
     fn expired(&mut self, ipvs: &mut Ipvs, e: &Expired, now: Tick) -> Result<(), Error> {
         if e.template {
+            // a connection the program sent by its template before this poll made the core's
+            // template again: the program's stays
+            if ipvs.find_live_template(&e.key).is_some() {
+                return Ok(());
+            }
             return self.xdp.delete_template(&tmpl_key(&e.key));
         }
         if ipvs.find_conn(&e.key).is_some() {
@@ -663,7 +681,7 @@ impl Plane {
             .max(flow.reported_packets);
         if flow.packets > heard {
             if let Some(did) = self.slots.get(flow.dest as usize).copied().flatten() {
-                let t = self.tick(flow.last_ns, now);
+                let t = self.flow_tick(flow.last_ns, now);
                 if self.resume(ipvs, &fk, did, flow.state, t).is_some() {
                     self.resumed.insert(fk, flow.packets);
                     return Ok(());
@@ -707,15 +725,18 @@ impl Plane {
                 continue;
             }
             let pkt = packet(&fk, 0);
-            if ipvs.find_conn(&conn_key(&pkt)).is_some() {
+            let slot = self.slots.get(flow.dest as usize).copied().flatten();
+            let entry = ipvs.find_conn(&conn_key(&pkt));
+            if entry.is_some() && entry.and_then(|id| ipvs.conn_dest(id)) == slot {
                 continue; // its entry binds its real server, whose slot is therefore in use
             }
-            let Some(did) = self.slots.get(flow.dest as usize).copied().flatten() else {
+            let Some(did) = slot else {
                 // its reply entry (if any) goes in this walk too: its flow is gone
+                self.resumed.remove(&fk);
                 self.xdp.delete_flow(&fk)?;
                 continue;
             };
-            let t = self.tick(flow.last_ns, now);
+            let t = self.flow_tick(flow.last_ns, now);
             match self.resume(ipvs, &fk, did, flow.state, t) {
                 Some(_) => {
                     self.resumed.insert(fk, flow.packets);
@@ -761,6 +782,12 @@ impl Plane {
             ipvs.reported_traffic(id, Direction::Output, out_packets, out_bytes);
         }
         Ok(())
+    }
+
+    /// The core's tick of a flow's last packet (for an entry taken up again: its timer runs
+    /// from that packet, not from the newest event), never after `now`.
+    fn flow_tick(&self, ns: u64, now: Tick) -> Tick {
+        Tick(ns.saturating_sub(self.epoch_ns) / 1_000_000).min(now)
     }
 
     /// The core's tick of a program timestamp, never before the last one handed over nor

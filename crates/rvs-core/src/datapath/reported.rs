@@ -66,20 +66,24 @@ impl Ipvs {
     }
 
     /// A flow the data plane still forwards to `dest` whose entry is gone (it expired while
-    /// the flow had packets not yet reported, or its report was lost): the entry is made
-    /// again from `pkt` (a SYN for TCP; the caller moves the state on with
+    /// the flow had packets not yet reported, or its report was lost) or bound to another
+    /// real server (the data plane scheduled the tuple afresh and that report was lost): the
+    /// entry is made again from `pkt` (a SYN for TCP; the caller moves the state on with
     /// [`conn_signal`](Self::conn_signal)), without running the scheduler or counting a
-    /// connection. `None` as for [`reported_new`](Self::reported_new).
+    /// connection. `None` when an entry bound to `dest` is there already, else as for
+    /// [`reported_new`](Self::reported_new).
     pub fn reported_resume(&mut self, pkt: &Packet, dest: DestId, now: Tick) -> Option<ConnId> {
-        if self
-            .find_conn(&ConnKey {
-                proto: pkt.proto,
-                client: (pkt.saddr, pkt.sport),
-                vip: (pkt.daddr, pkt.dport),
-            })
-            .is_some()
-        {
-            return None;
+        let key = ConnKey {
+            proto: pkt.proto,
+            client: (pkt.saddr, pkt.sport),
+            vip: (pkt.daddr, pkt.dport),
+        };
+        if let Some(id) = self.find_conn(&key) {
+            if self.conn_dest(id) == Some(dest) {
+                return None;
+            }
+            self.conns.expire_now(id, now);
+            self.expire_due(now);
         }
         self.adopt = Some(Adopt { dest, new: false });
         let verdict = self.packet_in(pkt, now);
@@ -109,6 +113,22 @@ impl Ipvs {
             add(&mut s.stats);
         }
         add(&mut self.stats);
+    }
+
+    /// The real server entry `id` is bound to.
+    pub fn conn_dest(&self, id: ConnId) -> Option<DestId> {
+        self.conns.get(id).and_then(|c| c.st.dest)
+    }
+
+    /// The live persistence template of `key` (its client address the masked client
+    /// network, its client port 0).
+    pub fn find_live_template(&self, key: &ConnKey) -> Option<ConnId> {
+        self.conns.find_template(&crate::conn::TemplateKey::service(
+            key.proto,
+            key.client.0,
+            key.vip.0,
+            key.vip.1,
+        ))
     }
 
     /// The live connection entry (not a template) of `key`.

@@ -1,0 +1,335 @@
+//! The control side against the loaded program where events, expiry and the flow map can
+//! disagree: a flow taken up again keeps its own last packet's time, a template made again
+//! by a connection before the poll stays, FTP templates expire, and a reused tuple whose
+//! report was lost is taken up on the real server the program chose. Needs root.
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use rvs_bpf::plane::{flow_key, Neighbours, Plane};
+use rvs_bpf::{verdict, Xdp};
+use rvs_core::datapath::ConnKey;
+use rvs_core::ipvs::{Config, Ipvs};
+use rvs_core::model::{DestConf, Family, Forward, Protocol, ServiceConf, ServiceKey};
+use rvs_core::time::Tick;
+
+const LO: u32 = 1;
+const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 88);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN_ACK: u8 = 0x11;
+
+struct Lan;
+impl Neighbours for Lan {
+    fn next_hop(&mut self, addr: IpAddr, _new: bool) -> Option<[u8; 6]> {
+        match addr {
+            IpAddr::V4(a) => Some([2, 1, 0, 0, 0, a.octets()[3]]),
+            _ => None,
+        }
+    }
+}
+
+fn key() -> ServiceKey {
+    ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: IpAddr::V4(VIP),
+        port: 80,
+    }
+}
+
+fn add(ipvs: &mut Ipvs, last: u8, weight: i32) {
+    let d = DestConf::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 80)
+        .fwd(Forward::Route)
+        .weight(weight);
+    ipvs.add_dest(&key(), d).unwrap();
+}
+
+fn segment(sport: u16, flags: u8) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&DIRECTOR_MAC);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xfe]);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&CLIENT.octets());
+    f.extend_from_slice(&VIP.octets());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&80u16.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+fn now() -> Tick {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    Tick(START.get_or_init(Instant::now).elapsed().as_millis() as u64)
+}
+
+fn setup(conf: ServiceConf) -> (Ipvs, Plane) {
+    let _ = now();
+    let mut ipvs = Ipvs::new(Config::default());
+    ipvs.set_expiry_log(true);
+    ipvs.add_service(key(), conf).unwrap();
+    add(&mut ipvs, 9, 1);
+    add(&mut ipvs, 20, 1);
+    let mut xdp = Xdp::load().unwrap();
+    xdp.set_iface(LO, DIRECTOR_MAC).unwrap();
+    let mut plane = Plane::new(xdp, now()).unwrap();
+    plane.sync(&mut ipvs, now(), &mut Lan).unwrap();
+    (ipvs, plane)
+}
+
+fn send(p: &mut Plane, sport: u16, flags: u8) -> Option<u8> {
+    let run = p
+        .xdp()
+        .test_run(&segment(sport, flags), Some(LO), 1)
+        .unwrap();
+    (run.verdict == verdict::TX).then(|| run.packet[5])
+}
+
+fn ck(sport: u16) -> ConnKey {
+    ConnKey {
+        proto: Protocol::Tcp,
+        client: (IpAddr::V4(CLIENT), sport),
+        vip: (IpAddr::V4(VIP), 80),
+    }
+}
+
+/// A closed connection whose last ACK was not reported is taken up again at the time of that
+/// ACK, not at the time of the newest event of another flow: it expires one FIN_WAIT timeout
+/// after its last packet.
+#[test]
+fn an_entry_taken_up_again_runs_from_its_flows_last_packet() {
+    let (mut ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "rr"));
+    ipvs.set_timeouts(0, 2, 0).unwrap(); // FIN_WAIT: 2 s
+    send(&mut plane, 3000, SYN).unwrap();
+    send(&mut plane, 3000, ACK).unwrap();
+    send(&mut plane, 3000, FIN_ACK).unwrap(); // STATE FIN_WAIT
+    send(&mut plane, 3000, ACK).unwrap(); // no state change: unreported
+    plane.poll(&mut ipvs, now()).unwrap();
+    let t_last = now();
+    std::thread::sleep(Duration::from_millis(2500));
+    // another client's new flow: an event at ~2.5 s
+    send(&mut plane, 3001, SYN).unwrap();
+    let t = now();
+    ipvs.advance(t);
+    plane.poll(&mut ipvs, t).unwrap();
+    let l = ipvs.conn_listing(t);
+    let e = l.iter().find(|c| c.client.1 == 3000);
+    eprintln!(
+        "last packet of 3000 at {t_last:?}, poll at {t:?}: entry {:?}",
+        e.map(|c| (c.state, c.expire_secs))
+    );
+    // correct: taken up from its last packet (t_last), it would be due at t_last + 2 s < t
+    let t2 = Tick(t.0 + 300);
+    ipvs.advance(t2);
+    plane.poll(&mut ipvs, t2).unwrap();
+    let still = ipvs.conn_listing(t2).iter().any(|c| c.client.1 == 3000);
+    let flow = plane.xdp().flow(&flow_key(&ck(3000))).unwrap().is_some();
+    eprintln!("300 ms later: entry still there: {still}, flow still there: {flow}");
+    assert!(
+        !still,
+        "resumed entry outlived its last packet + FIN_WAIT timeout by a whole timeout"
+    );
+}
+
+/// The core's template expires and a new connection of the same client uses the program's
+/// template before the poll; the poll makes the core's template again, and the program's
+/// stays: the client's next connection goes to the same real server.
+#[test]
+fn a_template_made_again_before_the_poll_stays_in_the_program() {
+    let (mut ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "rr").persistent(300));
+    let first = send(&mut plane, 4000, SYN).unwrap();
+    send(&mut plane, 4000, ACK).unwrap();
+    send(&mut plane, 4000, 0x04).unwrap(); // RST: CLOSE
+    plane.poll(&mut ipvs, now()).unwrap();
+    // everything expires (connection, then its template)
+    let late = Tick(now().0 + 1_000_000);
+    ipvs.advance(late);
+    // the same client comes back before the poll: the program still has its template
+    let second = send(&mut plane, 4001, SYN).unwrap();
+    plane.poll(&mut ipvs, late).unwrap();
+    let tmpls_core: Vec<_> = ipvs
+        .conn_listing(late)
+        .iter()
+        .filter(|c| c.client.1 == 0)
+        .map(|c| c.dest)
+        .collect();
+    let tmpls_prog = plane.xdp().templates().unwrap().len();
+    eprintln!("first {first} second {second}; core templates {tmpls_core:?}; program templates {tmpls_prog}");
+    let third = send(&mut plane, 4002, SYN).unwrap();
+    eprintln!("third {third}");
+    assert_eq!(
+        tmpls_prog,
+        tmpls_core.len(),
+        "core holds a template the program deleted"
+    );
+    assert_eq!(
+        third, second,
+        "client moved to another real server while its template lives"
+    );
+}
+
+fn segment_from(client: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut f = segment(sport, flags);
+    f[26..30].copy_from_slice(&client.octets());
+    f[36..38].copy_from_slice(&dport.to_be_bytes());
+    f
+}
+
+/// A reuse SYN's NEW event is lost (full ring) while the core still has the old entry (CLOSE,
+/// bound to the old real server): the next event of the new connection takes it up on the
+/// real server the program chose, the flow outlives the old entry's timeout, and once that
+/// server is removed a newcomer in its slot never gets the old flow's packets.
+#[test]
+fn a_reused_tuple_whose_report_was_lost_is_taken_up_on_the_programs_choice() {
+    let (mut ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "rr"));
+    // a second service (port 81) to fill the ring with
+    let k81 = ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: IpAddr::V4(VIP),
+        port: 81,
+    };
+    ipvs.add_service(k81, ServiceConf::new(Family::V4, "rr"))
+        .unwrap();
+    ipvs.add_dest(
+        &k81,
+        DestConf::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 30)), 81)
+            .fwd(Forward::Route)
+            .weight(1),
+    )
+    .unwrap();
+    plane.sync(&mut ipvs, now(), &mut Lan).unwrap();
+    let x = send(&mut plane, 6000, SYN).unwrap();
+    send(&mut plane, 6000, ACK).unwrap(); // ESTABLISHED
+    send(&mut plane, 6000, 0x04).unwrap(); // RST: CLOSE
+    plane.poll(&mut ipvs, now()).unwrap();
+    // fill the ring
+    let lost =
+        |p: &mut Plane| p.xdp().counters().unwrap()[rvs_bpf::abi::Counter::EventLost as usize];
+    let mut n = 0u32;
+    'fill: for a in 1..=255u8 {
+        for sport in 1024..=65535u16 {
+            let c = Ipv4Addr::new(10, 1, 0, a);
+            plane
+                .xdp()
+                .test_run(&segment_from(c, sport, 81, SYN), Some(LO), 1)
+                .unwrap();
+            n += 1;
+            if n.is_multiple_of(1024) && lost(&mut plane) > 0 {
+                break 'fill;
+            }
+        }
+    }
+    // the client reuses its port: a new connection, rr's next server, NEW lost
+    let y = send(&mut plane, 6000, SYN).unwrap();
+    eprintln!(
+        "old connection went to .{x}, the reused tuple's to .{y}; filler {n}, lost {}",
+        lost(&mut plane)
+    );
+    while plane.poll(&mut ipvs, now()).unwrap() > 0 {}
+    send(&mut plane, 6000, ACK).unwrap(); // STATE ESTABLISHED
+    plane.poll(&mut ipvs, now()).unwrap();
+    let taken = plane.reconcile(&mut ipvs, now()).unwrap();
+    let e: Vec<_> = ipvs
+        .conn_listing(now())
+        .into_iter()
+        .filter(|c| c.client.1 == 6000 && c.virt.1 == 80)
+        .map(|c| (c.state, c.dest, c.expire_secs))
+        .collect();
+    eprintln!("walk took up {taken}; core entries of 6000: {e:?}; program forwards to .{y}");
+    // 11 s later (CLOSE's 10 s timeout) the old entry expires and the live flow goes with it
+    let t = Tick(now().0 + 11_000);
+    ipvs.advance(t);
+    plane.poll(&mut ipvs, t).unwrap();
+    let flow = plane.xdp().flow(&flow_key(&ck(6000))).unwrap();
+    eprintln!(
+        "after 11 s: flow {}",
+        if flow.is_some() { "kept" } else { "deleted" }
+    );
+    // the flow's real server is deleted; nothing in the core holds it, so it leaves the trash
+    ipvs.del_dest(&key(), &IpAddr::V4(Ipv4Addr::new(10, 0, 0, y)), 80, t)
+        .unwrap();
+    plane.sync(&mut ipvs, t, &mut Lan).unwrap();
+    let t2 = Tick(t.0 + 200_000);
+    ipvs.advance(t2);
+    plane.poll(&mut ipvs, t2).unwrap();
+    plane.sync(&mut ipvs, t2, &mut Lan).unwrap(); // gone: quarantined
+    plane.reconcile(&mut ipvs, t2).unwrap(); // freed (the flow is skipped: an entry exists)
+    add(&mut ipvs, 40, 1);
+    plane.sync(&mut ipvs, t2, &mut Lan).unwrap(); // the newcomer takes the slot
+    let to = send(&mut plane, 6000, ACK);
+    eprintln!("an ACK of the old connection now goes to {to:?}");
+    assert_ne!(x, y, "rr sent the reused tuple elsewhere");
+    assert!(
+        !e.is_empty()
+            && e.iter()
+                .all(|c| c.1 .0 == IpAddr::V4(Ipv4Addr::new(10, 0, 0, y))),
+        "the core's entry follows the program's choice: {e:?}"
+    );
+    assert!(
+        flow.is_some(),
+        "the live flow outlives the old entry's CLOSE timeout"
+    );
+    assert_ne!(
+        to,
+        Some(40),
+        "a newcomer in the freed slot never gets the old flow's packets"
+    );
+}
+
+/// A persistent service on port 21: the core keys its templates with virtual port 0 (FTP), and
+/// so does the program, so the core's expiry deletes the program's template.
+#[test]
+fn ftp_templates_expire_with_the_cores() {
+    let _ = now();
+    let k21 = ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: IpAddr::V4(VIP),
+        port: 21,
+    };
+    let mut ipvs = Ipvs::new(Config::default());
+    ipvs.set_expiry_log(true);
+    ipvs.add_service(k21, ServiceConf::new(Family::V4, "rr").persistent(60))
+        .unwrap();
+    for last in [9u8, 20] {
+        ipvs.add_dest(
+            &k21,
+            DestConf::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 21)
+                .fwd(Forward::Route)
+                .weight(1),
+        )
+        .unwrap();
+    }
+    let mut xdp = Xdp::load().unwrap();
+    xdp.set_iface(LO, DIRECTOR_MAC).unwrap();
+    let mut plane = Plane::new(xdp, now()).unwrap();
+    plane.sync(&mut ipvs, now(), &mut Lan).unwrap();
+    let r = plane
+        .xdp()
+        .test_run(&segment_from(CLIENT, 5000, 21, SYN), Some(LO), 1)
+        .unwrap();
+    assert_eq!(r.verdict, verdict::TX);
+    plane
+        .xdp()
+        .test_run(&segment_from(CLIENT, 5000, 21, ACK), Some(LO), 1)
+        .unwrap();
+    plane
+        .xdp()
+        .test_run(&segment_from(CLIENT, 5000, 21, 0x04), Some(LO), 1)
+        .unwrap();
+    plane.poll(&mut ipvs, now()).unwrap();
+    let late = Tick(now().0 + 1_000_000);
+    ipvs.advance(late);
+    plane.poll(&mut ipvs, late).unwrap();
+    let core = ipvs.conn_count();
+    let prog = plane.xdp().templates().unwrap();
+    eprintln!(
+        "core entries {core}; program templates {:?}",
+        prog.iter()
+            .map(|(k, _)| u16::from_be(k.vport))
+            .collect::<Vec<_>>()
+    );
+    assert!(prog.is_empty(), "program template outlives the core's");
+}

@@ -12,6 +12,8 @@ command -v prlimit >/dev/null || need_pkgs+=(util-linux)
 # the XDP end-to-end tests: nftables counts what the client sends, sysctl sets up the hosts
 command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v sysctl >/dev/null || need_pkgs+=(procps)
+# the XDP NAT end-to-end test turns checksum offload off, so every checksum crosses the wire
+command -v ethtool >/dev/null || need_pkgs+=(ethtool)
 rvs_install "${need_pkgs[@]}"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

@@ -1875,6 +1875,26 @@ __attribute__((noinline)) int rvs_nat_unpair(struct pkt *p, struct nat_to *to)
 	return 0;
 }
 
+/* The first entry (key `k`) of the NAT flow that a packet from the real server's side belongs
+ * to, found from its reply entry (`to`: the virtual address and port, the real server's
+ * dest); NULL when that flow is gone or bound to another real server since (the reply entry
+ * outlived it): the packet is then none of the flow's, as the kernel finds no connection. */
+static __always_inline struct rvs_flow *reply_flow(struct pkt *p, struct nat_to *to,
+						   struct rvs_flow_key *k)
+{
+	__builtin_memcpy(k->caddr, p->key.vaddr, 16);
+	__builtin_memcpy(k->vaddr, to->addr, 16);
+	k->cport = p->key.vport;
+	k->vport = to->port;
+	k->proto = p->key.proto;
+	k->family = p->key.family;
+	k->pad = 0;
+	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, k);
+	if (!f || f->dest != to->dest || (f->flags & RVS_FLOW_REPLY))
+		return NULL;
+	return f;
+}
+
 /* A reply of a NAT real server (`r`: its reply entry) on its way to the client (the kernel's
  * ip_vs_out with handle_response): its flow's state moves by the OUTPUT rows, it is counted
  * as OutPkts / OutBytes, and it leaves from the virtual address and port. A reply whose flow
@@ -1884,14 +1904,8 @@ __attribute__((noinline)) int rvs_nat_reply(struct xdp_md *ctx, struct pkt *p, s
 	if (!p || !to)
 		return XDP_DROP;
 	struct rvs_flow_key k = {};
-	__builtin_memcpy(k.caddr, p->key.vaddr, 16);
-	__builtin_memcpy(k.vaddr, to->addr, 16);
-	k.cport = p->key.vport;
-	k.vport = to->port;
-	k.proto = p->key.proto;
-	k.family = p->key.family;
-	struct rvs_flow *f = bpf_map_lookup_elem(&rvs_flows, &k);
-	if (!f || f->dest != to->dest || (f->flags & RVS_FLOW_REPLY)) {
+	struct rvs_flow *f = reply_flow(p, to, &k);
+	if (!f) {
 		count(RVS_C_STALE_REPLY);
 		return XDP_PASS;
 	}
@@ -1960,12 +1974,21 @@ static __always_inline int icmp_csum(struct xdp_md *ctx, struct pkt *p, __u32 le
  * server's side (`reply` 1: it quotes client -> RS:rport) the outer source and the quoted
  * destination become the virtual address, the quoted destination port the virtual port. The
  * IPv4 headers' checksums follow; the ICMP checksum is checked (a wrong one drops the packet,
- * as the kernel's does) and computed again. Counted, TTL down by one, sent on. */
+ * as the kernel's does) and computed again. Counted, TTL down by one, sent on. An error from
+ * the real server's side about a flow that is gone (its reply entry left over) is the
+ * kernel's, untouched, as a reply of it is. */
 __attribute__((noinline)) int rvs_icmp_nat(struct xdp_md *ctx, struct pkt *p, struct nat_to *to,
 					   int reply)
 {
 	if (!p || !to)
 		return XDP_DROP;
+	/* from the real server's side: only while its flow lives (a stale reply entry is not a
+	 * connection; the kernel passes such an error on untouched) */
+	struct rvs_flow_key k = {};
+	if (reply && !reply_flow(p, to, &k)) {
+		count(RVS_C_STALE_REPLY);
+		return XDP_PASS;
+	}
 	__u32 dest = to->dest;
 	__u16 port = to->port;
 	__u32 *addr = to->addr;

@@ -1350,14 +1350,18 @@ __attribute__((noinline)) int rvs_sum(struct xdp_md *ctx, __u32 off, __u32 len, 
 	if (len - done >= 2) {
 		if (t + 2 > (__u8 *)end)
 			return sum;
-		sum += *(__u16 *)t;
+		__u32 w = *(__u16 *)t;
+		sum += w;
+		sum += sum < w; /* the carry goes around: a helper's sum may use all 32 bits */
 		t += 2;
 		done += 2;
 	}
 	if (len - done == 1) {
 		if (t + 1 > (__u8 *)end)
 			return sum;
-		sum += *t; /* the byte in the word's first (low, on little-endian) half */
+		__u32 b = *t; /* the byte in the word's first (low, on little-endian) half */
+		sum += b;
+		sum += sum < b;
 	}
 	return sum;
 }

@@ -63,17 +63,13 @@ MAC_CLIENT=02:00:0a:00:00:64
 MAC_DIR=02:00:0a:00:00:0c
 RS_MACS=(02:00:0a:00:00:09 02:00:0a:00:00:14 02:00:0a:00:00:15)
 
+# shellcheck source=bench/xdp-lib.sh
+. "$BENCH_DIR/xdp-lib.sh"
+
 TAG=pps$$
 NS_SW=$TAG-sw NS_CL=$TAG-cl NS_DIR=$TAG-dir
 NS_RS=("$TAG-rs1" "$TAG-rs2" "$TAG-rs3")
-PIN=""
-TMP=""
-PIDS=()
-T0=$EPOCHREALTIME
-
-log() { printf '[%6.1fs] %s\n' "$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+NAMESPACES=("$NS_SW" "$NS_CL" "$NS_DIR" "${NS_RS[@]}")
 
 check_args() {
     local n
@@ -81,8 +77,9 @@ check_args() {
         [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, got '${!n}'"
     done
     [[ $WARMUP =~ ^[0-9]+$ ]] || die "PPS_WARMUP must be a whole number, got '$WARMUP'"
-    [[ $FLOWS =~ ^[1-9][0-9]*$ ]] && ((FLOWS <= 16384 && (FLOWS & (FLOWS - 1)) == 0)) ||
+    if ! [[ $FLOWS =~ ^[1-9][0-9]*$ ]] || ((FLOWS > 16384 || (FLOWS & (FLOWS - 1)) != 0)); then
         die "PPS_FLOWS must be a power of two up to 16384, got '$FLOWS'"
+    fi
     for n in $ROWS; do
         [[ $n =~ ^(bare|forward|nft|rvs)$ ]] || die "PPS_ROWS: unknown row '$n'"
     done
@@ -90,100 +87,15 @@ check_args() {
     ((SECONDS_MEASURED <= 60 && ROUNDS <= 20)) || die "PPS_SECONDS ≤ 60 and PPS_ROUNDS ≤ 20"
 }
 
-# ---------------------------------------------------------------- installation and build
-
-install_tools() {
-    local need=()
-    command -v ip >/dev/null || need+=(iproute2)
-    command -v nft >/dev/null || need+=(nftables)
-    command -v ethtool >/dev/null || need+=(ethtool)
-    command -v taskset >/dev/null || need+=(util-linux)
-    command -v clang >/dev/null || need+=(clang)
-    [[ -e /usr/include/bpf/bpf_helpers.h ]] || need+=(libbpf-dev)
-    ((${#need[@]} == 0)) && return 0
-    log "installing ${need[*]}"
-    apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 ||
-        die "apt-get install ${need[*]} failed"
-}
-
-build() {
-    local target=${CARGO_TARGET_DIR:-$ROOT/target}
-    [[ $target == /* ]] || target=$ROOT/$target
-    PKTGEN=$target/release/examples/pktgen
-    RVSD=$target/release/rvsd
-    RVSADM=$target/release/rvsadm
-    if [[ ${PPS_SKIP_BUILD:-0} != 1 ]]; then
-        log "building pktgen, rvsd and rvsadm (release)"
-        (cd "$ROOT" && cargo build --release -p rvs-bpf --example pktgen >&2) ||
-            die "cargo build of pktgen failed"
-        (cd "$ROOT" && cargo build --release -p rvsd -p rvsadm >&2) ||
-            log "cargo build of rvsd/rvsadm failed: the rvs row will be skipped"
-    fi
-    [[ -x $PKTGEN ]] || die "no $PKTGEN"
-}
-
-# ---------------------------------------------------------------- processes and cleanup
-
-cleanup() {
-    local rc=$? pid ns
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    for ns in "$NS_CL" "$NS_DIR" "${NS_RS[@]}" "$NS_SW"; do
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    [[ -n $PIN ]] && umount "$PIN" 2>/dev/null
-    [[ -n $TMP ]] && rm -rf "$TMP"
-    exit "$rc"
-}
-
-# Starts a command in network namespace $1 in the background, remembered for cleanup; its pid
-# in $LAST (`ip netns exec` execs the command, so that is the command's own pid).
-spawn() {
-    ip netns exec "$@" &
-    LAST=$!
-    PIDS+=("$LAST")
-}
-
-# Stops one process started by spawn.
-stop() {
-    local pid=$1 p keep=()
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do
-        [[ $p == "$pid" ]] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
-
-# Waits (at most $2 seconds) until the XDP program shows on an interface: `ip link` says xdp.
-wait_xdp() {
-    local ns=$1 dev=$2 i
-    for ((i = 0; i < 50; i++)); do
-        in_ns "$ns" ip -o link show dev "$dev" | grep -q ' xdp' && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # ---------------------------------------------------------------- topology
 
 setup() {
-    local i ns
-    for ns in "$NS_SW" "$NS_CL" "$NS_DIR" "${NS_RS[@]}"; do
-        ip netns add "$ns" || die "cannot create network namespace $ns"
-        in_ns "$ns" ip link set lo up
-        in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    done
-    link "$NS_CL" pc0 "$MAC_CLIENT" ps-c
-    link "$NS_DIR" pd0 "$MAC_DIR" ps-d
+    local i
+    make_namespaces
+    link "$NS_CL" pc0 "$MAC_CLIENT" ps-c "$NS_SW"
+    link "$NS_DIR" pd0 "$MAC_DIR" ps-d "$NS_SW"
     for i in 0 1 2; do
-        link "${NS_RS[i]}" "pr$((i + 1))" "${RS_MACS[i]}" "ps-r$((i + 1))"
+        link "${NS_RS[i]}" "pr$((i + 1))" "${RS_MACS[i]}" "ps-r$((i + 1))" "$NS_SW"
     done
     in_ns "$NS_CL" ip addr add "$CLIENT/24" dev pc0
     in_ns "$NS_DIR" ip addr add "$DIRECTOR/24" dev pd0
@@ -198,10 +110,8 @@ setup() {
     done
     in_ns "$NS_CL" ip neigh replace "$DIRECTOR" lladdr "$MAC_DIR" dev pc0 nud permanent
     in_ns "$NS_DIR" ip route add "${ROUTED%.*}.0/24" via "${RS_IPS[0]}" dev pd0
-    # the sinks' counters are pinned in a BPF filesystem of our own (`ip netns exec` mounts a
-    # fresh /sys, hiding /sys/fs/bpf, but not this one)
-    PIN=$TMP/bpf
-    mkdir -p "$PIN" && mount -t bpf bpf "$PIN" || die "cannot mount a BPF filesystem on $PIN"
+    # the sinks' counters are pinned in a BPF filesystem of our own
+    bpf_fs
     # the switch knows every port's address from the start (the real servers never send)
     spawn "$NS_SW" "$PKTGEN" switch ps-c="$MAC_CLIENT" ps-d="$MAC_DIR" ps-r1="${RS_MACS[0]}" \
         ps-r2="${RS_MACS[1]}" ps-r3="${RS_MACS[2]}" --seconds 3600
@@ -216,15 +126,6 @@ setup() {
     in_ns "$NS_CL" ethtool -K pc0 gro on >/dev/null
     in_ns "$NS_DIR" ethtool -K pd0 gro on >/dev/null
     pin_cpus
-}
-
-# A veth pair: NAME (with MAC) in NS, PEER in the switch namespace, both up.
-link() {
-    local ns=$1 name=$2 mac=$3 peer=$4
-    ip link add "$name" netns "$ns" address "$mac" type veth peer name "$peer" netns "$NS_SW" ||
-        die "cannot create veth $name/$peer"
-    in_ns "$ns" ip link set "$name" up
-    in_ns "$NS_SW" ip link set "$peer" up
 }
 
 # PPS_LAYOUT=split: the director's NAPI in a thread of its own on CPU 1 (its CPU time is then
@@ -289,46 +190,22 @@ row_nft_stop() {
 }
 
 row_rvs_start() {
-    local sock=$TMP/rvsd.sock i
+    local i
     GEN_DST=$VIP
-    [[ -x $RVSD && -x $RVSADM ]] || { SKIP="no rvsd/rvsadm built"; return 1; }
-    rm -f "$sock"
     # the control plane on CPU 1, off the packets' CPU in the pipeline layout (its CPU time is
     # reported apart); in the split layout CPU 1 is the director's
-    spawn "$NS_DIR" taskset -c "$(($(nproc) > 1))" "$RVSD" --dataplane xdp --iface pd0 --socket "$sock" \
-        2>>"$TMP/rvsd.log"
-    ROW_PID=$LAST ROW_PROC=$LAST
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$ROW_PID" 2>/dev/null || break
-        RVS_SOCKET=$sock in_ns "$NS_DIR" "$RVSADM" -L -n >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    if ! kill -0 "$ROW_PID" 2>/dev/null; then
-        wait "$ROW_PID" 2>/dev/null || true
-        SKIP="rvsd refused --dataplane xdp: $(tail -n 1 "$TMP/rvsd.log" 2>/dev/null)"
-        return 1
-    fi
+    start_rvsd "$NS_DIR" --dataplane xdp --iface pd0 || return 1
     {
-        RVS_SOCKET=$sock in_ns "$NS_DIR" "$RVSADM" -A -u "$VIP:$VPORT" -s rr &&
+        rvsadm_in "$NS_DIR" -A -u "$VIP:$VPORT" -s rr &&
             for i in 0 1 2; do
-                RVS_SOCKET=$sock in_ns "$NS_DIR" "$RVSADM" -a -u "$VIP:$VPORT" -r "${RS_IPS[i]}:$VPORT" -g ||
-                    return 1
+                rvsadm_in "$NS_DIR" -a -u "$VIP:$VPORT" -r "${RS_IPS[i]}:$VPORT" -g || return 1
             done
-    } >>"$TMP/rvsd.log" 2>&1 || { SKIP="rvsadm refused the rules"; stop "$ROW_PID"; return 1; }
+    } || { SKIP="rvsadm refused the rules"; stop "$ROW_PID"; return 1; }
     wait_xdp "$NS_DIR" pd0 || { SKIP="rvsd did not attach XDP to pd0"; stop "$ROW_PID"; return 1; }
 }
 row_rvs_stop() { stop "$ROW_PID"; }
 
 # ---------------------------------------------------------------- measuring
-
-# CPU ticks (user+system) of process or thread $1, 0 when there is none.
-ticks() {
-    [[ -n $1 && -r /proc/$1/stat ]] || { echo 0; return; }
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
-
-# Percent of one CPU that $1 ticks (CLK_TCK) are over $2 nanoseconds.
-cpu_pct() { awk -v k="$1" -v hz="$(getconf CLK_TCK)" -v ns="$2" 'BEGIN { printf "%.0f", 100 * k / hz / (ns / 1e9) }'; }
 
 # One measurement of the current row: prints "MPPS NAPI% PROC% RS1 RS2 RS3": NAPI% the
 # director's NAPI thread's CPU (PPS_LAYOUT=split, else "-"), PROC% the row's own process's
@@ -359,15 +236,6 @@ measure() {
         }'
 }
 
-# The numbers among the words of $1, one a line.
-numbers() { tr ' ' '\n' <<<"$1" | grep -E '^[0-9.]+$' || true; }
-
-# The median of the numbers on stdin ("-" for none).
-median() {
-    sort -g | awk '{ v[NR] = $1 }
-        END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 # ---------------------------------------------------------------- main
 
 main() {
@@ -375,10 +243,7 @@ main() {
     [[ $(id -u) == 0 ]] || die "run as root (network namespaces, XDP)"
     install_tools
     build
-    TMP=$(mktemp -d)
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    start_work
     setup
     local round row out
     RUN_NO=0

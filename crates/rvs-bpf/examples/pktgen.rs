@@ -5,13 +5,24 @@
 //! ```text
 //! pktgen send IFACE --src-mac M --dst-mac M --src IP --dst IP --dport N
 //!        [--port-base N] [--flows N] [--size BYTES] [--seconds S] [--max-packets N]
+//!        [--udp-csum on|off] [--pin PATH]
 //!     UDP frames out of IFACE at the rate one CPU makes them: BPF_PROG_TEST_RUN in
 //!     live-frames mode runs `pps_gen` (headers written anew, the next source port of the
 //!     range, XDP_TX) on the frame; stops after S seconds (default 5) or N frames.
+//!     --udp-csum on: the datagrams carry a UDP checksum (default off: none, checksum 0);
+//!     --pin: the count of frames sent is pinned at PATH (bpffs) for `count`
 //! pktgen bare IFACE --src-mac M --dst-mac M [--seconds S]
 //!     attach `pps_bare` (rewrite the Ethernet addresses, XDP_TX) to IFACE in the driver
 //! pktgen sink IFACE --pin PATH [--seconds S]
 //!     attach `pps_sink` (count, XDP_DROP); its counter is pinned at PATH (bpffs)
+//! pktgen echo IFACE --pin PATH [--seconds S]
+//!     attach `pps_echo` (count, send the UDP datagram back: addresses and ports swapped,
+//!     XDP_TX); its counter is pinned at PATH
+//! pktgen nat FRONT BACK --vip IP --vport N --rip IP --rport N --front-mac M --client-mac M
+//!        --back-mac M --rs-mac M [--seconds S]
+//!     attach `pps_nat` (a fixed NAT rewrite, XDP_REDIRECT to the other interface) to both:
+//!     from FRONT, destination VIP:vport becomes RIP:rport, out of BACK from --back-mac to
+//!     --rs-mac; from BACK, the source becomes VIP:vport, out of FRONT to --client-mac
 //! pktgen switch IFACE[=MAC]... [--seconds S]
 //!     attach `pps_switch` (an L2 switch over a devmap) to every IFACE; MAC: the address
 //!     behind that port (the switch's static table; other destinations are flooded)
@@ -19,7 +30,7 @@
 //!     print `NANOSECONDS TOTAL COUNT...`: CLOCK_MONOTONIC and the pinned counters' sums
 //! ```
 //!
-//! `bare`, `sink` and `switch` stay until killed or for S seconds (default 900), then exit;
+//! `bare`, `sink`, `echo`, `nat` and `switch` stay until killed or for S seconds (default 900), then exit;
 //! their programs are detached when the process ends (XDP links die with their descriptor).
 
 use std::net::Ipv4Addr;
@@ -54,12 +65,14 @@ fn main() {
 fn run(args: &[String]) -> Res<()> {
     let (cmd, rest) = args
         .split_first()
-        .ok_or("usage: pktgen send|bare|sink|switch|count ...")?;
+        .ok_or("usage: pktgen send|bare|sink|echo|nat|switch|count ...")?;
     let opts = Opts::parse(rest)?;
     match cmd.as_str() {
         "send" => send(&opts),
         "bare" => bare(&opts),
-        "sink" => sink(&opts),
+        "sink" => sink(&opts, "pps_sink"),
+        "echo" => sink(&opts, "pps_echo"),
+        "nat" => nat(&opts),
         "switch" => switch(&opts),
         "count" => count(&opts),
         _ => Err(format!("unknown subcommand {cmd}").into()),
@@ -182,14 +195,61 @@ fn bare(o: &Opts) -> Res<()> {
     Ok(())
 }
 
-fn sink(o: &Opts) -> Res<()> {
-    let mut ebpf = load(&[], "pps_sink")?;
-    let pin = o.need("pin")?;
-    ebpf.map("pps_count")
-        .ok_or("no map pps_count")?
-        .pin(pin)
-        .map_err(|e| format!("pinning the counter at {pin}: {e}"))?;
-    attach(&mut ebpf, "pps_sink", &[o.iface()?.to_string()])?;
+/// `sink` and `echo`: program `name`, which counts in `pps_count`.
+fn sink(o: &Opts, name: &str) -> Res<()> {
+    let mut ebpf = load(&[], name)?;
+    pin_map(&ebpf, "pps_count", o.need("pin")?)?;
+    attach(&mut ebpf, name, &[o.iface()?.to_string()])?;
+    std::thread::sleep(o.hold()?);
+    Ok(())
+}
+
+fn pin_map(ebpf: &Ebpf, map: &str, path: &str) -> Res<()> {
+    ebpf.map(map)
+        .ok_or(format!("no map {map}"))?
+        .pin(path)
+        .map_err(|e| format!("pinning {map} at {path}: {e}"))?;
+    Ok(())
+}
+
+fn nat(o: &Opts) -> Res<()> {
+    let [front, back] = o.pos.as_slice() else {
+        return Err("nat: name the front and the back interface".into());
+    };
+    let (fi, bi) = (ifindex(front)?, ifindex(back)?);
+    let addr = |n: &str| -> Res<[u8; 4]> { Ok(o.need(n)?.parse::<Ipv4Addr>()?.octets()) };
+    let port = |n: &str| -> Res<[u8; 2]> { Ok(o.need(n)?.parse::<u16>()?.to_be_bytes()) };
+    let (vip, rip) = (addr("vip")?, addr("rip")?);
+    let (vport, rport) = (port("vport")?, port("rport")?);
+    let macs = [
+        o.mac("front-mac")?,
+        o.mac("client-mac")?,
+        o.mac("back-mac")?,
+        o.mac("rs-mac")?,
+    ];
+    let mut ebpf = load(
+        &[
+            ("nat_front", &fi.to_ne_bytes()[..]),
+            ("nat_back", &bi.to_ne_bytes()[..]),
+            ("nat_vip", &vip[..]),
+            ("nat_rip", &rip[..]),
+            ("nat_vport", &vport[..]),
+            ("nat_rport", &rport[..]),
+            ("nat_front_src", &macs[0][..]),
+            ("nat_front_dst", &macs[1][..]),
+            ("nat_back_src", &macs[2][..]),
+            ("nat_back_dst", &macs[3][..]),
+        ],
+        "pps_nat",
+    )?;
+    {
+        let mut ports: DevMapHash<MapData> =
+            DevMapHash::try_from(ebpf.take_map("pps_ports").ok_or("no map pps_ports")?)?;
+        for i in [fi, bi] {
+            ports.insert(i, i, None, 0)?;
+        }
+    }
+    attach(&mut ebpf, "pps_nat", &[front.clone(), back.clone()])?;
     std::thread::sleep(o.hold()?);
     Ok(())
 }
@@ -260,7 +320,12 @@ fn send(o: &Opts) -> Res<()> {
     if u32::from(base) + flows > 65536 {
         return Err("--port-base + --flows passes 65535".into());
     }
-    let frame = udp_frame(o)?;
+    let csum = match o.get("udp-csum").unwrap_or("off") {
+        "on" => true,
+        "off" => false,
+        v => return Err(format!("--udp-csum: on or off, got {v}").into()),
+    };
+    let frame = udp_frame(o, csum)?;
     let secs: f64 = o.num("seconds", 5.0)?;
     let max: u64 = o.num("max-packets", u64::MAX)?;
     let mut ebpf = load(
@@ -268,9 +333,13 @@ fn send(o: &Opts) -> Res<()> {
             ("gen_hdr", &frame[..GEN_HDR]),
             ("gen_port_base", &base.to_ne_bytes()[..]),
             ("gen_port_count", &flows.to_ne_bytes()[..]),
+            ("gen_csum", &[u8::from(csum)][..]),
         ],
         "pps_gen",
     )?;
+    if let Some(path) = o.get("pin") {
+        pin_map(&ebpf, "pps_seq", path)?;
+    }
     let prog = program(&mut ebpf, "pps_gen")?;
     let start = Instant::now();
     let limit = Duration::from_secs_f64(secs);
@@ -290,8 +359,10 @@ fn send(o: &Opts) -> Res<()> {
 }
 
 /// Ethernet + IPv4 + UDP, zero-padded to `--size` bytes (default 60, the smallest Ethernet
-/// frame without its FCS); the UDP checksum is 0 (none) as the generator changes the port.
-fn udp_frame(o: &Opts) -> Res<Vec<u8>> {
+/// frame without its FCS); the source port is 0 (the generator's), and so is the UDP
+/// checksum (none) unless `csum`: then it is that of the datagram with source port 0, which
+/// the generator adjusts to the port it writes.
+fn udp_frame(o: &Opts, csum: bool) -> Res<Vec<u8>> {
     let size: usize = o.num("size", 60)?;
     if !(42..=1514).contains(&size) {
         return Err("--size: 42 to 1514 bytes".into());
@@ -317,5 +388,16 @@ fn udp_frame(o: &Opts) -> Res<Vec<u8>> {
     f.extend_from_slice(&(ip_len - 20).to_be_bytes());
     f.extend_from_slice(&[0, 0]);
     f.resize(size, 0);
+    if csum {
+        // pseudo-header (RFC 768) + the UDP header and payload as they are
+        let mut sum = Vec::with_capacity(12 + size);
+        sum.extend_from_slice(&src.octets());
+        sum.extend_from_slice(&dst.octets());
+        sum.extend_from_slice(&[0, 17]);
+        sum.extend_from_slice(&(ip_len - 20).to_be_bytes());
+        sum.extend_from_slice(&f[34..]);
+        let c = rvs_bpf::ipv4_checksum(&sum);
+        f[40..42].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+    }
     Ok(f)
 }

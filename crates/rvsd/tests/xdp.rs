@@ -54,26 +54,6 @@ struct Lan {
     reals: Vec<Netns>,
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn sysctl(ns: &Netns, key: &str, value: &str) {
-    run(Command::new("ip").args([
-        "netns",
-        "exec",
-        &ns.name,
-        "sysctl",
-        "-qw",
-        &format!("{key}={value}"),
-    ]));
-}
-
 impl Lan {
     fn new(tag: &str) -> Lan {
         let bridge = Netns::new(&format!("{tag}-br"));
@@ -95,7 +75,7 @@ impl Lan {
             ]);
             ns.ip(&["link", "set", "eth0", "up"]);
             // addresses usable at once (no IPv6 duplicate address detection wait)
-            sysctl(&ns, "net.ipv6.conf.eth0.accept_dad", "0");
+            ns.sysctl("net.ipv6.conf.eth0.accept_dad", "0");
             ns
         };
         let client = host("cl", 1);
@@ -130,7 +110,7 @@ impl Lan {
             "eth0",
             "nodad",
         ]);
-        sysctl(&director, "net.ipv4.ip_forward", "1");
+        director.sysctl("net.ipv4.ip_forward", "1");
         for (i, rs) in reals.iter().enumerate() {
             rs.ip(&["addr", "add", &format!("{}/24", RIPS[i]), "dev", "eth0"]);
             rs.ip(&[

@@ -157,26 +157,6 @@ fn golden() -> Golden {
 
 // ---- the namespaces ----
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn sysctl(ns: &Netns, key: &str, value: &str) {
-    run(Command::new("ip").args([
-        "netns",
-        "exec",
-        &ns.name,
-        "sysctl",
-        "-qw",
-        &format!("{key}={value}"),
-    ]));
-}
-
 /// `topo_nat 3` of the oracle, with both address families.
 struct Topo {
     client: Netns,
@@ -205,13 +185,11 @@ fn veth(a: &Netns, near: &str, b: &Netns, nn: u8) {
         "address",
         &format!("02:00:00:00:{nn:02x}:02"),
     ]);
-    sysctl(a, &format!("net.ipv6.conf.{near}.accept_dad"), "0");
-    sysctl(b, "net.ipv6.conf.eth0.accept_dad", "0");
+    a.sysctl(&format!("net.ipv6.conf.{near}.accept_dad"), "0");
+    b.sysctl("net.ipv6.conf.eth0.accept_dad", "0");
     // the client and the real servers finish their checksums themselves (no offload), so the
     // receivers verify what the director's NAT rewrote, as on a wire
-    run(Command::new("ip").args([
-        "netns", "exec", &b.name, "ethtool", "-K", "eth0", "tx", "off",
-    ]));
+    b.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
     a.ip(&["link", "set", near, "up"]);
     b.ip(&["link", "set", "eth0", "up"]);
 }
@@ -283,8 +261,8 @@ impl Topo {
                 &format!("fd00:1:{i}::1"),
             ]);
         }
-        sysctl(&director, "net.ipv4.ip_forward", "1");
-        sysctl(&director, "net.ipv6.conf.all.forwarding", "1");
+        director.sysctl("net.ipv4.ip_forward", "1");
+        director.sysctl("net.ipv6.conf.all.forwarding", "1");
         Topo {
             client,
             director,

@@ -41,6 +41,28 @@ impl Netns {
         ip(&all);
     }
 
+    /// Run `ARGS…` inside the namespace (`ip netns exec`); it must succeed.
+    #[allow(dead_code)] // not every test binary uses every helper
+    pub fn exec(&self, args: &[&str]) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .expect("ip netns exec");
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Set sysctl `key` to `value` inside the namespace.
+    #[allow(dead_code)]
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.exec(&["sysctl", "-qw", &format!("{key}={value}")]);
+    }
+
     /// Run `f` on a thread inside the namespace and return its result.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/run/netns/{}", self.name);

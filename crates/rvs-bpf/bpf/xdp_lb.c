@@ -130,8 +130,27 @@ struct {
 	__type(value, struct rvs_frag);
 } rvs_frags SEC(".maps");
 
+/* The generation of the kept next hops (struct rvs_nexthop): entries of another one are
+ * looked up again; 0 keeps none. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rvs_nh_gen SEC(".maps");
+
+/* Per CPU, indexed like `rvs_dests`: the next hop toward each NAT real server as this CPU
+ * last looked it up (the control plane clears a slot when it writes its real server). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct rvs_nexthop);
+} rvs_nh_dest SEC(".maps");
+
 /* The interfaces NAT may send a packet out of (XDP_REDIRECT), keyed by ifindex: those the
- * control plane attached the program to. */
+ * control plane attached the program to (each marked RVS_IFACE_TX in `rvs_ifaces` too, which
+ * is what the program looks at: an array is cheaper to ask than a hash). */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
 	__uint(max_entries, 256);
@@ -1741,39 +1760,97 @@ static __always_inline int via_kernel(struct xdp_md *ctx, __u32 ifindex)
 	return XDP_PASS;
 }
 
+/* The generation next hops are kept under now (0: none are). */
+static __always_inline __u32 nh_gen(void)
+{
+	__u32 zero = 0;
+	__u32 *g = bpf_map_lookup_elem(&rvs_nh_gen, &zero);
+	return g ? *g : 0;
+}
+
+/* Puts the Ethernet addresses on and sends the packet out of `oif` (an interface the
+ * program runs on, `out` its entry): XDP_TX back out of the one it came in by, XDP_REDIRECT
+ * out of another. */
+static __always_inline int nat_send(struct xdp_md *ctx, __u32 oif, const __u8 *dmac,
+				    const __u8 *smac)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	if (oif == ctx->ingress_ifindex) {
+		count(RVS_C_TX);
+		return XDP_TX;
+	}
+	count(RVS_C_REDIRECT);
+	return bpf_redirect_map(&rvs_tx_ports, oif, 0);
+}
+
+/* Asks the kernel's FIB (bpf_fib_lookup) how to send the packet on, as the kernel would route
+ * it on arriving here; `tot_len` is the length the way out's MTU is checked against. */
+static __always_inline long fib_ask(struct xdp_md *ctx, struct pkt *p, __u8 l4, __u32 tot_len,
+				    struct bpf_fib_lookup *fib)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->ifindex = ctx->ingress_ifindex;
+	fib->l4_protocol = l4;
+	fib->tot_len = tot_len;
+	if (p->key.family == RVS_AF_INET) {
+		struct iphdr *ip = data + L3_OFF;
+		if ((void *)(ip + 1) > end)
+			return -1;
+		fib->family = RVS_AF_INET;
+		fib->tos = ip->tos;
+		fib->ipv4_src = ip->saddr;
+		fib->ipv4_dst = ip->daddr;
+	} else {
+		struct ipv6hdr *ip6 = data + L3_OFF;
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		fib->family = RVS_AF_INET6;
+		fib->flowinfo = *(__u32 *)ip6 & bpf_htonl(0x0fffffff);
+		__builtin_memcpy(fib->ipv6_src, &ip6->saddr, 16);
+		__builtin_memcpy(fib->ipv6_dst, &ip6->daddr, 16);
+	}
+	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+}
+
 /* Sends a NAT-rewritten packet (protocol `l4` over IP) on: the kernel's FIB says which
  * interface and next hop (bpf_fib_lookup, as the kernel would route it on arriving here:
  * forwarding must be on); out of the interface it came in by with XDP_TX, out of another the
  * program runs on with XDP_REDIRECT; to a next hop not resolved yet, or out of an interface
  * the program does not run on, through the kernel (via_kernel). No route, and a packet longer
- * than the way out's MTU, are dropped and counted. */
-static __always_inline int nat_xmit(struct xdp_md *ctx, struct pkt *p, __u8 l4)
+ * than the way out's MTU, are dropped and counted.
+ *
+ * `nh` (may be NULL) keeps the answer for the next packet the same way: while it is of the
+ * current generation and for the interface this packet came in by, the packet goes out as it
+ * says without asking the FIB again. Only answers the program sends itself are kept (the
+ * ones through the kernel stay the kernel's to decide), with the way out's MTU learned from
+ * a second question (the FIB names it only to a packet too long for it). */
+static __always_inline int nat_xmit(struct xdp_md *ctx, struct pkt *p, __u8 l4,
+				    struct rvs_nexthop *nh)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct bpf_fib_lookup fib = {};
-	fib.ifindex = ctx->ingress_ifindex;
-	fib.l4_protocol = l4;
-	fib.tot_len = p->len;
-	if (p->key.family == RVS_AF_INET) {
-		struct iphdr *ip = data + L3_OFF;
-		if ((void *)(ip + 1) > end)
-			return XDP_DROP;
-		fib.family = RVS_AF_INET;
-		fib.tos = ip->tos;
-		fib.ipv4_src = ip->saddr;
-		fib.ipv4_dst = ip->daddr;
-	} else {
-		struct ipv6hdr *ip6 = data + L3_OFF;
-		if ((void *)(ip6 + 1) > end)
-			return XDP_DROP;
-		fib.family = RVS_AF_INET6;
-		fib.flowinfo = *(__u32 *)ip6 & bpf_htonl(0x0fffffff);
-		__builtin_memcpy(fib.ipv6_src, &ip6->saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, &ip6->daddr, 16);
+	__u32 gen = nh_gen();
+	if (nh && gen && nh->gen == gen && nh->iif == ctx->ingress_ifindex) {
+		__u32 oif = nh->oif;
+		struct rvs_iface *out = bpf_map_lookup_elem(&rvs_ifaces, &oif);
+		if (out && (out->flags & RVS_IFACE_ON) &&
+		    (oif == ctx->ingress_ifindex || (out->flags & RVS_IFACE_TX))) {
+			if (p->len > nh->mtu) {
+				count(RVS_C_TOO_BIG);
+				return XDP_DROP;
+			}
+			count(RVS_C_NH_KEPT);
+			return nat_send(ctx, oif, nh->dmac, out->mac);
+		}
 	}
-	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	struct bpf_fib_lookup fib;
+	long rc = fib_ask(ctx, p, l4, p->len, &fib);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return via_kernel(ctx, fib.ifindex);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
@@ -1784,19 +1861,32 @@ static __always_inline int nat_xmit(struct xdp_md *ctx, struct pkt *p, __u8 l4)
 		count(RVS_C_NO_ROUTE);
 		return XDP_DROP;
 	}
-	__u32 out = fib.ifindex;
-	if (out != ctx->ingress_ifindex && !bpf_map_lookup_elem(&rvs_tx_ports, &out))
-		return via_kernel(ctx, out);
-	if ((void *)(eth + 1) > end)
-		return XDP_DROP;
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-	if (out == ctx->ingress_ifindex) {
-		count(RVS_C_TX);
-		return XDP_TX;
+	__u32 oif = fib.ifindex;
+	if (oif != ctx->ingress_ifindex) {
+		struct rvs_iface *out = bpf_map_lookup_elem(&rvs_ifaces, &oif);
+		if (!out || !(out->flags & RVS_IFACE_TX))
+			return via_kernel(ctx, oif);
 	}
-	count(RVS_C_REDIRECT);
-	return bpf_redirect_map(&rvs_tx_ports, out, 0);
+	int verdict = nat_send(ctx, oif, fib.dmac, fib.smac);
+	if (nh && gen && oif < RVS_MAX_IFINDEX && ctx->ingress_ifindex < RVS_MAX_IFINDEX) {
+		nh->gen = 0;
+		nh->iif = ctx->ingress_ifindex;
+		nh->oif = oif;
+		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+		/* the MTU: asked with the longest IP packet, the FIB answers FRAG_NEEDED with it
+		 * (before it looks at neighbours), or SUCCESS when the way out takes even that */
+		long m = fib_ask(ctx, p, l4, 0xffff, &fib);
+		__u32 mtu = m == BPF_FIB_LKUP_RET_FRAG_NEEDED ? fib.mtu_result
+			    : m == BPF_FIB_LKUP_RET_SUCCESS    ? 0xffff
+							       : 0;
+		if (mtu >= p->len) {
+			nh->mtu = mtu > 0xffff ? 0xffff : mtu;
+			/* the generation last: an entry half written is of none */
+			asm volatile("" ::: "memory");
+			nh->gen = gen;
+		}
+	}
+	return verdict;
 }
 
 /* The other side of a NAT flow: for a client's packet the real server (its address and port),
@@ -1838,7 +1928,8 @@ __attribute__((noinline)) int rvs_nat_forward(struct xdp_md *ctx, struct pkt *p,
 		count(RVS_C_MALFORMED);
 		return XDP_DROP;
 	}
-	return nat_xmit(ctx, p, p->key.proto);
+	__u32 dest = to->dest;
+	return nat_xmit(ctx, p, p->key.proto, bpf_map_lookup_elem(&rvs_nh_dest, &dest));
 }
 
 /* The key of a NAT flow's reply entry: the real server's address and port (`to`) as source,
@@ -1903,7 +1994,8 @@ static __always_inline struct rvs_flow *reply_flow(struct pkt *p, struct nat_to 
  * ip_vs_out with handle_response): its flow's state moves by the OUTPUT rows, it is counted
  * as OutPkts / OutBytes, and it leaves from the virtual address and port. A reply whose flow
  * is gone (or went to another real server since) is the kernel's, untouched. */
-__attribute__((noinline)) int rvs_nat_reply(struct xdp_md *ctx, struct pkt *p, struct nat_to *to)
+__attribute__((noinline)) int rvs_nat_reply(struct xdp_md *ctx, struct pkt *p, struct nat_to *to,
+					    struct rvs_nexthop *nh)
 {
 	if (!p || !to)
 		return XDP_DROP;
@@ -1939,7 +2031,7 @@ __attribute__((noinline)) int rvs_nat_reply(struct xdp_md *ctx, struct pkt *p, s
 		count(RVS_C_MALFORMED);
 		return XDP_DROP;
 	}
-	return nat_xmit(ctx, p, p->key.proto);
+	return nat_xmit(ctx, p, p->key.proto, nh);
 }
 
 /* Whether the ICMP message at p->l4_off (`len` bytes; IPv6: with its pseudo-header) sums to
@@ -2030,7 +2122,7 @@ __attribute__((noinline)) int rvs_icmp_nat(struct xdp_md *ctx, struct pkt *p, st
 	else
 		dest_stats(dest, p->len, 0);
 	count(RVS_C_ICMP_STEERED);
-	return nat_xmit(ctx, p, p->key.family == RVS_AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6);
+	return nat_xmit(ctx, p, p->key.family == RVS_AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6, NULL);
 bad:
 	count(RVS_C_MALFORMED);
 	return XDP_DROP;
@@ -2098,7 +2190,7 @@ static __always_inline int later_fragment(struct xdp_md *ctx, struct pkt *p)
 			count(RVS_C_MALFORMED);
 			return XDP_DROP;
 		}
-		return nat_xmit(ctx, p, p->key.proto);
+		return nat_xmit(ctx, p, p->key.proto, NULL);
 	}
 	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
 	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !forwardable(dest, p->key.family, me)) {
@@ -2163,7 +2255,7 @@ int rvs_xdp(struct xdp_md *ctx)
 	if (f && (f->flags & RVS_FLOW_REPLY)) {
 		struct nat_to back = {.dest = f->dest, .svc = f->svc, .port = f->vport};
 		__builtin_memcpy(back.addr, f->vaddr, 16);
-		return rvs_nat_reply(ctx, &p, &back);
+		return rvs_nat_reply(ctx, &p, &back, &f->nh);
 	}
 	struct rvs_flow fresh = {};
 	__u32 dest_id, svc_id = 0, svc_flags = 0, old_dest = RVS_NO_DEST;

@@ -9,6 +9,8 @@ pub const MAX_SERVICES: u32 = 4096;
 pub const MAX_IFINDEX: u32 = 65_536;
 /// `RVS_IFACE_ON`
 pub const IFACE_ON: u16 = 0x1;
+/// `RVS_IFACE_TX`: NAT sends packets out of the interface itself (see [`crate::Xdp::set_tx_port`])
+pub const IFACE_TX: u16 = 0x2;
 /// Real servers of all services together.
 pub const MAX_DESTS: u32 = 16384;
 /// Entries of all schedule sequences together.
@@ -139,10 +141,11 @@ pub enum Counter {
     TooBig,
     BadCsum,
     StaleReply,
+    NextHopKept,
 }
 
 /// `RVS_C_COUNT`
-pub const COUNTERS: usize = 27;
+pub const COUNTERS: usize = 28;
 
 impl Counter {
     /// Every counter, in index order.
@@ -174,6 +177,7 @@ impl Counter {
         Counter::TooBig,
         Counter::BadCsum,
         Counter::StaleReply,
+        Counter::NextHopKept,
     ];
 }
 
@@ -233,6 +237,22 @@ pub struct FlowKey {
     pub pad: u16,
 }
 
+/// `struct rvs_nexthop`: a next hop the program looked up in the kernel's FIB and kept
+/// (valid while `gen` is the generation in `rvs_nh_gen`, see [`crate::NextHops`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct NextHop {
+    pub gen: u32,
+    /// the interface the packet arrived on
+    pub iif: u16,
+    /// the interface it leaves by
+    pub oif: u16,
+    /// the next hop's Ethernet address
+    pub dmac: [u8; 6],
+    /// the way out's MTU (at most 65535)
+    pub mtu: u16,
+}
+
 /// `struct rvs_flow`
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -246,6 +266,8 @@ pub struct Flow {
     pub vport: u16,
     /// a reply entry's virtual address
     pub vaddr: [u32; 4],
+    /// a reply entry's way to the client, as the program last looked it up
+    pub nh: NextHop,
     pub pad: u32,
     pub last_ns: u64,
     pub packets: u64,
@@ -403,6 +425,7 @@ unsafe impl aya::Pod for Service {}
 unsafe impl aya::Pod for Dest {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Flow {}
+unsafe impl aya::Pod for NextHop {}
 unsafe impl aya::Pod for Iface {}
 unsafe impl aya::Pod for TmplKey {}
 unsafe impl aya::Pod for DecapVip {}
@@ -434,15 +457,18 @@ const _: () = {
     assert!(size_of::<FlowKey>() == 40);
     assert!(offset_of!(FlowKey, cport) == 32 && offset_of!(FlowKey, proto) == 36);
     assert!(offset_of!(FlowKey, family) == 37);
-    assert!(size_of::<Flow>() == 64 && offset_of!(Flow, reported_ns) == 56);
+    assert!(size_of::<Flow>() == 80 && offset_of!(Flow, reported_ns) == 72);
+    assert!(offset_of!(Flow, nh) == 28 && offset_of!(Flow, pad) == 44);
+    assert!(size_of::<NextHop>() == 16 && offset_of!(NextHop, dmac) == 8);
+    assert!(offset_of!(NextHop, oif) == 6 && offset_of!(NextHop, mtu) == 14);
     assert!(offset_of!(Flow, flags) == 9 && offset_of!(Flow, vport) == 10);
     assert!(offset_of!(Flow, vaddr) == 12);
     assert!(size_of::<Event>() == 64 && offset_of!(Event, dest) == 40);
     assert!(size_of::<DestConns>() == 16 && offset_of!(DestConns, pending_active) == 8);
     assert!(offset_of!(Event, ns) == 48 && offset_of!(Event, len) == 56);
     assert!(offset_of!(Event, kind) == 60 && offset_of!(Event, state) == 62);
-    assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 32);
-    assert!(offset_of!(Flow, reported_packets) == 48);
+    assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 48);
+    assert!(offset_of!(Flow, reported_packets) == 64);
     assert!(size_of::<DecapVip>() == 20 && offset_of!(DecapVip, family) == 16);
     assert!(size_of::<TmplKey>() == 36);
     assert!(offset_of!(TmplKey, vport) == 32 && offset_of!(TmplKey, family) == 35);

@@ -31,7 +31,7 @@ pub mod plane;
 #[allow(unsafe_code)] // the bpf(2) call of BPF_PROG_TEST_RUN
 mod testrun;
 
-use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf};
 use aya::programs::tc::{self, SchedClassifierLinkId};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp as XdpProgram, XdpFlags};
@@ -93,6 +93,8 @@ pub struct Xdp {
     ebpf: Ebpf,
     /// the interfaces the programs are attached to (detached when this is dropped)
     links: Vec<Link>,
+    /// the interfaces NAT sends packets out of itself (`rvs_tx_ports`)
+    tx_ports: std::collections::HashSet<u32>,
 }
 
 /// The programs on one interface.
@@ -177,6 +179,58 @@ impl Waiter {
     }
 }
 
+/// The generation of the next hops the NAT path keeps (`rvs_nh_gen`): the program looks a
+/// packet's way out up in the kernel's FIB and keeps the answer (per real server, per CPU;
+/// per client, in a flow's reply entry), which holds while the generation stays. Whoever
+/// watches the kernel's tables moves it on at every change ([`NextHops::invalidate`]), and
+/// turns keeping off where the FIB's answer could depend on more than a packet's destination
+/// and the interface it came in by ([`NextHops::set_enabled`]).
+pub struct NextHops {
+    map: Array<MapData, u32>,
+    /// the generation in the map (0: keeping is off)
+    gen: u32,
+    /// the last one used (a generation is never used twice)
+    last: u32,
+}
+
+impl NextHops {
+    /// Turns keeping on (under a generation never used before) or off.
+    pub fn set_enabled(&mut self, on: bool) -> Result<(), Error> {
+        if on == (self.gen != 0) {
+            return Ok(());
+        }
+        self.gen = if on { self.next() } else { 0 };
+        self.map.set(0, self.gen, 0)?;
+        Ok(())
+    }
+
+    /// Whether the program keeps next hops.
+    pub fn enabled(&self) -> bool {
+        self.gen != 0
+    }
+
+    /// Makes every kept next hop stale (the kernel's tables changed): each is looked up again
+    /// by the next packet that would use it.
+    pub fn invalidate(&mut self) -> Result<(), Error> {
+        if self.gen == 0 {
+            return Ok(());
+        }
+        self.gen = self.next();
+        self.map.set(0, self.gen, 0)?;
+        Ok(())
+    }
+
+    /// The generation in force (0: off).
+    pub fn generation(&self) -> u32 {
+        self.gen
+    }
+
+    fn next(&mut self) -> u32 {
+        self.last = self.last.wrapping_add(1).max(1);
+        self.last
+    }
+}
+
 impl std::os::fd::AsRawFd for Events {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.ring.as_raw_fd()
@@ -200,6 +254,7 @@ impl Xdp {
         Ok(Xdp {
             ebpf,
             links: Vec::new(),
+            tx_ports: Default::default(),
         })
     }
 
@@ -275,12 +330,40 @@ impl Xdp {
     /// makes every interface it attaches to one). Packets for other interfaces go out
     /// through the kernel.
     pub fn set_tx_port(&mut self, ifindex: u32, on: bool) -> Result<(), Error> {
-        let mut ports: DevMapHash<&mut MapData> = DevMapHash::try_from(self.map("rvs_tx_ports")?)?;
+        // the program reads the flag in `rvs_ifaces`: set after the port is there, cleared
+        // before it goes, so that it never redirects to a port that is not
         if on {
+            let mut ports: DevMapHash<&mut MapData> =
+                DevMapHash::try_from(self.map("rvs_tx_ports")?)?;
             ports.insert(ifindex, ifindex, None, 0)?;
+            self.tx_ports.insert(ifindex);
+            return self.set_iface_flag(ifindex, abi::IFACE_TX, true);
+        }
+        self.tx_ports.remove(&ifindex);
+        self.set_iface_flag(ifindex, abi::IFACE_TX, false)?;
+        let mut ports: DevMapHash<&mut MapData> = DevMapHash::try_from(self.map("rvs_tx_ports")?)?;
+        absent_ok(ports.remove(ifindex))
+    }
+
+    /// Sets or clears `flag` in interface `ifindex`'s entry, leaving the rest as it is.
+    fn set_iface_flag(&mut self, ifindex: u32, flag: u16, on: bool) -> Result<(), Error> {
+        if ifindex >= abi::MAX_IFINDEX {
             return Ok(());
         }
-        absent_ok(ports.remove(ifindex))
+        let mut m: Array<&mut MapData, abi::Iface> = Array::try_from(self.map("rvs_ifaces")?)?;
+        let mut e = m.get(&ifindex, 0)?;
+        e.flags = if on { e.flags | flag } else { e.flags & !flag };
+        m.set(ifindex, e, 0)?;
+        Ok(())
+    }
+
+    /// The flags the control plane keeps in an interface's entry whatever else is written.
+    fn kept_flags(&self, ifindex: u32) -> u16 {
+        if self.tx_ports.contains(&ifindex) {
+            abi::IFACE_TX
+        } else {
+            0
+        }
     }
 
     /// Takes the event ring (once; later calls fail with [`Error::Missing`]).
@@ -379,11 +462,38 @@ impl Xdp {
         Ok(())
     }
 
-    /// Sets real server number `idx`.
+    /// Sets real server number `idx`, and forgets the next hops the program kept toward the
+    /// one before (after the write: a packet in between could keep the old one again).
     pub fn set_dest(&mut self, idx: u32, dest: &abi::Dest) -> Result<(), Error> {
         let mut m: Array<&mut MapData, abi::Dest> = Array::try_from(self.map("rvs_dests")?)?;
         m.set(idx, dest, 0)?;
+        let mut kept: PerCpuArray<&mut MapData, abi::NextHop> =
+            PerCpuArray::try_from(self.map("rvs_nh_dest")?)?;
+        let none = vec![abi::NextHop::default(); aya::util::nr_cpus().map_err(|(_, e)| e)?];
+        kept.set(idx, PerCpuValues::try_from(none)?, 0)?;
         Ok(())
+    }
+
+    /// The next hop CPU `cpu` keeps toward real server `idx` (see [`NextHops`]).
+    pub fn kept_next_hop(&mut self, idx: u32, cpu: usize) -> Result<abi::NextHop, Error> {
+        let kept: PerCpuArray<&mut MapData, abi::NextHop> =
+            PerCpuArray::try_from(self.map("rvs_nh_dest")?)?;
+        let v = kept.get(&idx, 0)?;
+        v.get(cpu).copied().ok_or(Error::Missing("that CPU"))
+    }
+
+    /// Takes the generation of the kept next hops (once; later calls fail with
+    /// [`Error::Missing`]). Until it is turned on, the program keeps none.
+    pub fn take_next_hops(&mut self) -> Result<NextHops, Error> {
+        let map = self
+            .ebpf
+            .take_map("rvs_nh_gen")
+            .ok_or(Error::Missing("rvs_nh_gen"))?;
+        Ok(NextHops {
+            map: Array::try_from(map)?,
+            gen: 0,
+            last: 0,
+        })
     }
 
     /// Sets real server `idx`'s connection counts (and its pending counts back to 0).
@@ -433,11 +543,11 @@ impl Xdp {
         if ifindex >= abi::MAX_IFINDEX {
             return Err(Error::Full("interfaces (its index is too large)"));
         }
-        let mut m: Array<&mut MapData, abi::Iface> = Array::try_from(self.map("rvs_ifaces")?)?;
         let on = abi::Iface {
-            flags: iface.flags | abi::IFACE_ON,
+            flags: iface.flags | abi::IFACE_ON | self.kept_flags(ifindex),
             ..*iface
         };
+        let mut m: Array<&mut MapData, abi::Iface> = Array::try_from(self.map("rvs_ifaces")?)?;
         m.set(ifindex, on, 0)?;
         Ok(())
     }
@@ -447,8 +557,12 @@ impl Xdp {
         if ifindex >= abi::MAX_IFINDEX {
             return Ok(());
         }
+        let off = abi::Iface {
+            flags: self.kept_flags(ifindex),
+            ..Default::default()
+        };
         let mut m: Array<&mut MapData, abi::Iface> = Array::try_from(self.map("rvs_ifaces")?)?;
-        m.set(ifindex, abi::Iface::default(), 0)?;
+        m.set(ifindex, off, 0)?;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use netns::Netns;
 use pkt::{bad_checksums, eth, Seg, ACK, FIN, PSH, SYN, TCP, UDP};
 use rvs_bpf::abi::{self, Counter};
-use rvs_bpf::{verdict, Xdp};
+use rvs_bpf::{verdict, NextHops, Xdp};
 
 /// The director's interfaces.
 pub const CA_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xca, 0x01];
@@ -235,6 +235,8 @@ pub struct Row {
     pub want: Want,
     pub counters: &'static [(Counter, u64)],
     pub before: Option<Action>,
+    /// `before` changes the namespace (the kernel announces it: kept next hops go stale)
+    pub announced: bool,
     pub checks: Vec<Check>,
 }
 
@@ -253,6 +255,7 @@ impl Row {
             want,
             counters,
             before: None,
+            announced: false,
             checks: Vec::new(),
         }
     }
@@ -265,6 +268,13 @@ impl Row {
     pub fn before(mut self, f: impl Fn(&mut Xdp, &Net) + 'static) -> Row {
         self.before = Some(Box::new(f));
         self
+    }
+
+    /// Like `before`, for a change of the namespace (routes, neighbours, settings), which
+    /// the kernel announces.
+    pub fn before_announced(mut self, f: impl Fn(&mut Xdp, &Net) + 'static) -> Row {
+        self.announced = true;
+        self.before(f)
     }
 }
 
@@ -318,10 +328,17 @@ fn check_flows(xdp: &mut Xdp, checks: &[Check]) -> Vec<String> {
     bad
 }
 
-/// Runs one row; what went wrong, if anything.
-fn run_row(xdp: &mut Xdp, net: &Net, r: &Row) -> Vec<String> {
+/// Runs one row; what went wrong, if anything. With `kept` (next hops kept between
+/// packets), a row's change to the namespace is followed by what rvsd's routing watcher does
+/// on the kernel's announcement (the kept next hops go stale; a change of the program's maps
+/// is not announced), and the count of packets sent by a kept next hop is not compared (it
+/// depends on which CPU ran the row before).
+fn run_row(xdp: &mut Xdp, net: &Net, r: &Row, mut kept: Option<&mut NextHops>) -> Vec<String> {
     if let Some(f) = &r.before {
         f(xdp, net);
+        if let (true, Some(k)) = (r.announced, kept.as_deref_mut()) {
+            k.invalidate().unwrap();
+        }
     }
     let before = xdp.counters().unwrap();
     let run = xdp.test_run(&r.packet, Some(r.ingress), 1).unwrap();
@@ -352,6 +369,9 @@ fn run_row(xdp: &mut Xdp, net: &Net, r: &Row) -> Vec<String> {
         }
     }
     for c in Counter::ALL {
+        if kept.is_some() && c == Counter::NextHopKept {
+            continue;
+        }
         let got = after[c as usize] - before[c as usize];
         let want = r
             .counters
@@ -374,8 +394,23 @@ fn load(net: &Net) -> Xdp {
 
 #[test]
 fn every_nat_row_gives_its_verdict_frame_counts_and_flows() {
-    let net = topology("rows");
+    run_table("rows", false);
+}
+
+/// The same table with next hops kept between packets: every row gives the same verdict,
+/// frame, counts and flows, and kept next hops did send packets.
+#[test]
+fn every_nat_row_holds_with_next_hops_kept() {
+    run_table("kept", true);
+}
+
+fn run_table(tag: &str, keep: bool) {
+    let net = topology(tag);
     let mut xdp = load(&net);
+    let mut kept = keep.then(|| xdp.take_next_hops().unwrap());
+    if let Some(k) = kept.as_mut() {
+        k.set_enabled(true).unwrap();
+    }
     let rows = rows::rows(&net);
     let mut failures = Vec::new();
     for (i, r) in rows.iter().enumerate() {
@@ -387,11 +422,15 @@ fn every_nat_row_gives_its_verdict_frame_counts_and_flows() {
                 assert!(bad.is_empty(), "row {i} ({}): {what} {bad:?}", r.name);
             }
         }
-        for e in run_row(&mut xdp, &net, r) {
+        for e in run_row(&mut xdp, &net, r, kept.as_mut()) {
             failures.push(format!("row {i} ({}): {e}", r.name));
         }
     }
     assert!(rows.len() >= 60, "{} rows", rows.len());
+    if keep {
+        let sent = xdp.counters().unwrap()[Counter::NextHopKept as usize];
+        assert!(sent >= 20, "{sent} packets sent by kept next hops");
+    }
     assert!(
         failures.is_empty(),
         "{} failures in {} rows:\n{}",
@@ -480,4 +519,148 @@ fn a_nat_exchange_reports_both_directions_and_counts_replies() {
         (f.packets, f.state),
         (exchange.len() as u64, state::TIME_WAIT)
     );
+}
+
+/// Keeps the test's thread on CPU 0: the program's per-CPU next hops are then the ones it
+/// reads and writes.
+fn pin_to_cpu0() -> usize {
+    // SAFETY: cpu_set_t is a plain bit set; CPU_ZERO / CPU_SET write within it, and
+    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(0, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity");
+    }
+    0
+}
+
+/// Next hops kept between packets, each way: the first packet asks the FIB and keeps its
+/// answer (way out, Ethernet address, MTU), the next ones use it without asking; the kept
+/// answer holds until the generation moves on (a neighbour that changed is not seen before,
+/// and is after), a real server written again forgets it, a packet longer than the kept MTU
+/// is too big, and with keeping off every packet asks.
+#[test]
+fn kept_next_hops_follow_the_kernel() {
+    let cpu = pin_to_cpu0();
+    let net = topology("keep");
+    let mut xdp = load(&net);
+    let mut hops = xdp.take_next_hops().unwrap();
+    hops.set_enabled(true).unwrap();
+    let (c, vip, rs) = (
+        sa("192.0.2.2:46000"),
+        sa("203.0.113.10:80"),
+        sa("10.9.0.2:8000"),
+    );
+    let seg = |flags, len| Seg::tcp(c, vip, flags, len);
+    let send = |xdp: &mut Xdp, s: &Seg| {
+        let before = xdp.counters().unwrap()[Counter::NextHopKept as usize];
+        let run = xdp
+            .test_run(&eth(CA_MAC, CLIENT_MAC, &s.ip(64)), Some(net.ca), 1)
+            .unwrap();
+        let kept = xdp.counters().unwrap()[Counter::NextHopKept as usize] - before;
+        (run, kept)
+    };
+    let to_rs = |s: &Seg, mac| eth(mac, RB_MAC, &s.with(c, rs).ip(63));
+
+    // the first packet asks and keeps: out of rb, to the real server's address, MTU 1400
+    let (run, kept) = send(&mut xdp, &seg(SYN, 0));
+    assert_eq!((run.verdict, kept), (verdict::REDIRECT, 0));
+    assert_eq!(run.packet, to_rs(&seg(SYN, 0), RS_MAC));
+    let want = abi::NextHop {
+        gen: hops.generation(),
+        iif: net.ca as u16,
+        oif: net.rb as u16,
+        dmac: RS_MAC,
+        mtu: 1400,
+    };
+    assert_eq!(xdp.kept_next_hop(0, cpu).unwrap(), want);
+    // the next one uses it, with the same frame
+    let (run, kept) = send(&mut xdp, &seg(ACK, 10));
+    assert_eq!((run.verdict, kept), (verdict::REDIRECT, 1));
+    assert_eq!(run.packet, to_rs(&seg(ACK, 10), RS_MAC));
+
+    // the real server moves to another Ethernet address: unseen until the generation moves
+    let moved = [0x02, 0, 0, 0, 0xd2, 0x99];
+    net.ns.ip(&format!(
+        "neigh replace 10.9.0.2 lladdr {} dev rb nud permanent",
+        mac(moved)
+    ));
+    let (run, kept) = send(&mut xdp, &seg(ACK, 20));
+    assert_eq!((kept, run.packet), (1, to_rs(&seg(ACK, 20), RS_MAC)));
+    hops.invalidate().unwrap();
+    let (run, kept) = send(&mut xdp, &seg(ACK, 30));
+    assert_eq!((kept, run.packet), (0, to_rs(&seg(ACK, 30), moved)));
+    let (run, kept) = send(&mut xdp, &seg(ACK, 40));
+    assert_eq!((kept, run.packet), (1, to_rs(&seg(ACK, 40), moved)));
+    assert_eq!(xdp.kept_next_hop(0, cpu).unwrap().dmac, moved);
+
+    // longer than the kept MTU (rb's 1400): too big, as the FIB would say
+    let too_long = seg(ACK, 1400 - 40 + 1);
+    let before = xdp.counters().unwrap();
+    let (run, kept) = send(&mut xdp, &too_long);
+    let after = xdp.counters().unwrap();
+    assert_eq!((run.verdict, kept), (verdict::DROP, 0));
+    assert_eq!(
+        after[Counter::TooBig as usize] - before[Counter::TooBig as usize],
+        1
+    );
+    let (run, kept) = send(&mut xdp, &seg(ACK, 1400 - 40));
+    assert_eq!((run.verdict, kept), (verdict::REDIRECT, 1));
+
+    // the reply entry keeps the way to the client: out of ca, the client's address, 1500
+    let reply = Seg::tcp(rs, c, ACK, 5);
+    let answer = || eth(RB_MAC, RS_MAC, &reply.ip(64));
+    let want_out = eth(CLIENT_MAC, CA_MAC, &reply.with(vip, c).ip(63));
+    for n in 0..2u64 {
+        let before = xdp.counters().unwrap()[Counter::NextHopKept as usize];
+        let run = xdp.test_run(&answer(), Some(net.rb), 1).unwrap();
+        let kept = xdp.counters().unwrap()[Counter::NextHopKept as usize] - before;
+        assert_eq!((run.verdict, kept), (verdict::REDIRECT, n));
+        assert_eq!(run.packet, want_out);
+    }
+    let entry = xdp
+        .flow(&key(rs, c, TCP))
+        .unwrap()
+        .expect("the reply entry");
+    let want_back = abi::NextHop {
+        gen: hops.generation(),
+        iif: net.rb as u16,
+        oif: net.ca as u16,
+        dmac: CLIENT_MAC,
+        mtu: 1500,
+    };
+    assert_eq!(entry.nh, want_back);
+
+    // writing the real server again forgets what was kept toward it
+    let d = abi::Dest {
+        addr: words(rs.ip()),
+        port: rs.port().to_be(),
+        family: abi::AF_INET,
+        fwd: abi::FWD_MASQ,
+        flags: abi::DEST_AVAILABLE,
+        svc: 0,
+        weight: 1,
+        ..Default::default()
+    };
+    xdp.set_dest(0, &d).unwrap();
+    assert_eq!(xdp.kept_next_hop(0, cpu).unwrap(), abi::NextHop::default());
+    let (run, kept) = send(&mut xdp, &seg(ACK, 50));
+    assert_eq!((run.verdict, kept), (verdict::REDIRECT, 0));
+
+    // keeping off: every packet asks
+    hops.set_enabled(false).unwrap();
+    for len in [60, 70] {
+        let (run, kept) = send(&mut xdp, &seg(ACK, len));
+        assert_eq!((run.verdict, kept), (verdict::REDIRECT, 0));
+        assert_eq!(run.packet, to_rs(&seg(ACK, len), moved));
+    }
+    // and on again, under a generation no entry has
+    hops.set_enabled(true).unwrap();
+    assert_ne!(hops.generation(), want.gen);
+    let (_, kept) = send(&mut xdp, &seg(ACK, 80));
+    assert_eq!(kept, 0);
+    let (_, kept) = send(&mut xdp, &seg(ACK, 90));
+    assert_eq!(kept, 1);
 }

@@ -401,6 +401,138 @@ pub fn route_get(dst: IpAddr) -> Result<Route> {
     Ok(parse_route(&get("RTM_GETROUTE", RTM_GETROUTE, &req)?)?)
 }
 
+/// Whether the kernel's routing is plain: only the rules a namespace starts with
+/// ([`wire::is_default_rule`]), for IPv4 and IPv6, and no IPv4 route that selects on TOS.
+/// Then where a packet goes depends only on its destination and the interface it came in
+/// by, so a next hop looked up for one packet holds for the next one the same way.
+pub fn plain_routing() -> Result<bool> {
+    for family in [AF_INET, AF_INET6] {
+        for p in dump(
+            "RTM_GETRULE",
+            RTM_GETRULE,
+            &fib_rule_hdr(family),
+            RTM_NEWRULE,
+        )? {
+            if !is_default_rule(&p)? {
+                return Ok(false);
+            }
+        }
+    }
+    let mut all = rtmsg_get(AF_INET);
+    all[1] = 0;
+    for p in dump("RTM_GETROUTE", RTM_GETROUTE, &all, RTM_NEWROUTE)? {
+        if route_tos(&p)? != 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The rtnetlink groups whose messages can change where the kernel forwards a packet:
+/// links, neighbours, addresses, routes, rules, forwarding settings (netconf) and next-hop
+/// objects.
+const WATCHED_GROUPS: [u32; 11] = [1, 3, 5, 7, 8, 9, 11, 19, 24, 25, 32];
+
+/// `SOL_NETLINK` and its `NETLINK_ADD_MEMBERSHIP` option.
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_ADD_MEMBERSHIP: libc::c_int = 1;
+
+/// What a [`Changes::wait`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// a rule, a route that selects on TOS, or messages lost (the socket overran): whether
+    /// routing is plain ([`plain_routing`]) must be asked again
+    pub policy: bool,
+}
+
+/// A socket on the kernel's announcements of changes to its links, neighbours, addresses,
+/// routes, rules and forwarding settings.
+pub struct Changes {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl Changes {
+    pub fn open() -> io::Result<Changes> {
+        let sock = Socket::open()?;
+        for group in WATCHED_GROUPS {
+            let len = std::mem::size_of::<u32>() as libc::socklen_t;
+            // SAFETY: `group` is a valid u32 of `len` bytes that outlives the call.
+            check(unsafe {
+                libc::setsockopt(
+                    sock.fd.as_raw_fd(),
+                    SOL_NETLINK,
+                    NETLINK_ADD_MEMBERSHIP,
+                    std::ptr::addr_of!(group).cast(),
+                    len,
+                )
+            })?;
+        }
+        Ok(Changes {
+            sock,
+            buf: vec![0u8; 64 * 1024],
+        })
+    }
+
+    /// Waits up to `timeout` for announcements; then takes all that are waiting, as one
+    /// change (None: nothing came).
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<Option<Change>> {
+        self.sock
+            .set_timeout(timeout.max(Duration::from_millis(1)))?;
+        let mut change = match self.take(0) {
+            Ok(c) => c,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        loop {
+            match self.take(libc::MSG_DONTWAIT) {
+                Ok(c) => change.policy |= c.policy,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(change)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One datagram's messages as a change; an overrun (ENOBUFS: announcements were lost)
+    /// is a change of anything.
+    fn take(&mut self, flags: libc::c_int) -> io::Result<Change> {
+        // SAFETY: `buf` is valid for writes of its length for the whole call.
+        let n = unsafe {
+            libc::recv(
+                self.sock.fd.as_raw_fd(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+                flags,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOBUFS) => Ok(Change { policy: true }),
+                Some(libc::EINTR) => Ok(Change { policy: false }),
+                _ => Err(e),
+            };
+        }
+        let mut policy = false;
+        // a datagram that does not decode still announced something
+        for m in messages(&self.buf[..n as usize]).unwrap_or_default() {
+            policy |= match m.ty {
+                RTM_NEWRULE | RTM_DELRULE => true,
+                RTM_NEWROUTE | RTM_DELROUTE => route_tos(m.payload) != Ok(0),
+                _ => false,
+            };
+        }
+        Ok(Change { policy })
+    }
+}
+
 /// The neighbour entry of `addr` on interface `ifindex`, if there is one in a usable state
 /// ([`NUD_USABLE`]) with an Ethernet address.
 pub fn neighbour(ifindex: u32, addr: IpAddr) -> Result<Option<Neigh>> {

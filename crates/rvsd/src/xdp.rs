@@ -47,6 +47,8 @@ pub struct XdpDataplane {
     core: Arc<Core>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// follows the kernel's routing for the next hops NAT keeps ([`watch_routing`])
+    watcher: Option<JoinHandle<()>>,
 }
 
 /// Next hops from the kernel's routing and neighbour tables; a real server new to the
@@ -87,6 +89,7 @@ impl XdpDataplane {
             warn_forwarding(name);
         }
         core.lock().set_expiry_log(true);
+        let hops = xdp.take_next_hops()?;
         let plane = Plane::new(xdp, core.now())?;
         let plane = Arc::new(Mutex::new(plane));
         let stop = Arc::new(AtomicBool::new(false));
@@ -96,11 +99,18 @@ impl XdpDataplane {
                 .name("rvs-xdp".into())
                 .spawn(move || run(&plane, &core, &stop))?
         };
+        let watcher = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("rvs-nexthops".into())
+                .spawn(move || watch_routing(hops, &stop))?
+        };
         Ok(XdpDataplane {
             plane,
             core,
             stop,
             thread: Some(thread),
+            watcher: Some(watcher),
         })
     }
 
@@ -143,7 +153,10 @@ impl XdpDataplane {
     /// Stops the thread and detaches the program from every interface.
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.watcher.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
         }
         // dropping the last handle closes the program's links: it is detached
@@ -199,6 +212,64 @@ fn log_report(r: &SyncReport) {
     }
     for a in &r.unresolved {
         tracing::warn!(real_server = %a, "next hop not resolved yet: its flows' packets are dropped until it answers");
+    }
+}
+
+/// How long the routing watcher waits for the kernel's announcements before it looks at the
+/// stop flag again.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// The thread that keeps the NAT path's kept next hops true ([`rvs_bpf::NextHops`]): every
+/// announcement of a change to links, neighbours, addresses, routes, rules or forwarding
+/// settings makes them stale at once; keeping is on only while routing is plain
+/// ([`netlink::plain_routing`]: policy rules or TOS routes make the FIB's answer depend on more
+/// than the destination, and then every packet asks the FIB). Without the announcements
+/// (the socket cannot be opened) keeping stays off.
+fn watch_routing(mut hops: rvs_bpf::NextHops, stop: &AtomicBool) {
+    let mut changes = match netlink::Changes::open() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("routing announcements: {e}; NAT looks every packet's next hop up");
+            return;
+        }
+    };
+    // subscribed before the first look: a change from here on is seen
+    let mut look = true;
+    while !stop.load(Ordering::SeqCst) {
+        if look {
+            let plain = netlink::plain_routing().unwrap_or_else(|e| {
+                tracing::warn!("reading the routing rules: {e}");
+                false
+            });
+            if plain != hops.enabled() {
+                tracing::info!(
+                    "NAT next hops: {}",
+                    if plain {
+                        "kept between packets (plain routing)"
+                    } else {
+                        "looked up for every packet (policy rules or TOS routes)"
+                    }
+                );
+            }
+            if let Err(e) = hops.set_enabled(plain) {
+                tracing::error!("NAT next hops: {e}");
+            }
+            look = false;
+        }
+        match changes.wait(WATCH_EVERY) {
+            Ok(None) => {}
+            Ok(Some(c)) => {
+                if let Err(e) = hops.invalidate() {
+                    tracing::error!("NAT next hops: {e}");
+                }
+                look = c.policy;
+            }
+            Err(e) => {
+                tracing::error!("routing announcements: {e}; NAT looks every packet's next hop up");
+                let _ = hops.set_enabled(false);
+                return;
+            }
+        }
     }
 }
 

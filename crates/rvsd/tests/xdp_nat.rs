@@ -830,3 +830,56 @@ fn ipv6_nat_with_port_mapping() {
     counters_equal_nftables(&d, &counted);
     reals.saw_only(src);
 }
+
+/// The next hops the program keeps between packets follow the kernel: the director's
+/// neighbour entry of a real server, or of the client, pointed at an address nobody has
+/// stops the flow's packets at once (the kept next hop went stale with the kernel's
+/// announcement), and pointed back makes them flow again.
+#[test]
+fn kept_next_hops_follow_neighbour_changes() {
+    let topo = Topo::new("xnatnh");
+    let reals = Reals::start(&topo, rip, false);
+    let d = Director::start_in("xdp-nat-nh", &XDP_ARGS, Some(&topo.director.name));
+    d.ok(&format!("-A -u {VIP}:53 -s rr"));
+    d.ok(&format!("-a -u {VIP}:53 -r {}:5353 -m", rip(1)));
+    let src: IpAddr = CLIENT.parse().unwrap();
+    let vip = SocketAddr::new(VIP.parse().unwrap(), 53);
+    let ask = || ask_udp(&topo, src, 40123, vip).0;
+    for _ in 0..3 {
+        assert_eq!(ask(), "rs1");
+    }
+    assert!(
+        poll_for(SETTLE, || d.log().contains("kept between packets")),
+        "{}",
+        d.log()
+    );
+    let neigh = |addr: &str, mac: &str, dev: &str| {
+        topo.director.ip(&[
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+        // the announcement reaches rvsd's watcher in well under this
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let nobody = "02:00:00:00:ee:ee";
+    for (addr, right, dev) in [
+        (rip(1), "02:00:00:00:01:02", "vrs1"),
+        (CLIENT.to_string(), "02:00:00:00:50:02", "vcl"),
+    ] {
+        neigh(&addr, nobody, dev);
+        assert_eq!(ask(), "EAGAIN (no answer)", "{addr} pointed elsewhere");
+        neigh(&addr, right, dev);
+        assert_eq!(ask(), "rs1", "{addr} pointed back");
+        assert_eq!(ask(), "rs1");
+    }
+    let from: Vec<SocketAddr> = reals.udp[0].received().into_iter().map(|r| r.0).collect();
+    assert_eq!(from.len(), 3 + 2 + 3, "requests that reached rs1: {from:?}");
+    assert!(from.iter().all(|f| f.ip() == src), "{from:?}");
+}

@@ -179,7 +179,7 @@ pub fn route_rows(net: &Net) -> Vec<Row> {
             Want::Drop,
             &[(Packets, 1), (FlowHit, 1), (NoRoute, 1)],
         )
-        .before(|xdp, net| {
+        .before_announced(|xdp, net| {
             xdp.set_tx_port(net.ca, true).unwrap();
             net.ns.sysctl("net.ipv4.conf.ca.forwarding=0");
         }),
@@ -190,7 +190,7 @@ pub fn route_rows(net: &Net) -> Vec<Row> {
             Want::Redirect(to_rs(&datagram.with(uc, urs))),
             IN_HIT,
         )
-        .before(|_, net| net.ns.sysctl("net.ipv4.conf.ca.forwarding=1")),
+        .before_announced(|_, net| net.ns.sysctl("net.ipv4.conf.ca.forwarding=1")),
     ]
 }
 

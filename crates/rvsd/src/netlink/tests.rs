@@ -413,3 +413,122 @@ fn a_clsact_qdisc_is_seen_and_removed() {
         assert!(clsact_del(va).is_err());
     });
 }
+
+#[test]
+fn a_rule_message_is_default_only_without_selectors() {
+    // fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action; flags
+    let rule = |hdr: [u8; 8], attrs: &[(u16, u32)]| {
+        let mut p = hdr.to_vec();
+        p.extend(0u32.to_ne_bytes());
+        for (ty, v) in attrs {
+            push_attr(&mut p, *ty, &v.to_ne_bytes());
+        }
+        p
+    };
+    let main = rule(
+        [2, 0, 0, 0, 254, 0, 0, 1],
+        &[(15, 254), (14, u32::MAX), (6, 32766)],
+    );
+    assert!(is_default_rule(&main).unwrap());
+    let local = rule([10, 0, 0, 0, 255, 0, 0, 1], &[(15, 255)]);
+    assert!(is_default_rule(&local).unwrap());
+    // a source selector, another table, a mark, another priority
+    for p in [
+        rule([2, 0, 16, 0, 100, 0, 0, 1], &[(15, 100), (6, 100)]),
+        rule([2, 0, 0, 0, 254, 0, 0, 1], &[(15, 254), (6, 100)]),
+        rule(
+            [2, 0, 0, 0, 254, 0, 0, 1],
+            &[(15, 254), (6, 32766), (10, 1)],
+        ),
+        rule([2, 0, 0, 0, 100, 0, 0, 1], &[(15, 100), (6, 32766)]),
+        // suppress_prefixlength 0
+        rule(
+            [2, 0, 0, 0, 254, 0, 0, 1],
+            &[(15, 254), (6, 32766), (14, 0)],
+        ),
+    ] {
+        assert!(!is_default_rule(&p).unwrap(), "{p:?}");
+    }
+    assert!(is_default_rule(&[2, 0, 0]).is_err());
+}
+
+#[test]
+fn routing_is_plain_until_a_policy_rule_or_a_tos_route() {
+    let (a, _b) = pair("plain");
+    let plain = || a.run(|| plain_routing().unwrap());
+    assert!(plain());
+    // a route in a table no rule reaches changes nothing
+    a.ip("route add 10.6.0.0/16 via 10.77.0.2 table 100");
+    assert!(plain());
+    for (add, del) in [
+        (
+            "rule add from 10.1.0.0/16 lookup 100 pref 100",
+            "rule del pref 100",
+        ),
+        (
+            "-6 rule add iif va lookup 100 pref 200",
+            "-6 rule del pref 200",
+        ),
+        (
+            "route add 10.5.0.0/16 tos 0x10 via 10.77.0.2",
+            "route del 10.5.0.0/16 tos 0x10",
+        ),
+    ] {
+        a.ip(add);
+        assert!(!plain(), "{add}");
+        a.ip(del);
+        assert!(plain(), "{del}");
+    }
+}
+
+#[test]
+fn changes_are_announced_and_policy_ones_said_so() {
+    let (a, _b) = pair("changes");
+    let name = a.0.clone();
+    a.run(|| {
+        let mut ch = Changes::open().unwrap();
+        assert_eq!(ch.wait(Duration::from_millis(100)).unwrap(), None);
+        let ip = |args: &str| {
+            let mut all = vec!["-n", name.as_str()];
+            all.extend(args.split(' '));
+            run("ip", &all);
+        };
+        let sysctl = |kv: &str| run("ip", &["netns", "exec", &name, "sysctl", "-qw", kv]);
+        let steps: [(&dyn Fn(), bool, &str); 7] = [
+            (
+                &|| ip("neigh add 10.77.0.9 lladdr 02:00:00:00:00:09 dev va"),
+                false,
+                "neighbour",
+            ),
+            (
+                &|| ip("route add 10.8.0.0/16 via 10.77.0.2"),
+                false,
+                "route",
+            ),
+            (&|| ip("addr add 10.78.0.1/24 dev va"), false, "address"),
+            (&|| ip("link set va mtu 1400"), false, "link"),
+            (
+                &|| sysctl("net.ipv4.conf.va.forwarding=1"),
+                false,
+                "forwarding",
+            ),
+            (
+                &|| ip("route add 10.9.0.0/16 tos 0x10 via 10.77.0.2"),
+                true,
+                "TOS route",
+            ),
+            (
+                &|| ip("rule add from 10.1.0.0/16 lookup 100 pref 100"),
+                true,
+                "rule",
+            ),
+        ];
+        for (step, policy, what) in steps {
+            step();
+            let got = ch.wait(Duration::from_secs(2)).unwrap();
+            assert_eq!(got, Some(Change { policy }), "{what}");
+            // the rest of what one change announces
+            while ch.wait(Duration::from_millis(50)).unwrap().is_some() {}
+        }
+    });
+}

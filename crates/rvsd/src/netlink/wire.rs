@@ -32,7 +32,12 @@ pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWADDR: u16 = 20;
 pub const RTM_DELADDR: u16 = 21;
 pub const RTM_GETADDR: u16 = 22;
+pub const RTM_NEWROUTE: u16 = 24;
+pub const RTM_DELROUTE: u16 = 25;
 pub const RTM_GETROUTE: u16 = 26;
+pub const RTM_NEWRULE: u16 = 32;
+pub const RTM_DELRULE: u16 = 33;
+pub const RTM_GETRULE: u16 = 34;
 pub const RTM_NEWNEIGH: u16 = 28;
 pub const RTM_GETNEIGH: u16 = 30;
 pub const RTM_NEWQDISC: u16 = 36;
@@ -415,4 +420,54 @@ pub fn tc_kind(kind: &str) -> Vec<u8> {
     name.push(0);
     push_attr(&mut v, TCA_KIND, &name);
     v
+}
+
+const FRA_PRIORITY: u16 = 6;
+const FRA_SUPPRESS_IFGROUP: u16 = 13;
+const FRA_SUPPRESS_PREFIXLEN: u16 = 14;
+const FRA_TABLE: u16 = 15;
+const FRA_PROTOCOL: u16 = 21;
+
+/// `FR_ACT_TO_TBL`: a rule that looks a table up
+const FR_ACT_TO_TBL: u8 = 1;
+
+/// The rules every namespace starts with, (priority, table): local, main and (IPv4) default.
+const DEFAULT_RULES: [(u32, u32); 3] = [(0, 255), (32766, 254), (32767, 253)];
+
+/// `struct fib_rule_hdr` (12 bytes) for a rule dump of `family`.
+pub fn fib_rule_hdr(family: u8) -> Vec<u8> {
+    let mut m = vec![family, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m
+}
+
+/// Whether an `RTM_NEWRULE` payload is one of the rules a namespace starts with: no selector
+/// (source, destination, TOS, interface, mark, ports, UID range, ...), not inverted, looking up
+/// the local, main or default table at its usual priority. Under those rules alone a route
+/// lookup depends only on the destination (and, for forwarding, the interface it came in by).
+pub fn is_default_rule(p: &[u8]) -> Result<bool, Malformed> {
+    let bad = Malformed("rule message");
+    let hdr = p.get(..12).ok_or(bad)?;
+    let (dst_len, src_len, tos, table, action) = (hdr[1], hdr[2], hdr[3], hdr[4], hdr[7]);
+    let flags = u32_at(hdr, 8).ok_or(bad)?;
+    if dst_len != 0 || src_len != 0 || tos != 0 || action != FR_ACT_TO_TBL || flags != 0 {
+        return Ok(false);
+    }
+    let (mut prio, mut table) = (0u32, u32::from(table));
+    for (ty, v) in attrs(&p[12..])? {
+        match ty {
+            FRA_PRIORITY => prio = u32_at(v, 0).ok_or(bad)?,
+            FRA_TABLE => table = u32_at(v, 0).ok_or(bad)?,
+            FRA_PROTOCOL => {}
+            // -1: no suppression (the kernel sends it for every rule)
+            FRA_SUPPRESS_IFGROUP | FRA_SUPPRESS_PREFIXLEN if u32_at(v, 0) == Some(u32::MAX) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(DEFAULT_RULES.contains(&(prio, table)))
+}
+
+/// The TOS a route message selects on (`rtm_tos`; 0: any).
+pub fn route_tos(p: &[u8]) -> Result<u8, Malformed> {
+    p.get(3).copied().ok_or(Malformed("route message"))
 }

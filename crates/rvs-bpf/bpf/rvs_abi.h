@@ -191,18 +191,23 @@ struct rvs_dest {
 
 /* A next hop the program looked up in the kernel's FIB (bpf_fib_lookup), kept so that the
  * next packet the same way skips the lookup: for a packet that arrived on interface `iif`,
- * send it out of `oif` (an interface the program runs on, whose Ethernet address is the
- * source) to Ethernet address `dmac`; a packet longer than `mtu` is too big. Good while `gen`
- * equals the generation in `rvs_nh_gen`, which the control plane moves on whenever the
- * kernel's routes, neighbours, rules, links, addresses or forwarding settings change (and
- * keeps at 0, which no entry matches, where the FIB's answer could depend on more than the
- * destination: policy routing rules, or routes chosen by TOS). */
+ * send it out of `oif` from Ethernet address `smac` to `dmac`; a packet longer than `mtu` is
+ * too big. Good while `gen` equals the generation in `rvs_nh_gen`, which the control plane
+ * moves on whenever the kernel's links, neighbours, addresses, routes, rules or forwarding
+ * settings change (and keeps at 0, which no entry matches, where the FIB's answer could
+ * depend on more than the destination: policy routing rules, routes by source or TOS,
+ * multipath routes). `tag`: the destination address folded to 32 bits, checked on use (a
+ * flow entry freed and reused under a packet that was writing it cannot lend its next hop to
+ * another client). */
 struct rvs_nexthop {
 	__u32 gen;
 	__u16 iif;
 	__u16 oif;
 	__u8 dmac[6];
+	__u8 smac[6];
 	__u16 mtu;
+	__u16 pad;
+	__u32 tag;
 };
 
 /* Key of `rvs_flows`: a client's flow to a virtual service. */
@@ -229,7 +234,6 @@ struct rvs_flow {
 	__u16 vport;       /* RVS_FLOW_REPLY: the virtual port (network order) */
 	__u32 vaddr[4];    /* RVS_FLOW_REPLY: the virtual address */
 	struct rvs_nexthop nh; /* RVS_FLOW_REPLY: the way to the client, as last looked up */
-	__u32 pad;
 	__u64 last_ns;     /* bpf_ktime_get_coarse_ns() of the last packet */
 	__u64 packets;     /* packets of the flow */
 	__u64 reported_packets; /* `packets` when the flow last sent an event */
@@ -329,13 +333,12 @@ struct rvs_lblcr {
  * the addresses tunnels leave from (their outer source; 0 / :: when it has none). */
 struct rvs_iface {
 	__u8 mac[6];
-	__u16 flags;       /* RVS_IFACE_*: set up by the control plane; a NAT way out */
+	__u16 flags;       /* RVS_IFACE_ON: set up by the control plane */
 	__u32 addr4;
 	__u32 addr6[4];
 };
 
 #define RVS_IFACE_ON 0x1
-#define RVS_IFACE_TX 0x2  /* in `rvs_tx_ports`: NAT sends packets out of it itself (XDP_REDIRECT) */
 
 /* Value of `rvs_conns` (an array indexed like `rvs_dests`): a real server's connection
  * counts as rvs-core last had them (written by the control plane after it brought the

@@ -149,8 +149,7 @@ struct {
 } rvs_nh_dest SEC(".maps");
 
 /* The interfaces NAT may send a packet out of (XDP_REDIRECT), keyed by ifindex: those the
- * control plane attached the program to (each marked RVS_IFACE_TX in `rvs_ifaces` too, which
- * is what the program looks at: an array is cheaper to ask than a hash). */
+ * control plane attached the program to. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
 	__uint(max_entries, 256);
@@ -1768,12 +1767,20 @@ static __always_inline __u32 nh_gen(void)
 	return g ? *g : 0;
 }
 
-/* Puts the Ethernet addresses on and sends the packet out of `oif` (an interface the
- * program runs on, `out` its entry): XDP_TX back out of the one it came in by, XDP_REDIRECT
- * out of another. */
+/* Puts the Ethernet addresses on and sends the packet out of `oif`: XDP_TX back out of the
+ * interface it came in by, XDP_REDIRECT out of another the program runs on (in
+ * `rvs_tx_ports`); out of any other, through the kernel (via_kernel). */
 static __always_inline int nat_send(struct xdp_md *ctx, __u32 oif, const __u8 *dmac,
 				    const __u8 *smac)
 {
+	int verdict = XDP_TX;
+	/* the redirect looks the port up itself (XDP_ABORTED, flags 0, when it is not there) and
+	 * only takes note of it: the frame is finished below */
+	if (oif != ctx->ingress_ifindex) {
+		if (bpf_redirect_map(&rvs_tx_ports, oif, 0) != XDP_REDIRECT)
+			return via_kernel(ctx, oif);
+		verdict = XDP_REDIRECT;
+	}
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
@@ -1781,12 +1788,8 @@ static __always_inline int nat_send(struct xdp_md *ctx, __u32 oif, const __u8 *d
 		return XDP_DROP;
 	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
-	if (oif == ctx->ingress_ifindex) {
-		count(RVS_C_TX);
-		return XDP_TX;
-	}
-	count(RVS_C_REDIRECT);
-	return bpf_redirect_map(&rvs_tx_ports, oif, 0);
+	count(verdict == XDP_TX ? RVS_C_TX : RVS_C_REDIRECT);
+	return verdict;
 }
 
 /* Asks the kernel's FIB (bpf_fib_lookup) how to send the packet on, as the kernel would route
@@ -1828,26 +1831,22 @@ static __always_inline long fib_ask(struct xdp_md *ctx, struct pkt *p, __u8 l4, 
  * than the way out's MTU, are dropped and counted.
  *
  * `nh` (may be NULL) keeps the answer for the next packet the same way: while it is of the
- * current generation and for the interface this packet came in by, the packet goes out as it
- * says without asking the FIB again. Only answers the program sends itself are kept (the
+ * current generation, for the interface this packet came in by and for `tag` (its
+ * destination's, or 0 where the entry belongs to one destination anyway), the packet goes out
+ * as it says without asking the FIB again. Only answers the program sends itself are kept (the
  * ones through the kernel stay the kernel's to decide), with the way out's MTU learned from
  * a second question (the FIB names it only to a packet too long for it). */
 static __always_inline int nat_xmit(struct xdp_md *ctx, struct pkt *p, __u8 l4,
-				    struct rvs_nexthop *nh)
+				    struct rvs_nexthop *nh, __u32 tag)
 {
 	__u32 gen = nh_gen();
-	if (nh && gen && nh->gen == gen && nh->iif == ctx->ingress_ifindex) {
-		__u32 oif = nh->oif;
-		struct rvs_iface *out = bpf_map_lookup_elem(&rvs_ifaces, &oif);
-		if (out && (out->flags & RVS_IFACE_ON) &&
-		    (oif == ctx->ingress_ifindex || (out->flags & RVS_IFACE_TX))) {
-			if (p->len > nh->mtu) {
-				count(RVS_C_TOO_BIG);
-				return XDP_DROP;
-			}
-			count(RVS_C_NH_KEPT);
-			return nat_send(ctx, oif, nh->dmac, out->mac);
+	if (nh && gen && nh->gen == gen && nh->iif == ctx->ingress_ifindex && nh->tag == tag) {
+		if (p->len > nh->mtu) {
+			count(RVS_C_TOO_BIG);
+			return XDP_DROP;
 		}
+		count(RVS_C_NH_KEPT);
+		return nat_send(ctx, nh->oif, nh->dmac, nh->smac);
 	}
 	struct bpf_fib_lookup fib;
 	long rc = fib_ask(ctx, p, l4, p->len, &fib);
@@ -1862,17 +1861,15 @@ static __always_inline int nat_xmit(struct xdp_md *ctx, struct pkt *p, __u8 l4,
 		return XDP_DROP;
 	}
 	__u32 oif = fib.ifindex;
-	if (oif != ctx->ingress_ifindex) {
-		struct rvs_iface *out = bpf_map_lookup_elem(&rvs_ifaces, &oif);
-		if (!out || !(out->flags & RVS_IFACE_TX))
-			return via_kernel(ctx, oif);
-	}
 	int verdict = nat_send(ctx, oif, fib.dmac, fib.smac);
-	if (nh && gen && oif < RVS_MAX_IFINDEX && ctx->ingress_ifindex < RVS_MAX_IFINDEX) {
+	if (nh && gen && (verdict == XDP_TX || verdict == XDP_REDIRECT) &&
+	    oif < RVS_MAX_IFINDEX && ctx->ingress_ifindex < RVS_MAX_IFINDEX) {
 		nh->gen = 0;
 		nh->iif = ctx->ingress_ifindex;
 		nh->oif = oif;
+		nh->tag = tag;
 		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
 		/* the MTU: asked with the longest IP packet, the FIB answers FRAG_NEEDED with it
 		 * (before it looks at neighbours), or SUCCESS when the way out takes even that */
 		long m = fib_ask(ctx, p, l4, 0xffff, &fib);
@@ -1881,12 +1878,19 @@ static __always_inline int nat_xmit(struct xdp_md *ctx, struct pkt *p, __u8 l4,
 							       : 0;
 		if (mtu >= p->len) {
 			nh->mtu = mtu > 0xffff ? 0xffff : mtu;
-			/* the generation last: an entry half written is of none */
-			asm volatile("" ::: "memory");
-			nh->gen = gen;
+			/* the generation last, fully ordered (an atomic exchange): an entry half
+			 * written is of no generation */
+			__sync_lock_test_and_set(&nh->gen, gen);
 		}
 	}
 	return verdict;
+}
+
+/* A destination address folded to 32 bits (the whole of an IPv4 one), the `tag` of the next
+ * hop kept toward it. */
+static __always_inline __u32 addr_tag(const __u32 *a)
+{
+	return a[0] ^ a[1] ^ a[2] ^ a[3];
 }
 
 /* The other side of a NAT flow: for a client's packet the real server (its address and port),
@@ -1929,7 +1933,8 @@ __attribute__((noinline)) int rvs_nat_forward(struct xdp_md *ctx, struct pkt *p,
 		return XDP_DROP;
 	}
 	__u32 dest = to->dest;
-	return nat_xmit(ctx, p, p->key.proto, bpf_map_lookup_elem(&rvs_nh_dest, &dest));
+	/* per real server and CPU: the control plane clears the slot with its real server */
+	return nat_xmit(ctx, p, p->key.proto, bpf_map_lookup_elem(&rvs_nh_dest, &dest), 0);
 }
 
 /* The key of a NAT flow's reply entry: the real server's address and port (`to`) as source,
@@ -2031,7 +2036,7 @@ __attribute__((noinline)) int rvs_nat_reply(struct xdp_md *ctx, struct pkt *p, s
 		count(RVS_C_MALFORMED);
 		return XDP_DROP;
 	}
-	return nat_xmit(ctx, p, p->key.proto, nh);
+	return nat_xmit(ctx, p, p->key.proto, nh, addr_tag(p->key.vaddr));
 }
 
 /* Whether the ICMP message at p->l4_off (`len` bytes; IPv6: with its pseudo-header) sums to
@@ -2122,7 +2127,7 @@ __attribute__((noinline)) int rvs_icmp_nat(struct xdp_md *ctx, struct pkt *p, st
 	else
 		dest_stats(dest, p->len, 0);
 	count(RVS_C_ICMP_STEERED);
-	return nat_xmit(ctx, p, p->key.family == RVS_AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6, NULL);
+	return nat_xmit(ctx, p, p->key.family == RVS_AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6, NULL, 0);
 bad:
 	count(RVS_C_MALFORMED);
 	return XDP_DROP;
@@ -2190,7 +2195,7 @@ static __always_inline int later_fragment(struct xdp_md *ctx, struct pkt *p)
 			count(RVS_C_MALFORMED);
 			return XDP_DROP;
 		}
-		return nat_xmit(ctx, p, p->key.proto, NULL);
+		return nat_xmit(ctx, p, p->key.proto, NULL, 0);
 	}
 	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
 	if (!dest || !(dest->flags & RVS_DEST_AVAILABLE) || !forwardable(dest, p->key.family, me)) {
@@ -2205,6 +2210,19 @@ static __always_inline int later_fragment(struct xdp_md *ctx, struct pkt *p)
 		return rvs_nat_forward(ctx, p, &nt);
 	}
 	return forward(ctx, p, dest, me);
+}
+
+/* Makes the entry of a new flow (its first packet at `now`, to real server `dest` of service
+ * `svc`, in TCP state `state`). A global function: the entry is built on a stack frame of its
+ * own, not the main program's. Returns non-zero when the flow map has no room. */
+__attribute__((noinline)) int rvs_flow_put(struct pkt *p, __u32 dest, __u32 svc, __u32 state,
+					   __u64 now)
+{
+	if (!p)
+		return -1;
+	struct rvs_flow f = {.dest = dest, .svc = svc, .state = state, .last_ns = now, .packets = 1,
+			     .reported_packets = 1, .reported_ns = now};
+	return bpf_map_update_elem(&rvs_flows, &p->key, &f, BPF_ANY) ? -1 : 0;
 }
 
 SEC("xdp")
@@ -2257,7 +2275,6 @@ int rvs_xdp(struct xdp_md *ctx)
 		__builtin_memcpy(back.addr, f->vaddr, 16);
 		return rvs_nat_reply(ctx, &p, &back, &f->nh);
 	}
-	struct rvs_flow fresh = {};
 	__u32 dest_id, svc_id = 0, svc_flags = 0, old_dest = RVS_NO_DEST;
 	if (f && reused(f, &p)) {
 		count(RVS_C_REUSED);
@@ -2331,14 +2348,8 @@ int rvs_xdp(struct xdp_md *ctx)
 	if (f) {
 		flow_packet(f, &p.key, &p, rows, RVS_DIR_INPUT, now);
 	} else {
-		fresh.dest = dest_id;
-		fresh.svc = svc_id;
-		fresh.state = p.key.proto == IPPROTO_TCP ? next_state(RVS_S_NONE, p.tcp_flags, rows)
-							 : RVS_S_NONE;
-		fresh.last_ns = now;
-		fresh.packets = 1;
-		fresh.reported_packets = 1;
-		fresh.reported_ns = now;
+		__u8 state = p.key.proto == IPPROTO_TCP ? next_state(RVS_S_NONE, p.tcp_flags, rows)
+							: RVS_S_NONE;
 		/* a tuple taken over from a NAT flow of another real server: that one's replies
 		 * are nobody's now */
 		if (old_dest != RVS_NO_DEST && old_dest != dest_id) {
@@ -2356,14 +2367,14 @@ int rvs_xdp(struct xdp_md *ctx)
 				count(RVS_C_FLOW_FULL);
 				return XDP_DROP;
 			}
-			if (bpf_map_update_elem(&rvs_flows, &p.key, &fresh, BPF_ANY)) {
+			if (rvs_flow_put(&p, dest_id, svc_id, state, now)) {
 				if (nat)
 					rvs_nat_unpair(&p, &to);
 				count(RVS_C_FLOW_FULL);
 				return XDP_DROP;
 			}
 		}
-		report(&p, RVS_EV_NEW, dest_id, svc_id, fresh.state, now);
+		report(&p, RVS_EV_NEW, dest_id, svc_id, state, now);
 	}
 	/* counted before the transmit, as ip_vs_in() counts before the packet's TTL is looked at */
 	dest_stats(dest_id, p.len, new_conn);

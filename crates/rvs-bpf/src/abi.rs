@@ -9,8 +9,6 @@ pub const MAX_SERVICES: u32 = 4096;
 pub const MAX_IFINDEX: u32 = 65_536;
 /// `RVS_IFACE_ON`
 pub const IFACE_ON: u16 = 0x1;
-/// `RVS_IFACE_TX`: NAT sends packets out of the interface itself (see [`crate::Xdp::set_tx_port`])
-pub const IFACE_TX: u16 = 0x2;
 /// Real servers of all services together.
 pub const MAX_DESTS: u32 = 16384;
 /// Entries of all schedule sequences together.
@@ -249,8 +247,14 @@ pub struct NextHop {
     pub oif: u16,
     /// the next hop's Ethernet address
     pub dmac: [u8; 6],
+    /// the way out's Ethernet address
+    pub smac: [u8; 6],
     /// the way out's MTU (at most 65535)
     pub mtu: u16,
+    pub pad: u16,
+    /// the destination address folded to 32 bits (a reply entry's client; 0 toward a real
+    /// server)
+    pub tag: u32,
 }
 
 /// `struct rvs_flow`
@@ -268,7 +272,6 @@ pub struct Flow {
     pub vaddr: [u32; 4],
     /// a reply entry's way to the client, as the program last looked it up
     pub nh: NextHop,
-    pub pad: u32,
     pub last_ns: u64,
     pub packets: u64,
     pub reported_packets: u64,
@@ -457,18 +460,19 @@ const _: () = {
     assert!(size_of::<FlowKey>() == 40);
     assert!(offset_of!(FlowKey, cport) == 32 && offset_of!(FlowKey, proto) == 36);
     assert!(offset_of!(FlowKey, family) == 37);
-    assert!(size_of::<Flow>() == 80 && offset_of!(Flow, reported_ns) == 72);
-    assert!(offset_of!(Flow, nh) == 28 && offset_of!(Flow, pad) == 44);
-    assert!(size_of::<NextHop>() == 16 && offset_of!(NextHop, dmac) == 8);
-    assert!(offset_of!(NextHop, oif) == 6 && offset_of!(NextHop, mtu) == 14);
+    assert!(size_of::<Flow>() == 88 && offset_of!(Flow, reported_ns) == 80);
+    assert!(offset_of!(Flow, nh) == 28);
+    assert!(size_of::<NextHop>() == 28 && offset_of!(NextHop, dmac) == 8);
+    assert!(offset_of!(NextHop, oif) == 6 && offset_of!(NextHop, smac) == 14);
+    assert!(offset_of!(NextHop, mtu) == 20 && offset_of!(NextHop, tag) == 24);
     assert!(offset_of!(Flow, flags) == 9 && offset_of!(Flow, vport) == 10);
     assert!(offset_of!(Flow, vaddr) == 12);
     assert!(size_of::<Event>() == 64 && offset_of!(Event, dest) == 40);
     assert!(size_of::<DestConns>() == 16 && offset_of!(DestConns, pending_active) == 8);
     assert!(offset_of!(Event, ns) == 48 && offset_of!(Event, len) == 56);
     assert!(offset_of!(Event, kind) == 60 && offset_of!(Event, state) == 62);
-    assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 48);
-    assert!(offset_of!(Flow, reported_packets) == 64);
+    assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 56);
+    assert!(offset_of!(Flow, reported_packets) == 72);
     assert!(size_of::<DecapVip>() == 20 && offset_of!(DecapVip, family) == 16);
     assert!(size_of::<TmplKey>() == 36);
     assert!(offset_of!(TmplKey, vport) == 32 && offset_of!(TmplKey, family) == 35);

@@ -93,8 +93,6 @@ pub struct Xdp {
     ebpf: Ebpf,
     /// the interfaces the programs are attached to (detached when this is dropped)
     links: Vec<Link>,
-    /// the interfaces NAT sends packets out of itself (`rvs_tx_ports`)
-    tx_ports: std::collections::HashSet<u32>,
 }
 
 /// The programs on one interface.
@@ -199,8 +197,9 @@ impl NextHops {
         if on == (self.gen != 0) {
             return Ok(());
         }
-        self.gen = if on { self.next() } else { 0 };
-        self.map.set(0, self.gen, 0)?;
+        let gen = if on { self.next() } else { 0 };
+        self.map.set(0, gen, 0)?;
+        self.gen = gen;
         Ok(())
     }
 
@@ -215,8 +214,9 @@ impl NextHops {
         if self.gen == 0 {
             return Ok(());
         }
-        self.gen = self.next();
-        self.map.set(0, self.gen, 0)?;
+        let gen = self.next();
+        self.map.set(0, gen, 0)?;
+        self.gen = gen;
         Ok(())
     }
 
@@ -254,7 +254,6 @@ impl Xdp {
         Ok(Xdp {
             ebpf,
             links: Vec::new(),
-            tx_ports: Default::default(),
         })
     }
 
@@ -330,40 +329,12 @@ impl Xdp {
     /// makes every interface it attaches to one). Packets for other interfaces go out
     /// through the kernel.
     pub fn set_tx_port(&mut self, ifindex: u32, on: bool) -> Result<(), Error> {
-        // the program reads the flag in `rvs_ifaces`: set after the port is there, cleared
-        // before it goes, so that it never redirects to a port that is not
-        if on {
-            let mut ports: DevMapHash<&mut MapData> =
-                DevMapHash::try_from(self.map("rvs_tx_ports")?)?;
-            ports.insert(ifindex, ifindex, None, 0)?;
-            self.tx_ports.insert(ifindex);
-            return self.set_iface_flag(ifindex, abi::IFACE_TX, true);
-        }
-        self.tx_ports.remove(&ifindex);
-        self.set_iface_flag(ifindex, abi::IFACE_TX, false)?;
         let mut ports: DevMapHash<&mut MapData> = DevMapHash::try_from(self.map("rvs_tx_ports")?)?;
-        absent_ok(ports.remove(ifindex))
-    }
-
-    /// Sets or clears `flag` in interface `ifindex`'s entry, leaving the rest as it is.
-    fn set_iface_flag(&mut self, ifindex: u32, flag: u16, on: bool) -> Result<(), Error> {
-        if ifindex >= abi::MAX_IFINDEX {
+        if on {
+            ports.insert(ifindex, ifindex, None, 0)?;
             return Ok(());
         }
-        let mut m: Array<&mut MapData, abi::Iface> = Array::try_from(self.map("rvs_ifaces")?)?;
-        let mut e = m.get(&ifindex, 0)?;
-        e.flags = if on { e.flags | flag } else { e.flags & !flag };
-        m.set(ifindex, e, 0)?;
-        Ok(())
-    }
-
-    /// The flags the control plane keeps in an interface's entry whatever else is written.
-    fn kept_flags(&self, ifindex: u32) -> u16 {
-        if self.tx_ports.contains(&ifindex) {
-            abi::IFACE_TX
-        } else {
-            0
-        }
+        absent_ok(ports.remove(ifindex))
     }
 
     /// Takes the event ring (once; later calls fail with [`Error::Missing`]).
@@ -544,7 +515,7 @@ impl Xdp {
             return Err(Error::Full("interfaces (its index is too large)"));
         }
         let on = abi::Iface {
-            flags: iface.flags | abi::IFACE_ON | self.kept_flags(ifindex),
+            flags: iface.flags | abi::IFACE_ON,
             ..*iface
         };
         let mut m: Array<&mut MapData, abi::Iface> = Array::try_from(self.map("rvs_ifaces")?)?;
@@ -557,12 +528,8 @@ impl Xdp {
         if ifindex >= abi::MAX_IFINDEX {
             return Ok(());
         }
-        let off = abi::Iface {
-            flags: self.kept_flags(ifindex),
-            ..Default::default()
-        };
         let mut m: Array<&mut MapData, abi::Iface> = Array::try_from(self.map("rvs_ifaces")?)?;
-        m.set(ifindex, off, 0)?;
+        m.set(ifindex, abi::Iface::default(), 0)?;
         Ok(())
     }
 

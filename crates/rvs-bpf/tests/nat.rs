@@ -521,19 +521,32 @@ fn a_nat_exchange_reports_both_directions_and_counts_replies() {
     );
 }
 
-/// Keeps the test's thread on CPU 0: the program's per-CPU next hops are then the ones it
-/// reads and writes.
-fn pin_to_cpu0() -> usize {
-    // SAFETY: cpu_set_t is a plain bit set; CPU_ZERO / CPU_SET write within it, and
-    // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+/// Keeps the test's thread on one CPU (the first it may run on): the program's per-CPU next
+/// hops are then the ones it reads and writes. Returns that CPU.
+fn pin_to_one_cpu() -> usize {
+    // SAFETY: cpu_set_t is a plain bit set; sched_getaffinity writes and sched_setaffinity
+    // reads `size_of::<cpu_set_t>()` bytes of it; CPU_ISSET / CPU_ZERO / CPU_SET stay within
+    // it.
     unsafe {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
         let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, size, &mut set),
+            0,
+            "sched_getaffinity"
+        );
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .expect("a CPU to run on");
         libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(0, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "sched_setaffinity");
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size, &set),
+            0,
+            "sched_setaffinity"
+        );
+        cpu
     }
-    0
 }
 
 /// Next hops kept between packets, each way: the first packet asks the FIB and keeps its
@@ -543,7 +556,7 @@ fn pin_to_cpu0() -> usize {
 /// is too big, and with keeping off every packet asks.
 #[test]
 fn kept_next_hops_follow_the_kernel() {
-    let cpu = pin_to_cpu0();
+    let cpu = pin_to_one_cpu();
     let net = topology("keep");
     let mut xdp = load(&net);
     let mut hops = xdp.take_next_hops().unwrap();
@@ -573,7 +586,10 @@ fn kept_next_hops_follow_the_kernel() {
         iif: net.ca as u16,
         oif: net.rb as u16,
         dmac: RS_MAC,
+        smac: RB_MAC,
         mtu: 1400,
+        pad: 0,
+        tag: 0,
     };
     assert_eq!(xdp.kept_next_hop(0, cpu).unwrap(), want);
     // the next one uses it, with the same frame
@@ -629,7 +645,10 @@ fn kept_next_hops_follow_the_kernel() {
         iif: net.rb as u16,
         oif: net.ca as u16,
         dmac: CLIENT_MAC,
+        smac: CA_MAC,
         mtu: 1500,
+        pad: 0,
+        tag: words(c.ip()).iter().fold(0, |a, w| a ^ w),
     };
     assert_eq!(entry.nh, want_back);
 

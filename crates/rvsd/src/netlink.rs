@@ -402,9 +402,10 @@ pub fn route_get(dst: IpAddr) -> Result<Route> {
 }
 
 /// Whether the kernel's routing is plain: only the rules a namespace starts with
-/// ([`wire::is_default_rule`]), for IPv4 and IPv6, and no IPv4 route that selects on TOS.
-/// Then where a packet goes depends only on its destination and the interface it came in
-/// by, so a next hop looked up for one packet holds for the next one the same way.
+/// ([`wire::is_default_rule`]), for IPv4 and IPv6, and no route that selects on TOS or source
+/// or has several paths ([`wire::route_beyond_destination`]). Then where a packet goes depends
+/// only on its destination and the interface it came in by, so a next hop looked up for one
+/// packet holds for the next one the same way.
 pub fn plain_routing() -> Result<bool> {
     for family in [AF_INET, AF_INET6] {
         for p in dump(
@@ -418,20 +419,23 @@ pub fn plain_routing() -> Result<bool> {
             }
         }
     }
-    let mut all = rtmsg_get(AF_INET);
-    all[1] = 0;
-    for p in dump("RTM_GETROUTE", RTM_GETROUTE, &all, RTM_NEWROUTE)? {
-        if route_tos(&p)? != 0 {
-            return Ok(false);
+    for family in [AF_INET, AF_INET6] {
+        let mut all = rtmsg_get(family);
+        all[1] = 0;
+        for p in dump("RTM_GETROUTE", RTM_GETROUTE, &all, RTM_NEWROUTE)? {
+            if route_beyond_destination(&p)? {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
 }
 
 /// The rtnetlink groups whose messages can change where the kernel forwards a packet:
-/// links, neighbours, addresses, routes, rules, forwarding settings (netconf) and next-hop
-/// objects.
-const WATCHED_GROUPS: [u32; 11] = [1, 3, 5, 7, 8, 9, 11, 19, 24, 25, 32];
+/// links, neighbours, addresses, routes, rules and forwarding settings (netconf); and
+/// next-hop objects (group 32), where the kernel has them.
+const WATCHED_GROUPS: [u32; 10] = [1, 3, 5, 7, 8, 9, 11, 19, 24, 25];
+const RTNLGRP_NEXTHOP: u32 = 32;
 
 /// `SOL_NETLINK` and its `NETLINK_ADD_MEMBERSHIP` option.
 const SOL_NETLINK: libc::c_int = 270;
@@ -440,25 +444,29 @@ const NETLINK_ADD_MEMBERSHIP: libc::c_int = 1;
 /// What a [`Changes::wait`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
-    /// a rule, a route that selects on TOS, or messages lost (the socket overran): whether
-    /// routing is plain ([`plain_routing`]) must be asked again
+    /// a rule, a route that selects on more than its destination, or announcements lost
+    /// (the socket overran): whether routing is plain ([`plain_routing`]) must be asked again
     pub policy: bool,
 }
 
 /// A socket on the kernel's announcements of changes to its links, neighbours, addresses,
-/// routes, rules and forwarding settings.
+/// routes, rules and forwarding settings. Neighbours are followed: an announcement that
+/// leaves a neighbour's usable Ethernet address as it was (REACHABLE to STALE and back, a
+/// probe) is no change.
 pub struct Changes {
     sock: Socket,
     buf: Vec<u8>,
+    /// each neighbour's Ethernet address while usable (None: not usable), as last announced
+    neighbours: std::collections::HashMap<(u32, IpAddr), Option<[u8; 6]>>,
 }
 
 impl Changes {
     pub fn open() -> io::Result<Changes> {
         let sock = Socket::open()?;
-        for group in WATCHED_GROUPS {
+        for group in WATCHED_GROUPS.into_iter().chain([RTNLGRP_NEXTHOP]) {
             let len = std::mem::size_of::<u32>() as libc::socklen_t;
             // SAFETY: `group` is a valid u32 of `len` bytes that outlives the call.
-            check(unsafe {
+            let rc = check(unsafe {
                 libc::setsockopt(
                     sock.fd.as_raw_fd(),
                     SOL_NETLINK,
@@ -466,16 +474,35 @@ impl Changes {
                     std::ptr::addr_of!(group).cast(),
                     len,
                 )
-            })?;
+            });
+            match rc {
+                // a kernel without next-hop objects has no such group (and no such objects)
+                Err(_) if group == RTNLGRP_NEXTHOP => {}
+                r => {
+                    r?;
+                }
+            }
         }
-        Ok(Changes {
+        let mut c = Changes {
             sock,
             buf: vec![0u8; 64 * 1024],
-        })
+            neighbours: Default::default(),
+        };
+        // subscribed first: an entry that changes from here on is announced
+        for family in [AF_INET, AF_INET6] {
+            let entries = dump("RTM_GETNEIGH", RTM_GETNEIGH, &ndmsg(family), RTM_NEWNEIGH)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            for p in entries {
+                if let Ok(Some(n)) = parse_neigh(&p) {
+                    c.neighbours.insert((n.ifindex, n.addr), usable(&n));
+                }
+            }
+        }
+        Ok(c)
     }
 
     /// Waits up to `timeout` for announcements; then takes all that are waiting, as one
-    /// change (None: nothing came).
+    /// change (None: nothing came that changes where a packet goes).
     pub fn wait(&mut self, timeout: Duration) -> io::Result<Option<Change>> {
         self.sock
             .set_timeout(timeout.max(Duration::from_millis(1)))?;
@@ -493,16 +520,23 @@ impl Changes {
         };
         loop {
             match self.take(libc::MSG_DONTWAIT) {
-                Ok(c) => change.policy |= c.policy,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(change)),
+                Ok(c) => {
+                    change = match (change, c) {
+                        (Some(a), Some(b)) => Some(Change {
+                            policy: a.policy || b.policy,
+                        }),
+                        (a, b) => a.or(b),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(change),
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// One datagram's messages as a change; an overrun (ENOBUFS: announcements were lost)
-    /// is a change of anything.
-    fn take(&mut self, flags: libc::c_int) -> io::Result<Change> {
+    /// One datagram's messages as a change (None: none of them changes anything); an overrun
+    /// (ENOBUFS: announcements were lost) is a change of anything.
+    fn take(&mut self, flags: libc::c_int) -> io::Result<Option<Change>> {
         // SAFETY: `buf` is valid for writes of its length for the whole call.
         let n = unsafe {
             libc::recv(
@@ -515,22 +549,53 @@ impl Changes {
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
-                Some(libc::ENOBUFS) => Ok(Change { policy: true }),
-                Some(libc::EINTR) => Ok(Change { policy: false }),
+                Some(libc::ENOBUFS) => {
+                    // what was lost may have been a neighbour's change
+                    self.neighbours.clear();
+                    Ok(Some(Change { policy: true }))
+                }
+                Some(libc::EINTR) => Ok(None),
                 _ => Err(e),
             };
         }
-        let mut policy = false;
-        // a datagram that does not decode still announced something
-        for m in messages(&self.buf[..n as usize]).unwrap_or_default() {
-            policy |= match m.ty {
+        let Ok(msgs) = messages(&self.buf[..n as usize]) else {
+            // a datagram that does not decode still announced something
+            return Ok(Some(Change { policy: true }));
+        };
+        let mut out: Option<Change> = None;
+        for m in msgs {
+            let policy = match m.ty {
+                RTM_NEWNEIGH | RTM_DELNEIGH => {
+                    let Ok(Some(n)) = parse_neigh(m.payload) else {
+                        continue;
+                    };
+                    let key = (n.ifindex, n.addr);
+                    let (before, now) = if m.ty == RTM_DELNEIGH {
+                        (self.neighbours.remove(&key), None)
+                    } else {
+                        (self.neighbours.insert(key, usable(&n)), usable(&n))
+                    };
+                    // unknown before (None from the map), or another address: a change
+                    if before == Some(now) {
+                        continue;
+                    }
+                    false
+                }
                 RTM_NEWRULE | RTM_DELRULE => true,
-                RTM_NEWROUTE | RTM_DELROUTE => route_tos(m.payload) != Ok(0),
+                RTM_NEWROUTE | RTM_DELROUTE => route_beyond_destination(m.payload).unwrap_or(true),
                 _ => false,
             };
+            out = Some(Change {
+                policy: policy || out.is_some_and(|c| c.policy),
+            });
         }
-        Ok(Change { policy })
+        Ok(out)
     }
+}
+
+/// A neighbour's Ethernet address while the kernel would use it (`NUD_VALID`).
+fn usable(n: &NeighEntry) -> Option<[u8; 6]> {
+    n.mac.filter(|_| n.state & NUD_USABLE != 0)
 }
 
 /// The neighbour entry of `addr` on interface `ifindex`, if there is one in a usable state

@@ -103,7 +103,15 @@ impl XdpDataplane {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("rvs-nexthops".into())
-                .spawn(move || watch_routing(hops, &stop))?
+                .spawn(move || watch_routing(hops, &stop))
+        };
+        let watcher = match watcher {
+            Ok(w) => w,
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                let _ = thread.join();
+                return Err(e.into());
+            }
         };
         Ok(XdpDataplane {
             plane,
@@ -219,12 +227,18 @@ fn log_report(r: &SyncReport) {
 /// stop flag again.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
 
+/// The routing watcher asks whether routing is plain at most this often (the question dumps
+/// every route).
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// The thread that keeps the NAT path's kept next hops true ([`rvs_bpf::NextHops`]): every
-/// announcement of a change to links, neighbours, addresses, routes, rules or forwarding
-/// settings makes them stale at once; keeping is on only while routing is plain
-/// ([`netlink::plain_routing`]: policy rules or TOS routes make the FIB's answer depend on more
-/// than the destination, and then every packet asks the FIB). Without the announcements
-/// (the socket cannot be opened) keeping stays off.
+/// announcement of a change to links, neighbours' addresses, addresses, routes, rules or
+/// forwarding settings makes them stale at once. Keeping is on only while routing is plain
+/// ([`netlink::plain_routing`]: policy rules, routes by TOS or source, or multipath routes
+/// make the FIB's answer depend on more than the destination, and then every packet asks the
+/// FIB): an announcement of such a rule or route turns keeping off at once, and routing is
+/// looked at again (at most every [`RECHECK_EVERY`]) before it is turned on. Without the
+/// announcements (the socket cannot be opened) keeping stays off.
 fn watch_routing(mut hops: rvs_bpf::NextHops, stop: &AtomicBool) {
     let mut changes = match netlink::Changes::open() {
         Ok(c) => c,
@@ -234,35 +248,53 @@ fn watch_routing(mut hops: rvs_bpf::NextHops, stop: &AtomicBool) {
         }
     };
     // subscribed before the first look: a change from here on is seen
-    let mut look = true;
+    let mut recheck = Some(Instant::now());
+    let mut last_check: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
-        if look {
-            let plain = netlink::plain_routing().unwrap_or_else(|e| {
-                tracing::warn!("reading the routing rules: {e}");
-                false
-            });
-            if plain != hops.enabled() {
-                tracing::info!(
-                    "NAT next hops: {}",
-                    if plain {
-                        "kept between packets (plain routing)"
-                    } else {
-                        "looked up for every packet (policy rules or TOS routes)"
+        let now = Instant::now();
+        if recheck.is_some_and(|t| now >= t) {
+            last_check = Some(now);
+            recheck = None;
+            match netlink::plain_routing() {
+                Ok(plain) => {
+                    if plain != hops.enabled() {
+                        tracing::info!(
+                            "NAT next hops: {}",
+                            if plain {
+                                "kept between packets (plain routing)"
+                            } else {
+                                "looked up for every packet (policy rules, or routes by TOS, by source or with several paths)"
+                            }
+                        );
                     }
-                );
+                    if let Err(e) = hops.set_enabled(plain) {
+                        tracing::error!("NAT next hops: {e}");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("reading the routing rules and routes: {e}");
+                    let _ = hops.set_enabled(false);
+                    recheck = Some(now + RECHECK_EVERY);
+                }
             }
-            if let Err(e) = hops.set_enabled(plain) {
-                tracing::error!("NAT next hops: {e}");
-            }
-            look = false;
         }
-        match changes.wait(WATCH_EVERY) {
+        let timeout = recheck.map_or(WATCH_EVERY, |t| {
+            t.saturating_duration_since(now).min(WATCH_EVERY)
+        });
+        match changes.wait(timeout) {
             Ok(None) => {}
             Ok(Some(c)) => {
-                if let Err(e) = hops.invalidate() {
+                if c.policy {
+                    // off at once (nothing kept under the new rules before the look), then a
+                    // look at the routing
+                    if let Err(e) = hops.set_enabled(false) {
+                        tracing::error!("NAT next hops: {e}");
+                    }
+                    let due = last_check.map_or(now, |t| (t + RECHECK_EVERY).max(now));
+                    recheck = Some(recheck.map_or(due, |r| r.min(due)));
+                } else if let Err(e) = hops.invalidate() {
                     tracing::error!("NAT next hops: {e}");
                 }
-                look = c.policy;
             }
             Err(e) => {
                 tracing::error!("routing announcements: {e}; NAT looks every packet's next hop up");

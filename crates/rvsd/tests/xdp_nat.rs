@@ -844,7 +844,22 @@ fn kept_next_hops_follow_neighbour_changes() {
     d.ok(&format!("-a -u {VIP}:53 -r {}:5353 -m", rip(1)));
     let src: IpAddr = CLIENT.parse().unwrap();
     let vip = SocketAddr::new(VIP.parse().unwrap(), 53);
-    let ask = || ask_udp(&topo, src, 40123, vip).0;
+    // the client's requests all cross the director's XDP program on one CPU (a veth hands a
+    // packet on on its sender's CPU), whose kept next hop toward the real server is the one
+    // that must go stale
+    let ask = || {
+        topo.client.run(|| {
+            pin_to_one_cpu();
+            let sock = net::udp_from(src, 40123);
+            sock.connect(vip).unwrap();
+            sock.send(b"?").expect("udp send");
+            let mut buf = [0u8; 256];
+            match sock.recv(&mut buf) {
+                Ok(n) => first_word(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) => errno_name(&e),
+            }
+        })
+    };
     for _ in 0..3 {
         assert_eq!(ask(), "rs1");
     }
@@ -882,4 +897,22 @@ fn kept_next_hops_follow_neighbour_changes() {
     let from: Vec<SocketAddr> = reals.udp[0].received().into_iter().map(|r| r.0).collect();
     assert_eq!(from.len(), 3 + 2 + 3, "requests that reached rs1: {from:?}");
     assert!(from.iter().all(|f| f.ip() == src), "{from:?}");
+}
+
+/// Keeps the calling thread on the first CPU it may run on.
+fn pin_to_one_cpu() {
+    // SAFETY: cpu_set_t is a plain bit set; sched_getaffinity writes and sched_setaffinity
+    // reads `size_of::<cpu_set_t>()` bytes of it; CPU_ISSET / CPU_ZERO / CPU_SET stay within
+    // it.
+    unsafe {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .expect("a CPU to run on");
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, size, &set), 0);
+    }
 }

@@ -453,7 +453,7 @@ fn a_rule_message_is_default_only_without_selectors() {
 }
 
 #[test]
-fn routing_is_plain_until_a_policy_rule_or_a_tos_route() {
+fn routing_is_plain_until_a_policy_rule_or_a_route_beyond_the_destination() {
     let (a, _b) = pair("plain");
     let plain = || a.run(|| plain_routing().unwrap());
     assert!(plain());
@@ -472,6 +472,14 @@ fn routing_is_plain_until_a_policy_rule_or_a_tos_route() {
         (
             "route add 10.5.0.0/16 tos 0x10 via 10.77.0.2",
             "route del 10.5.0.0/16 tos 0x10",
+        ),
+        (
+            "-6 route add 2001:db8:5::/48 from fd77::/64 via fd77::2",
+            "-6 route del 2001:db8:5::/48 from fd77::/64",
+        ),
+        (
+            "route add 10.4.0.0/16 nexthop via 10.77.0.2 nexthop via 10.77.0.3",
+            "route del 10.4.0.0/16",
         ),
     ] {
         a.ip(add);
@@ -494,7 +502,7 @@ fn changes_are_announced_and_policy_ones_said_so() {
             run("ip", &all);
         };
         let sysctl = |kv: &str| run("ip", &["netns", "exec", &name, "sysctl", "-qw", kv]);
-        let steps: [(&dyn Fn(), bool, &str); 7] = [
+        let steps: [(&dyn Fn(), bool, &str); 9] = [
             (
                 &|| ip("neigh add 10.77.0.9 lladdr 02:00:00:00:00:09 dev va"),
                 false,
@@ -504,6 +512,11 @@ fn changes_are_announced_and_policy_ones_said_so() {
                 &|| ip("route add 10.8.0.0/16 via 10.77.0.2"),
                 false,
                 "route",
+            ),
+            (
+                &|| ip("neigh replace 10.77.0.9 lladdr 02:00:00:00:00:0a dev va"),
+                false,
+                "neighbour's new address",
             ),
             (&|| ip("addr add 10.78.0.1/24 dev va"), false, "address"),
             (&|| ip("link set va mtu 1400"), false, "link"),
@@ -522,6 +535,11 @@ fn changes_are_announced_and_policy_ones_said_so() {
                 true,
                 "rule",
             ),
+            (
+                &|| ip("route add 10.4.0.0/16 nexthop via 10.77.0.2 nexthop via 10.77.0.3"),
+                true,
+                "multipath route",
+            ),
         ];
         for (step, policy, what) in steps {
             step();
@@ -530,5 +548,12 @@ fn changes_are_announced_and_policy_ones_said_so() {
             // the rest of what one change announces
             while ch.wait(Duration::from_millis(50)).unwrap().is_some() {}
         }
+        // a neighbour whose state changes but whose address stays: no change
+        ip("neigh replace 10.77.0.9 lladdr 02:00:00:00:00:0a dev va nud stale");
+        ip("neigh replace 10.77.0.9 lladdr 02:00:00:00:00:0a dev va nud reachable");
+        assert_eq!(ch.wait(Duration::from_millis(300)).unwrap(), None);
+        // gone: a change
+        ip("neigh del 10.77.0.9 dev va");
+        assert!(ch.wait(Duration::from_secs(2)).unwrap().is_some());
     });
 }

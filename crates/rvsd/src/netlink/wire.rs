@@ -39,6 +39,7 @@ pub const RTM_NEWRULE: u16 = 32;
 pub const RTM_DELRULE: u16 = 33;
 pub const RTM_GETRULE: u16 = 34;
 pub const RTM_NEWNEIGH: u16 = 28;
+pub const RTM_DELNEIGH: u16 = 29;
 pub const RTM_GETNEIGH: u16 = 30;
 pub const RTM_NEWQDISC: u16 = 36;
 pub const RTM_DELQDISC: u16 = 37;
@@ -467,7 +468,20 @@ pub fn is_default_rule(p: &[u8]) -> Result<bool, Malformed> {
     Ok(DEFAULT_RULES.contains(&(prio, table)))
 }
 
-/// The TOS a route message selects on (`rtm_tos`; 0: any).
-pub fn route_tos(p: &[u8]) -> Result<u8, Malformed> {
-    p.get(3).copied().ok_or(Malformed("route message"))
+const RTA_MULTIPATH: u16 = 9;
+const RTA_NH_ID: u16 = 30;
+
+/// Whether a route message's route makes where a packet goes depend on more than its
+/// destination: it selects on TOS or (IPv6) on the source, or it has several paths (a
+/// multipath route, or a next-hop object, which may be a group), chosen per flow by a hash of
+/// the source.
+pub fn route_beyond_destination(p: &[u8]) -> Result<bool, Malformed> {
+    let bad = Malformed("route message");
+    let hdr = p.get(..12).ok_or(bad)?;
+    if hdr[2] != 0 || hdr[3] != 0 {
+        return Ok(true);
+    }
+    Ok(attrs(&p[12..])?
+        .iter()
+        .any(|(ty, _)| *ty == RTA_MULTIPATH || *ty == RTA_NH_ID))
 }

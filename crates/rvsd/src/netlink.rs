@@ -449,6 +449,18 @@ pub struct Change {
     pub policy: bool,
 }
 
+impl Change {
+    /// Two looks' changes as one (None: no change).
+    fn join(a: Option<Change>, b: Option<Change>) -> Option<Change> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Change {
+                policy: a.policy || b.policy,
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A socket on the kernel's announcements of changes to its links, neighbours, addresses,
 /// routes, rules and forwarding settings. Neighbours are followed: an announcement that
 /// leaves a neighbour's usable Ethernet address as it was (REACHABLE to STALE and back, a
@@ -520,14 +532,7 @@ impl Changes {
         };
         loop {
             match self.take(libc::MSG_DONTWAIT) {
-                Ok(c) => {
-                    change = match (change, c) {
-                        (Some(a), Some(b)) => Some(Change {
-                            policy: a.policy || b.policy,
-                        }),
-                        (a, b) => a.or(b),
-                    }
-                }
+                Ok(c) => change = Change::join(change, c),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(change),
                 Err(e) => return Err(e),
             }
@@ -585,9 +590,7 @@ impl Changes {
                 RTM_NEWROUTE | RTM_DELROUTE => route_beyond_destination(m.payload).unwrap_or(true),
                 _ => false,
             };
-            out = Some(Change {
-                policy: policy || out.is_some_and(|c| c.policy),
-            });
+            out = Change::join(out, Some(Change { policy }));
         }
         Ok(out)
     }

@@ -145,13 +145,20 @@ fn client(b: u8, vip: u8, src: IpAddr, keepalive: bool, stop: &AtomicBool) -> Ta
 
 /// A keep-alive connection through service 3 that real server `rs` answers, and how many
 /// connections it took (bounded tries: the scheduler decides).
+///
+/// The connections answered by other servers stay open until `rs` answers: service 3 then
+/// schedules by active connections (sed), and a connection closed at once would leave the
+/// favourite (weight 3) with nothing active, so `rs` might never come up. Held open, they
+/// raise the others' active counts until `rs`, with none, is the shortest expected delay.
 fn hold_on(b: u8, rs: &str) -> (HttpClient, u64) {
+    let mut others = Vec::new();
     for n in 0..200u8 {
         let mut c = HttpClient::connect(v4(b, 60, 1 + n % 50), sa(b, 0, 3, 80))
             .expect("connect to service 3");
         if c.get(false).expect("a first answer") == rs {
             return (c, u64::from(n) + 1);
         }
+        others.push(c);
     }
     panic!("service 3 never chose {rs} in 200 connections");
 }

@@ -700,7 +700,10 @@ fn seed_nat_setup_as_the_kernel_does() {
 
     // 2. six UDP requests, a new socket each: rr as the kernel
     let udp = SocketAddr::new(vip, 53);
-    let answers: Vec<String> = (0..6).map(|_| ask_udp(&topo, src, 0, udp).0).collect();
+    // each from a port of its own: a port the kernel picked again would reuse a flow
+    let answers: Vec<String> = (0..6)
+        .map(|i| ask_udp(&topo, src, 21000 + i, udp).0)
+        .collect();
     assert_eq!(
         answers, g.udp,
         "the kernel's rr order, answered from the VIP"
@@ -802,8 +805,9 @@ fn ipv6_nat_with_port_mapping() {
     // UDP from new sockets, answered from the VIP, in rr order
     let udp = SocketAddr::new(vip, 53);
     let (mut got, mut want) = (Vec::new(), Vec::new());
-    for _ in 0..6 {
-        let (name, local) = ask_udp(&topo, src, 0, udp);
+    for i in 0..6 {
+        // each from a port of its own: a port the kernel picked again would reuse a flow
+        let (name, local) = ask_udp(&topo, src, 21000 + i, udp);
         got.push(name);
         let rs = model.udp(local, udp).expect("a real server");
         assert_eq!(rs.port(), 5353);

@@ -40,7 +40,6 @@ mod status;
 mod xdp;
 
 use std::io::IsTerminal;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -328,10 +327,11 @@ fn run(args: &Args) -> Result<()> {
         (true, false) => demo::socket_path(),
         _ => args.socket.clone(),
     };
-    let listener = server::bind(&socket)?;
+    let control = server::bind(&socket)?;
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = spawn_ticker(shared.clone(), stop.clone());
-    spawn_signals(socket.clone(), stop.clone(), shared.clone())?;
+    let stopper = control.stopper().context("the control socket")?;
+    spawn_signals(stopper, stop.clone(), shared.clone())?;
     if let (Some(cfg), Some(passive)) = (config, passive) {
         let checker = health::Checker::start(cfg, shared.clone(), passive)?;
         *shared.checker.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -348,9 +348,9 @@ fn run(args: &Args) -> Result<()> {
     } else {
         None
     };
-    server::serve(&listener, &shared, &stop);
+    server::serve(&control.listener, &shared, &stop);
     stop.store(true, Ordering::SeqCst);
-    let _ = std::fs::remove_file(&socket);
+    control.remove_file();
     let checker = shared
         .checker
         .lock()
@@ -412,9 +412,13 @@ fn spawn_ticker(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::thread::Join
     })
 }
 
-/// SIGTERM/SIGINT raise `stop` and wake the accept loop; SIGHUP reloads the configuration
-/// files.
-fn spawn_signals(socket: PathBuf, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Result<()> {
+/// SIGTERM/SIGINT raise `stop` and wake the accept loop (through the socket itself: its file
+/// may be gone); SIGHUP reloads the configuration files.
+fn spawn_signals(
+    stopper: server::Stopper,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+) -> Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("signal handlers")?;
     std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -426,7 +430,7 @@ fn spawn_signals(socket: PathBuf, stop: Arc<AtomicBool>, shared: Arc<Shared>) ->
             }
             tracing::info!(signal = sig, "stopping");
             stop.store(true, Ordering::SeqCst);
-            let _ = UnixStream::connect(&socket);
+            stopper.stop();
             break;
         }
     });

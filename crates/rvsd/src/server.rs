@@ -29,10 +29,52 @@ pub struct Shared {
     pub checker: Mutex<Option<(crate::config::Sources, crate::health::Checker)>>,
 }
 
+/// The bound control socket: the listener and the file it was bound to.
+pub struct Control {
+    /// accepts the control connections ([`serve`])
+    pub listener: UnixListener,
+    path: PathBuf,
+    /// the file's device and inode once in place: at exit the path is removed only while it
+    /// is still this socket (another rvsd may have bound it since ours was deleted)
+    file: Option<(u64, u64)>,
+}
+
+impl Control {
+    /// A handle that ends [`serve`] from another thread, through the socket itself and not
+    /// its path (which may have been deleted or taken by another rvsd meanwhile).
+    pub fn stopper(&self) -> io::Result<Stopper> {
+        self.listener.try_clone().map(Stopper)
+    }
+
+    /// Removes the socket's file if the path still names this socket.
+    pub fn remove_file(&self) {
+        if self.file.is_some() && file_id(&self.path) == self.file {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Ends [`serve`]'s wait for connections (see [`Control::stopper`]).
+pub struct Stopper(UnixListener);
+
+impl Stopper {
+    /// Shuts the listening socket down: the blocked accept returns at once and every later
+    /// one fails, so `serve` looks at its stop flag (to be raised before).
+    pub fn stop(&self) {
+        let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The device and inode of the file at `path` (not following a symbolic link).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Bind `path`: create its directory, refuse if another rvsd answers there, remove a stale
 /// socket, and make the socket appear with mode 0600 (bound under a temporary name, chmod,
 /// renamed into place, so it is never reachable with wider permissions).
-pub fn bind(path: &Path) -> Result<UnixListener> {
+pub fn bind(path: &Path) -> Result<Control> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -57,11 +99,15 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
         UnixListener::bind(&tmp).with_context(|| format!("binding {}", tmp.display()))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))?;
-    Ok(listener)
+    Ok(Control {
+        listener,
+        path: path.to_path_buf(),
+        file: file_id(path),
+    })
 }
 
 /// Accept and answer connections until `stop` is raised (a signal handler raises it and then
-/// connects once to wake the accept). Each connection is served on its own thread, so a slow
+/// wakes the accept with a [`Stopper`]). Each connection is served on its own thread, so a slow
 /// client holds nobody else up; commands still apply one at a time under the director's lock.
 /// On stop, the requests in hand are finished (each is bounded by [`REQUEST_DEADLINE`]).
 pub fn serve(listener: &UnixListener, shared: &Shared, stop: &AtomicBool) {

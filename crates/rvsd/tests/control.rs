@@ -310,6 +310,27 @@ fn socket_is_private_single_owner_and_stale_ones_are_replaced() {
     assert!(!sock.exists(), "SIGTERM removes the socket");
 }
 
+/// SIGTERM stops rvsd even when its socket file was deleted, and an rvsd whose file was
+/// deleted and whose path another rvsd then took leaves that other one's socket in place.
+#[test]
+fn sigterm_stops_without_the_socket_file_and_spares_a_successors() {
+    let dir = TempDir::new("socket-gone");
+    let sock = dir.path().join("rvsd.sock");
+    let first = Daemon::start(&sock, &[]);
+    std::fs::remove_file(&sock).unwrap();
+    let second = Daemon::start(&sock, &[]);
+    ok(&second.adm(&["-A", "-t", "10.0.0.2:80"]));
+    assert_eq!(
+        first.stop().code(),
+        Some(0),
+        "an rvsd without its socket file still stops on SIGTERM"
+    );
+    assert!(sock.exists(), "the first rvsd removed the second's socket");
+    assert!(second.adm(&["-Ln"]).stdout.contains("TCP  10.0.0.2:80 wlc"));
+    std::fs::remove_file(&sock).unwrap();
+    assert_eq!(second.stop().code(), Some(0));
+}
+
 #[test]
 fn sighup_keeps_serving_and_sigterm_exits_zero() {
     let dir = TempDir::new("signals");

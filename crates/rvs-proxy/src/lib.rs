@@ -3,6 +3,9 @@
 //! Serves every TCP and UDP virtual service of an [`rvs_core::ipvs::Ipvs`] as a full proxy,
 //! with no kernel module:
 //! - one listening socket per service and worker thread (IP_FREEBIND, SO_REUSEPORT; `listen`);
+//!   a worker that holds [`HANDOFF_MARGIN`] connections more than another hands the
+//!   connection it accepts to the least loaded worker, so the hash of SO_REUSEPORT cannot
+//!   leave one worker with a lasting surplus of long-lived connections (`tcp`);
 //! - each accepted connection (or new UDP flow) is scheduled by the core exactly as a SYN (or
 //!   first datagram) would be in the kernel, and its entry then follows the connection:
 //!   handshake, FIN and RST signals, packet counts from TCP_INFO and exact byte counts (`tcp`,
@@ -52,6 +55,7 @@ use std::time::Duration;
 use rvs_core::model::{Forward, Protocol, ProxyProtocol, ServiceKey};
 
 use crate::core::Core;
+pub use tcp::HANDOFF_MARGIN;
 use worker::{Cmd, Sock, Worker};
 
 /// Tunables of the data plane.
@@ -156,6 +160,11 @@ pub(crate) struct Ctx {
     pub(crate) opts: Options,
     /// TCP connections being relayed
     pub(crate) sessions: AtomicUsize,
+    /// TCP connections each worker holds (accepted and not yet over), for the hand-off
+    pub(crate) loads: Vec<AtomicUsize>,
+    /// where each worker takes the connections another worker hands it (see
+    /// [`tcp::accept_loop`])
+    pub(crate) handoff: Vec<tokio::sync::mpsc::UnboundedSender<tcp::Accepted>>,
     /// admission: one permit per relayed connection or UDP flow
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     /// idle pipes each worker keeps
@@ -197,17 +206,24 @@ impl Dataplane {
             None => limits::budget(limits::raise_nofile()?, n),
         };
         tracing::info!(workers = n, max_conns = max, "data plane");
+        let (handoff, adopt): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
         let ctx = Arc::new(Ctx {
             core,
             opts,
             sessions: AtomicUsize::new(0),
+            loads: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            handoff,
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
             pipe_pool: limits::pipe_pool(max, n),
             connect_failures: Mutex::new(HashMap::new()),
             warn_at: AtomicU64::new(0),
         });
-        let workers = (0..n)
-            .map(|i| Worker::spawn(i, ctx.clone()))
+        let workers = adopt
+            .into_iter()
+            .enumerate()
+            .map(|(i, adopt)| Worker::spawn(i, ctx.clone(), adopt))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Dataplane {
             ctx,
@@ -356,6 +372,17 @@ impl Dataplane {
     /// TCP connections being relayed now.
     pub fn open_connections(&self) -> usize {
         self.ctx.sessions.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections each worker holds now (accepted, connecting or relaying). No worker
+    /// holds more than [`HANDOFF_MARGIN`] more than another after taking a connection (see
+    /// the module docs).
+    pub fn worker_loads(&self) -> Vec<usize> {
+        self.ctx
+            .loads
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Failed connection attempts per real server since the start.

@@ -47,8 +47,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Start worker number `idx`.
-    pub fn spawn(idx: usize, ctx: Arc<Ctx>) -> io::Result<Worker> {
+    /// Start worker number `idx`; `adopt` brings the connections other workers hand it.
+    pub fn spawn(
+        idx: usize,
+        ctx: Arc<Ctx>,
+        adopt: UnboundedReceiver<tcp::Accepted>,
+    ) -> io::Result<Worker> {
         // the runtime looks at its own events (listeners, commands) every 8 task polls while
         // tasks are busy, rather than every 61
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -58,7 +62,7 @@ impl Worker {
         let (tx, rx) = unbounded_channel();
         let thread = std::thread::Builder::new()
             .name(format!("rvs-worker-{idx}"))
-            .spawn(move || rt.block_on(run(rx, ctx)))?;
+            .spawn(move || rt.block_on(run(idx, rx, adopt, ctx)))?;
         Ok(Worker { tx, thread })
     }
 
@@ -74,13 +78,21 @@ impl Worker {
     }
 }
 
-async fn run(mut rx: UnboundedReceiver<Cmd>, ctx: Arc<Ctx>) {
+async fn run(
+    idx: usize,
+    mut rx: UnboundedReceiver<Cmd>,
+    adopt: UnboundedReceiver<tcp::Accepted>,
+    ctx: Arc<Ctx>,
+) {
     crate::pipe::set_pool_limit(ctx.pipe_pool);
+    // ends with the runtime (after the last command); a connection handed over later is
+    // kept by the worker that accepted it
+    tokio::spawn(tcp::adopt_loop(adopt, ctx.clone()));
     let mut serving: HashMap<Listen, Task<()>> = HashMap::new();
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Cmd::Listen { key, sock, ack } => {
-                let res = match start(key, sock, &ctx) {
+                let res = match start(idx, key, sock, &ctx) {
                     Ok(task) => {
                         if let Some(old) = serving.insert(key, task) {
                             stop(old).await;
@@ -126,13 +138,14 @@ async fn stop(task: Task<()>) {
     let _ = task.await;
 }
 
-/// Register the socket with this runtime and spawn its loop (which owns the socket).
-fn start(key: Listen, sock: Sock, ctx: &Arc<Ctx>) -> io::Result<Task<()>> {
+/// Register the socket with this runtime (worker `idx`'s) and spawn its loop (which owns the
+/// socket).
+fn start(idx: usize, key: Listen, sock: Sock, ctx: &Arc<Ctx>) -> io::Result<Task<()>> {
     let ctx = ctx.clone();
     Ok(match sock {
         Sock::Tcp(l) => {
             let l = crate::reactor::register(l)?;
-            tokio::spawn(tcp::accept_loop(l, key, ctx))
+            tokio::spawn(tcp::accept_loop(l, key, ctx, idx))
         }
         Sock::Udp(s) => {
             let s = tokio::net::UdpSocket::from_std(s)?;

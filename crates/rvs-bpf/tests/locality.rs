@@ -12,14 +12,11 @@ use rvs_bpf::plane::{Neighbours, Plane};
 use rvs_bpf::{verdict, Xdp};
 use rvs_core::datapath::{Packet, TcpFlags, Verdict};
 use rvs_core::ipvs::{Config, Ipvs};
-use rvs_core::model::{DestConf, Family, Forward, Protocol, ServiceConf, ServiceKey};
+use rvs_core::model::{Family, Protocol, ServiceConf, ServiceKey};
 use rvs_core::time::{Span, Tick};
 
-const LO: u32 = 1;
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
-const SYN: u8 = 0x02;
-const FIN_ACK: u8 = 0x11;
+mod common;
+use common::*;
 
 /// Real server 10.0.0.x has Ethernet address 02:01:00:00:00:x.
 struct Lan;
@@ -42,33 +39,9 @@ fn key(v: u8) -> ServiceKey {
     }
 }
 
-fn dest(last: u8, weight: i32) -> DestConf {
-    DestConf::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 80)
-        .fwd(Forward::Route)
-        .weight(weight)
-}
-
 /// Ethernet + IPv4 + TCP from the client's `sport` to service `v` with `flags`.
 fn segment(v: u8, sport: u16, flags: u8) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&DIRECTOR_MAC);
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xfe]);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&CLIENT.octets());
-    f.extend_from_slice(&[10, 0, 1, v]);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&80u16.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f
-}
-
-/// Milliseconds since the test began are close enough to the core's clock for these checks.
-fn now() -> Tick {
-    use std::sync::OnceLock;
-    use std::time::Instant;
-    static START: OnceLock<Instant> = OnceLock::new();
-    Tick(START.get_or_init(Instant::now).elapsed().as_millis() as u64)
+    common::segment(Ipv4Addr::new(10, 0, 1, v), sport, flags)
 }
 
 /// The program's core and a model driven by `packet_in` (what the kernel would choose), with

@@ -10,15 +10,13 @@ use rvs_bpf::plane::{flow_key, Neighbours, Plane};
 use rvs_bpf::{verdict, Xdp};
 use rvs_core::datapath::{ConnKey, Packet, TcpFlags, Verdict};
 use rvs_core::ipvs::{Config, Ipvs};
-use rvs_core::model::{DestConf, Family, Forward, Protocol, ServiceConf, ServiceKey};
+use rvs_core::model::{Family, Protocol, ServiceConf, ServiceKey};
 use rvs_core::time::Tick;
 
-const LO: u32 = 1;
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+mod common;
+use common::*;
+
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 88);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
 
 /// Real server 10.0.0.x has Ethernet address 02:01:00:00:00:x.
 struct Lan;
@@ -49,25 +47,12 @@ fn rules(ipvs: &mut Ipvs, sched: &str, dests: &[(u8, i32)]) {
 }
 
 fn add(ipvs: &mut Ipvs, last: u8, weight: i32) {
-    let d = DestConf::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 80)
-        .fwd(Forward::Route)
-        .weight(weight);
-    ipvs.add_dest(&key(), d).unwrap();
+    ipvs.add_dest(&key(), dest(last, weight)).unwrap();
 }
 
 /// Ethernet + IPv4 + TCP from the client's `sport` to VIP:80 with `flags`.
 fn segment(sport: u16, flags: u8) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&DIRECTOR_MAC);
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xfe]);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&CLIENT.octets());
-    f.extend_from_slice(&VIP.octets());
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&80u16.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f
+    common::segment(VIP, sport, flags)
 }
 
 struct Bench {
@@ -135,14 +120,6 @@ impl Bench {
     }
 }
 
-/// Milliseconds since the test began are close enough to the core's clock for these checks.
-fn now() -> Tick {
-    use std::sync::OnceLock;
-    use std::time::Instant;
-    static START: OnceLock<Instant> = OnceLock::new();
-    Tick(START.get_or_init(Instant::now).elapsed().as_millis() as u64)
-}
-
 fn conn_key(sport: u16) -> ConnKey {
     ConnKey {
         proto: Protocol::Tcp,
@@ -193,7 +170,6 @@ fn the_program_chooses_in_the_kernels_order_across_rule_changes() {
 /// that became inactive (FIN) once polled, choose as the kernel does.
 #[test]
 fn connection_count_schedulers_choose_as_the_kernel() {
-    const FIN_ACK: u8 = 0x11;
     let dests = [(9, 1), (20, 3), (21, 2), (22, 0)];
     for sched in ["lc", "wlc", "sed", "nq", "fo", "ovf"] {
         let mut b = Bench::with(sched, &dests);

@@ -12,13 +12,10 @@ use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::model::{DestConf, Family, Forward, Protocol, ServiceConf, ServiceKey};
 use rvs_core::time::Tick;
 
-const LO: u32 = 1;
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+mod common;
+use common::*;
+
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 88);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
-const FIN_ACK: u8 = 0x11;
 
 struct Lan;
 impl Neighbours for Lan {
@@ -39,31 +36,11 @@ fn key() -> ServiceKey {
 }
 
 fn add(ipvs: &mut Ipvs, last: u8, weight: i32) {
-    let d = DestConf::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 80)
-        .fwd(Forward::Route)
-        .weight(weight);
-    ipvs.add_dest(&key(), d).unwrap();
+    ipvs.add_dest(&key(), dest(last, weight)).unwrap();
 }
 
 fn segment(sport: u16, flags: u8) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&DIRECTOR_MAC);
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xfe]);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&CLIENT.octets());
-    f.extend_from_slice(&VIP.octets());
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&80u16.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f
-}
-
-fn now() -> Tick {
-    use std::sync::OnceLock;
-    use std::time::Instant;
-    static START: OnceLock<Instant> = OnceLock::new();
-    Tick(START.get_or_init(Instant::now).elapsed().as_millis() as u64)
+    common::segment(VIP, sport, flags)
 }
 
 fn setup(conf: ServiceConf) -> (Ipvs, Plane) {

@@ -47,6 +47,7 @@ PIDS=()      # every long-running process this script started (cleanup kills the
 WRK_PID=""   # the wrk run in progress, if any
 NOTES=()     # footnotes printed under the table
 RVSD="" RVSADM="" RVS_BROKEN=""
+RVS_SOCK=""   # the control socket of the rvsd started last (start_rvs)
 STREAM_LOAD=""
 
 log() { printf '[%6.1fs] %s\n' "$(elapsed)" "$*" >&2; }
@@ -287,11 +288,12 @@ peak_rss_kib() {
 # ---------------------------------------------------------------- wrk
 
 # run_wrk TAG PORT PATH CONNS SECONDS [wrk options…]: sets W_RPS W_MIBS W_P99MS W_ERRS W_REQ
+# (and W_P50MS W_P999MS)
 # and returns 0 when the run produced a usable figure.
 run_wrk() {
     local tag=$1 port=$2 path=$3 conns=$4 secs=$5 line
     shift 5
-    W_RPS=n/a W_MIBS=n/a W_P99MS=n/a W_ERRS="" W_REQ=0
+    W_RPS=n/a W_MIBS=n/a W_P99MS=n/a W_P50MS=n/a W_P999MS=n/a W_ERRS="" W_REQ=0
     timeout -k 5 $((secs + 20)) wrk -t"$WRK_THREADS" -c"$conns" -d"${secs}s" --latency \
         -s "$BENCH_DIR/report.lua" "$@" "http://$ADDR:$port$path" >"$TMP/wrk-${tag// /_}.out" 2>&1 &
     WRK_PID=$!
@@ -310,9 +312,10 @@ run_wrk() {
         return 1
     fi
     [[ -z $W_ERRS ]] || note "$tag: $W_REQ requests with errors: $W_ERRS"
-    read -r W_RPS W_MIBS W_P99MS < <(awk -v q="${r[requests]}" -v b="${r[bytes]}" \
-        -v d="${r[duration_us]}" -v p="${r[p99_us]}" \
-        'BEGIN { s = d / 1e6; printf "%.3f %.3f %.3f\n", q / s, b / s / 1048576, p / 1000 }')
+    # shellcheck disable=SC2034  # W_P50MS and W_P999MS: for bench/paired.sh
+    read -r W_RPS W_MIBS W_P99MS W_P50MS W_P999MS < <(awk -v q="${r[requests]}" -v b="${r[bytes]}" \
+        -v d="${r[duration_us]}" -v p="${r[p99_us]}" -v m="${r[p50_us]}" -v t="${r[p999_us]}" \
+        'BEGIN { s = d / 1e6; printf "%.3f %.3f %.3f %.3f %.3f\n", q / s, b / s / 1048576, p / 1000, m / 1000, t / 1000 }')
     return 0
 }
 
@@ -422,18 +425,21 @@ start_nginx_lb() {
     LB_PID=$LAST_PID
 }
 
-rvsadm_q() { RVS_SOCKET="$TMP/rvsd.sock" "$RVSADM" "$@" >>"$TMP/rvsadm.log" 2>&1; }
+rvsadm_q() { RVS_SOCKET="${RVS_SOCK:-$TMP/rvsd.sock}" "$RVSADM" "$@" >>"$TMP/rvsadm.log" 2>&1; }
 
+# start_rvs THREADS [NAME]: rvsd ($RVSD) with the bench's service on $ADDR:$VIP_PORT; NAME
+# (default rvs) names its log and control socket, so several can run at once (bench/paired.sh).
 start_rvs() {
-    local threads=$1 deadline
+    local threads=$1 name=${2:-rvs} deadline
     [[ -z $RVS_BROKEN ]] || { note "rvs: $RVS_BROKEN"; return 1; }
-    rm -f "$TMP/rvsd.sock"
-    start_bg "rvs-$threads" "$RVSD" --socket "$TMP/rvsd.sock" --workers "$threads" --dataplane userspace
+    RVS_SOCK=$TMP/$name.sock
+    rm -f "$RVS_SOCK"
+    start_bg "$name-$threads" "$RVSD" --socket "$RVS_SOCK" --workers "$threads" --dataplane userspace
     LB_PID=$LAST_PID
     deadline=$((SECONDS + READY_SECONDS))
     until rvsadm_q -L -n; do
         if ! alive "$LB_PID" || ((SECONDS >= deadline)); then
-            note "rvs t=$threads: rvsd not ready (log: $(tail_log "rvs-$threads"))"
+            note "$name t=$threads: rvsd not ready (log: $(tail_log "$name-$threads"))"
             return 1
         fi
         sleep 0.05
@@ -441,7 +447,7 @@ start_rvs() {
     if ! rvsadm_q -A -t "$ADDR:$VIP_PORT" -s rr ||
         ! rvsadm_q -a -t "$ADDR:$VIP_PORT" -r "$ADDR:$RS1_PORT" -m ||
         ! rvsadm_q -a -t "$ADDR:$VIP_PORT" -r "$ADDR:$RS2_PORT" -m; then
-        note "rvs t=$threads: rvsadm refused the rules ($(one_line "$TMP/rvsadm.log" 2))"
+        note "$name t=$threads: rvsadm refused the rules ($(one_line "$TMP/rvsadm.log" 2))"
         return 1
     fi
 }

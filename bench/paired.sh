@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# rvs paired bench: rvs, HAProxy (mode tcp) and nginx stream {} run side by side, each on a
+# port of its own before the same two nginx real servers, and take turns under wrk in short
+# runs (order rotating). Each round's figures are compared within the round: whatever the
+# shared machine does over minutes falls on every balancer alike, so the paired ratios are
+# steadier than ratios of bench/run.sh's medians (which are minutes apart). Use it to decide
+# whether a change moved a row; bench/run.sh remains the whole table (bulk, RSS, CPU).
+# Prints markdown on stdout (progress on stderr). See bench/README.md, "Paired runs".
+#
+# Environment (all optional):
+#   PAIRED_ROUNDS=10         rounds (every balancer runs once per round and mode)
+#   PAIRED_SECONDS=2         length of each wrk run
+#   PAIRED_MODES="keep-alive close"   keep-alive requests, and/or one connection per request
+#   PAIRED_THREADS=1         worker threads of every balancer
+#   PAIRED_BUILDS=""         more rvsd binaries to compare, as NAME=PATH (space separated)
+#   BENCH_WRK_THREADS=2, BENCH_CONNS=64, BENCH_SKIP_BUILD, BENCH_KEEP, CARGO_TARGET_DIR as
+#   in bench/run.sh
+set -euo pipefail
+
+# the helpers of bench/run.sh (installation, processes, real servers, wrk, cleanup)
+# shellcheck source-path=SCRIPTDIR source=run.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/run.sh"
+
+P_ROUNDS=${PAIRED_ROUNDS:-10}
+P_SECONDS=${PAIRED_SECONDS:-2}
+P_MODES=${PAIRED_MODES:-keep-alive close}
+P_THREADS=${PAIRED_THREADS:-1}
+P_BUILDS=${PAIRED_BUILDS:-}
+# ports of their own, so this runs beside bench/run.sh and bench/reload.sh
+RS1_PORT=18281
+RS2_PORT=18282
+FIRST_PORT=18290
+
+NAMES=()   # balancers, in start order
+PORTS=()   # their ports
+
+paired_args() {
+    local name value
+    for name in P_ROUNDS P_SECONDS P_THREADS WRK_THREADS CONNS; do
+        value=${!name}
+        [[ $value =~ ^[1-9][0-9]*$ ]] || die "$name must be a positive integer, got '$value'"
+    done
+    for value in $P_MODES; do
+        [[ $value =~ ^(keep-alive|close)$ ]] || die "PAIRED_MODES: unknown mode '$value'"
+    done
+    for value in $P_BUILDS; do
+        [[ $value =~ ^[a-z][a-z0-9_-]*=.+ ]] || die "PAIRED_BUILDS: '$value' is not NAME=PATH"
+        [[ -x ${value#*=} ]] || die "PAIRED_BUILDS: ${value#*=} is not an executable"
+        [[ ${value%%=*} != @(rvs|haproxy|nginx) ]] || die "PAIRED_BUILDS: the name ${value%%=*} is taken"
+    done
+    ((CONNS >= WRK_THREADS)) || die "wrk needs at least as many connections as threads"
+}
+
+# start_one NAME [RVSD]: start balancer NAME on the next port and wait until it serves.
+start_one() {
+    local name=$1 port=$((FIRST_PORT + ${#NAMES[@]})) rvsd=${2:-}
+    wait_port_free "$port" || die "$ADDR:$port is busy"
+    VIP_PORT=$port
+    LB_PID=""
+    case $name in
+        haproxy) start_haproxy "$P_THREADS" ;;
+        nginx) start_nginx_lb "$P_THREADS" ;;
+        *) RVSD=${rvsd:-$RVSD} start_rvs "$P_THREADS" "$name" || die "$name did not start" ;;
+    esac
+    wait_serving "$port" "$LB_PID" "$name-$P_THREADS" >/dev/null ||
+        die "$name: nothing answered on $ADDR:$port (log: $(tail_log "$name-$P_THREADS"))"
+    NAMES+=("$name")
+    PORTS+=("$port")
+}
+
+# The table of one mode from $TMP/paired.tsv (mode round name rps p50 p99 p99.9).
+report_mode() {
+    local mode=$1
+    awk -v mode="$mode" -v names="${NAMES[*]}" '
+        function median(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        $1 == mode { v[$3, $2, 1] = $4; v[$3, $2, 2] = $5; v[$3, $2, 3] = $6; v[$3, $2, 4] = $7; seen[$3, $2] = 1; rounds[$2] = 1 }
+        END {
+            n = split(names, nm, " ")
+            split("req/s|p50 ms|p99 ms|p99.9 ms", col, "|")
+            printf "| %s | %s | %s | %s | %s | runs |\n|---|---:|---:|---:|---:|---:|\n", "balancer", col[1], col[2], col[3], col[4]
+            for (i = 1; i <= n; i++) {
+                printf "| %s", nm[i]
+                for (c = 1; c <= 4; c++) {
+                    k = 0; for (r in rounds) if (seen[nm[i], r]) a[++k] = v[nm[i], r, c]
+                    printf(c == 1 ? " | %.0f" : " | %.2f", k ? median(a, k) : 0)
+                }
+                printf " | %d |\n", k
+            }
+            print ""
+            print "Paired: the median over rounds of the round'"'"'s ratio; above 1.0 the first is better"
+            print "(more requests per second, lower latency)."
+            print ""
+            printf "| pair | %s | %s | %s | %s | rounds |\n|---|---:|---:|---:|---:|---:|\n", col[1], col[2], col[3], col[4]
+            for (i = 1; i <= n; i++) {
+                if (nm[i] == "haproxy" || nm[i] == "nginx") continue
+                for (j = 1; j <= n; j++) {
+                    if (j == i || (nm[j] != "haproxy" && nm[j] != "nginx" && nm[j] != "rvs")) continue
+                    if (nm[j] == "rvs" && nm[i] == "rvs") continue
+                    printf "| %s / %s", nm[i], nm[j]
+                    for (c = 1; c <= 4; c++) {
+                        k = 0
+                        for (r in rounds) if (seen[nm[i], r] && seen[nm[j], r] && v[nm[i], r, c] > 0 && v[nm[j], r, c] > 0)
+                            a[++k] = c == 1 ? v[nm[i], r, c] / v[nm[j], r, c] : v[nm[j], r, c] / v[nm[i], r, c]
+                        printf " | %.3f", k ? median(a, k) : 0
+                    }
+                    printf " | %d |\n", k
+                }
+            }
+        }' "$TMP/paired.tsv"
+}
+
+paired_main() {
+    check_args
+    paired_args
+    install_tools
+    prepare_nginx_stream
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    TMP=$(mktemp -d /tmp/rvs-paired.XXXXXX)
+    : >"$TMP/paired.tsv"
+    build_rvs
+    [[ -z $RVS_BROKEN ]] || die "rvs: $RVS_BROKEN"
+    log "plan: $((P_ROUNDS * $(wc -w <<<"$P_MODES") * (3 + $(wc -w <<<"$P_BUILDS")) * P_SECONDS)) s of traffic"
+    start_real_servers
+    local b
+    for b in haproxy nginx rvs; do start_one "$b"; done
+    for b in $P_BUILDS; do start_one "${b%%=*}" "${b#*=}"; done
+    local i mode round k opts
+    for ((i = 0; i < ${#NAMES[@]}; i++)); do warm_up "${NAMES[i]}" "${PORTS[i]}"; done
+    for mode in $P_MODES; do
+        opts=()
+        [[ $mode == keep-alive ]] || opts=(-H 'Connection: close')
+        for ((round = 1; round <= P_ROUNDS; round++)); do
+            log "$mode: round $round of $P_ROUNDS"
+            for ((i = 0; i < ${#NAMES[@]}; i++)); do
+                k=$(((i + round) % ${#NAMES[@]}))
+                if run_wrk "${NAMES[k]} $mode $round" "${PORTS[k]}" / "$CONNS" "$P_SECONDS" "${opts[@]}"; then
+                    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$round" "${NAMES[k]}" \
+                        "$W_RPS" "$W_P50MS" "$W_P99MS" "$W_P999MS" >>"$TMP/paired.tsv"
+                fi
+            done
+        done
+    done
+    echo "## Paired runs, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "$P_THREADS worker thread(s) each; wrk -t$WRK_THREADS -c$CONNS, ${P_SECONDS}s per run," \
+        "$P_ROUNDS rounds; $(nproc) CPUs; $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f1-3)."
+    for mode in $P_MODES; do
+        echo
+        echo "### $mode"
+        echo
+        report_mode "$mode"
+    done
+    if ((${#NOTES[@]})); then
+        echo
+        echo "Notes:"
+        local n
+        for n in "${NOTES[@]}"; do echo "- $n"; done
+    fi
+    log "done"
+}
+
+paired_main "$@"

@@ -35,11 +35,8 @@ NAMES=()   # balancers, in start order
 PORTS=()   # their ports
 
 paired_args() {
-    local name value
-    for name in P_ROUNDS P_SECONDS P_THREADS WRK_THREADS CONNS; do
-        value=${!name}
-        [[ $value =~ ^[1-9][0-9]*$ ]] || die "$name must be a positive integer, got '$value'"
-    done
+    local value
+    need_counts P_ROUNDS P_SECONDS P_THREADS WRK_THREADS CONNS
     for value in $P_MODES; do
         [[ $value =~ ^(keep-alive|close)$ ]] || die "PAIRED_MODES: unknown mode '$value'"
     done
@@ -117,11 +114,7 @@ paired_main() {
     paired_args
     install_tools
     prepare_nginx_stream
-    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    TMP=$(mktemp -d /tmp/rvs-paired.XXXXXX)
+    begin_run rvs-paired
     : >"$TMP/paired.tsv"
     build_rvs
     [[ -z $RVS_BROKEN ]] || die "rvs: $RVS_BROKEN"

@@ -181,11 +181,7 @@ reload_main() {
     for port in "$VIP_A" "$VIP_B" "$VIP_C" "$RS1_PORT" "$RS2_PORT"; do
         ! port_busy "$port" || die "port $ADDR:$port is in use; stop whatever listens there first"
     done
-    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    TMP=$(mktemp -d /tmp/rvs-reload.XXXXXX)
+    begin_run rvs-reload
     build_rvs
     start_real_servers
     start_rvsd

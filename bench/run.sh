@@ -56,11 +56,8 @@ elapsed() { awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }
 note() { NOTES+=("$*"); log "note: $*"; }
 
 check_args() {
-    local name value
-    for name in RUN_SECONDS ROUNDS WRK_THREADS CONNS BULK_CONNS; do
-        value=${!name}
-        [[ $value =~ ^[1-9][0-9]*$ ]] || die "$name must be a positive integer, got '$value'"
-    done
+    local value
+    need_counts RUN_SECONDS ROUNDS WRK_THREADS CONNS BULK_CONNS
     [[ $WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be a whole number, got '$WARMUP'"
     for value in $THREAD_COUNTS; do
         [[ $value =~ ^[1-9][0-9]*$ ]] || die "BENCH_THREADS: not a positive integer: '$value'"
@@ -193,6 +190,24 @@ cleanup() {
     if [[ -n $TMP && -d $TMP ]]; then
         if [[ ${BENCH_KEEP:-0} == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
     fi
+}
+
+# begin_run PREFIX: more descriptors, traps that stop everything started (cleanup), and the
+# run's temporary directory TMP (/tmp/PREFIX.XXXXXX).
+begin_run() {
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    TMP=$(mktemp -d "/tmp/$1.XXXXXX")
+}
+
+# need_counts NAME…: each variable NAME must hold a positive integer.
+need_counts() {
+    local name
+    for name in "$@"; do
+        [[ ${!name} =~ ^[1-9][0-9]*$ ]] || die "$name must be a positive integer, got '${!name}'"
+    done
 }
 
 # ---------------------------------------------------------------- ports and probes
@@ -515,11 +530,7 @@ main() {
         ! port_busy "$port" || die "port $ADDR:$port is in use; stop whatever listens there first"
     done
     CLK_TCK=$(getconf CLK_TCK)
-    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    TMP=$(mktemp -d /tmp/rvs-bench.XXXXXX)
+    begin_run rvs-bench
     : >"$TMP/results.tsv"
     [[ " $BALANCERS " != *" rvs "* ]] || build_rvs
     local nthreads nbal

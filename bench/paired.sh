@@ -12,6 +12,7 @@
 #   PAIRED_SECONDS=2         length of each wrk run
 #   PAIRED_MODES="keep-alive close"   keep-alive requests, and/or one connection per request
 #   PAIRED_THREADS=1         worker threads of every balancer
+#   PAIRED_PEERS="haproxy nginx"   the peers that run beside rvs (either or both)
 #   PAIRED_BUILDS=""         more rvsd binaries to compare, as NAME=PATH (space separated)
 #   BENCH_WRK_THREADS=2, BENCH_CONNS=64, BENCH_SKIP_BUILD, BENCH_KEEP, CARGO_TARGET_DIR as
 #   in bench/run.sh
@@ -26,6 +27,7 @@ P_SECONDS=${PAIRED_SECONDS:-2}
 P_MODES=${PAIRED_MODES:-keep-alive close}
 P_THREADS=${PAIRED_THREADS:-1}
 P_BUILDS=${PAIRED_BUILDS:-}
+P_PEERS=${PAIRED_PEERS:-haproxy nginx}
 # ports of their own, so this runs beside bench/run.sh and bench/reload.sh
 RS1_PORT=18281
 RS2_PORT=18282
@@ -39,6 +41,9 @@ paired_args() {
     need_counts P_ROUNDS P_SECONDS P_THREADS WRK_THREADS CONNS
     for value in $P_MODES; do
         [[ $value =~ ^(keep-alive|close)$ ]] || die "PAIRED_MODES: unknown mode '$value'"
+    done
+    for value in $P_PEERS; do
+        [[ $value =~ ^(haproxy|nginx)$ ]] || die "PAIRED_PEERS: unknown peer '$value'"
     done
     for value in $P_BUILDS; do
         [[ $value =~ ^[a-z][a-z0-9_-]*=.+ ]] || die "PAIRED_BUILDS: '$value' is not NAME=PATH"
@@ -118,10 +123,10 @@ paired_main() {
     : >"$TMP/paired.tsv"
     build_rvs
     [[ -z $RVS_BROKEN ]] || die "rvs: $RVS_BROKEN"
-    log "plan: $((P_ROUNDS * $(wc -w <<<"$P_MODES") * (3 + $(wc -w <<<"$P_BUILDS")) * P_SECONDS)) s of traffic"
+    log "plan: $((P_ROUNDS * $(wc -w <<<"$P_MODES") * (1 + $(wc -w <<<"$P_PEERS $P_BUILDS")) * P_SECONDS)) s of traffic"
     start_real_servers
     local b
-    for b in haproxy nginx rvs; do start_one "$b"; done
+    for b in $P_PEERS rvs; do start_one "$b"; done
     for b in $P_BUILDS; do start_one "${b%%=*}" "${b#*=}"; done
     local i mode round k opts
     for ((i = 0; i < ${#NAMES[@]}; i++)); do warm_up "${NAMES[i]}" "${PORTS[i]}"; done

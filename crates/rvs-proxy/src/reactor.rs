@@ -818,6 +818,55 @@ mod tests {
         });
     }
 
+    /// CPU time this thread has used.
+    fn thread_cpu() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec for the call to fill.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0);
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    /// After traffic the loop sleeps until the next event: the driver's passes and its wake-up
+    /// of itself after [`PASSES`] never turn into spinning on the CPU.
+    #[test]
+    fn a_loop_without_events_sleeps() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let (b1, mut p1) = pair();
+            let (b2, _p2) = pair();
+            add(Box::new(Probe {
+                socks: [Sock::new(b1), Sock::new(b2)],
+                runs: runs.clone(),
+                panics: false,
+            }))
+            .unwrap();
+            for _ in 0..20 {
+                p1.write_all(b"x").unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while runs.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(runs.load(Ordering::SeqCst) > 0, "the job ran on its events");
+            let before = thread_cpu();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let used = thread_cpu() - before;
+            assert!(
+                used < Duration::from_millis(50),
+                "the idle loop used {used:?} of CPU in 300 ms"
+            );
+        });
+    }
+
     #[test]
     fn tokens_round_trip() {
         for (slot, gen, side) in [

@@ -23,6 +23,14 @@ pub fn socket_path() -> PathBuf {
         .join("rvsd.sock")
 }
 
+/// Removes the private directory of [`socket_path`] at exit (after the socket file); one that
+/// holds anything else stays.
+pub fn remove_dir(socket: &Path) {
+    if let Some(dir) = socket.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
 /// The real servers run as long as this lives (their threads end with the process).
 pub struct Demo {
     _servers: Vec<SocketAddr>,

@@ -351,6 +351,9 @@ fn run(args: &Args) -> Result<()> {
     server::serve(&control.listener, &shared, &stop);
     stop.store(true, Ordering::SeqCst);
     control.remove_file();
+    if args.demo && !args.socket_set {
+        demo::remove_dir(&socket);
+    }
     let checker = shared
         .checker
         .lock()

@@ -22,11 +22,11 @@ fn get(addr: &str) -> String {
 
 #[test]
 fn the_demo_serves_three_real_servers_by_weight() {
+    // as the README runs it: no --socket, so the socket goes to a private temporary directory
     let dir = TempDir::new("demo");
-    let socket = dir.path().join("rvsd.sock");
     let mut child = Command::new(rvsd_bin())
-        .args(["--demo", "--workers", "1", "--socket"])
-        .arg(&socket)
+        .args(["--demo", "--workers", "1"])
+        .env("TMPDIR", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -64,9 +64,20 @@ fn the_demo_serves_three_real_servers_by_weight() {
         seen[2] > seen[0],
         "weight 3 serves more than weight 1: {seen:?}"
     );
+    let private = dir.path().join(format!("rvs-demo-{}", child.id()));
+    assert!(
+        private.join("rvsd.sock").exists(),
+        "the control socket is in {}",
+        private.display()
+    );
     Command::new("kill")
         .arg(child.id().to_string())
         .status()
         .unwrap();
     assert!(wait_timeout(&mut child, Duration::from_secs(20)).success());
+    assert!(
+        !private.exists(),
+        "the demo's directory is removed at exit: {}",
+        private.display()
+    );
 }

@@ -226,17 +226,27 @@ impl Plane {
         Ok(report)
     }
 
+    /// The addresses of the real servers whose next hop a refresh asks `Neighbours` for (direct
+    /// routing and tunnelling ones, in services or in the trash): for looking them up before
+    /// [`Plane::refresh_dests`], without holding whatever guards the core meanwhile.
+    pub fn next_hop_addrs(ipvs: &Ipvs) -> Vec<IpAddr> {
+        let mut addrs: Vec<IpAddr> = live_dests(ipvs)
+            .into_iter()
+            .filter(|d| needs_mac(d))
+            .map(|d| d.addr)
+            .collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        addrs
+    }
+
     fn sync_dests(
         &mut self,
         ipvs: &Ipvs,
         nh: &mut dyn Neighbours,
         report: &mut SyncReport,
     ) -> Result<(), Error> {
-        let mut live: Vec<&Dest> = Vec::new();
-        for svc in ipvs.services() {
-            live.extend(ipvs.service_dests(svc));
-        }
-        live.extend(ipvs.trash());
+        let live = live_dests(ipvs);
         let ids: HashSet<DestId> = live.iter().map(|d| d.id).collect();
         // real servers gone from the core entirely (no entry refers to them any more)
         let gone: Vec<DestId> = self
@@ -868,6 +878,16 @@ fn served(svc: &Service) -> Result<abi::Vip, String> {
 }
 
 /// Whether forwarding to `d` rewrites the Ethernet header with its next hop's address.
+/// Every real server of a service, and those in the trash.
+fn live_dests(ipvs: &Ipvs) -> Vec<&Dest> {
+    let mut live: Vec<&Dest> = Vec::new();
+    for svc in ipvs.services() {
+        live.extend(ipvs.service_dests(svc));
+    }
+    live.extend(ipvs.trash());
+    live
+}
+
 fn needs_mac(d: &Dest) -> bool {
     matches!(d.fwd, Forward::Route | Forward::Tunnel)
 }

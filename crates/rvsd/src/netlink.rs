@@ -23,6 +23,7 @@
 mod tests;
 mod wire;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -469,7 +470,7 @@ pub struct Changes {
     sock: Socket,
     buf: Vec<u8>,
     /// each neighbour's Ethernet address while usable (None: not usable), as last announced
-    neighbours: std::collections::HashMap<(u32, IpAddr), Option<[u8; 6]>>,
+    neighbours: HashMap<(u32, IpAddr), Option<[u8; 6]>>,
 }
 
 impl Changes {
@@ -601,23 +602,33 @@ fn usable(n: &NeighEntry) -> Option<[u8; 6]> {
     n.mac.filter(|_| n.state & NUD_USABLE != 0)
 }
 
+/// The usable neighbour entries ([`NUD_USABLE`], with an Ethernet address) of one address
+/// family (`AF_INET`, `AF_INET6`), by interface and address: one dump of the table.
+pub fn neighbours(family: u8) -> Result<HashMap<(u32, IpAddr), Neigh>> {
+    let mut out = HashMap::new();
+    for p in dump("RTM_GETNEIGH", RTM_GETNEIGH, &ndmsg(family), RTM_NEWNEIGH)? {
+        let Some(n) = parse_neigh(&p)? else { continue };
+        if n.state & NUD_USABLE == 0 {
+            continue;
+        }
+        if let Some(mac) = n.mac {
+            out.insert(
+                (n.ifindex, n.addr),
+                Neigh {
+                    mac,
+                    state: n.state,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// The neighbour entry of `addr` on interface `ifindex`, if there is one in a usable state
 /// ([`NUD_USABLE`]) with an Ethernet address.
 pub fn neighbour(ifindex: u32, addr: IpAddr) -> Result<Option<Neigh>> {
     let (family, _) = ip_bytes(addr);
-    for p in dump("RTM_GETNEIGH", RTM_GETNEIGH, &ndmsg(family), RTM_NEWNEIGH)? {
-        let Some(n) = parse_neigh(&p)? else { continue };
-        if n.ifindex != ifindex || n.addr != addr || n.state & NUD_USABLE == 0 {
-            continue;
-        }
-        if let Some(mac) = n.mac {
-            return Ok(Some(Neigh {
-                mac,
-                state: n.state,
-            }));
-        }
-    }
-    Ok(None)
+    Ok(neighbours(family)?.remove(&(ifindex, addr)))
 }
 
 /// Makes the kernel resolve neighbour `addr` on interface `ifindex` (the interface names a

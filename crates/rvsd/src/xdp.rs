@@ -19,6 +19,8 @@
 //! Lock order: the director's lock, then the plane's, then the core's; the thread takes the
 //! plane's and then the core's.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,9 +54,34 @@ pub struct XdpDataplane {
 }
 
 /// Next hops from the kernel's routing and neighbour tables; a real server new to the
-/// program is waited for up to `wait`.
+/// program is waited for up to `wait`. Without waiting, each address family's neighbour
+/// table is dumped once per `Kernel` (a refresh), not once per real server.
 struct Kernel {
     wait: Duration,
+    tables: HashMap<u8, HashMap<(u32, IpAddr), netlink::Neigh>>,
+}
+
+impl Kernel {
+    fn new(wait: Duration) -> Kernel {
+        Kernel {
+            wait,
+            tables: HashMap::new(),
+        }
+    }
+
+    /// The usable neighbour entry of `hop` on `ifindex`, from the table of its family.
+    fn neighbour(&mut self, ifindex: u32, hop: IpAddr) -> Option<netlink::Neigh> {
+        let family = if hop.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        } as u8;
+        let table = match self.tables.entry(family) {
+            Entry::Occupied(t) => t.into_mut(),
+            Entry::Vacant(v) => v.insert(netlink::neighbours(family).ok()?),
+        };
+        table.get(&(ifindex, hop)).copied()
+    }
 }
 
 impl Neighbours for Kernel {
@@ -66,13 +93,41 @@ impl Neighbours for Kernel {
         // it and the next refresh finds it), and until then the plane keeps the last address
         let route = netlink::route_get(addr).ok()?;
         let hop = route.gateway.unwrap_or(addr);
-        match netlink::neighbour(route.oif, hop) {
-            Ok(Some(n)) => Some(n.mac),
-            _ => {
+        match self.neighbour(route.oif, hop) {
+            Some(n) => Some(n.mac),
+            None => {
                 let _ = netlink::solicit(hop, route.oif);
                 None
             }
         }
+    }
+}
+
+/// A refresh's next hops, looked up before the core was locked ([`look_up`]); a real server
+/// added since is looked up then.
+struct Looked {
+    hops: HashMap<IpAddr, Option<[u8; 6]>>,
+    rest: Kernel,
+}
+
+impl Neighbours for Looked {
+    fn next_hop(&mut self, addr: IpAddr, new: bool) -> Option<[u8; 6]> {
+        match self.hops.get(&addr) {
+            Some(h) => *h,
+            None => self.rest.next_hop(addr, new),
+        }
+    }
+}
+
+/// The next hops of `addrs` (real servers reached by direct routing or tunnelling), asked of
+/// the kernel while no lock is held: with many real servers this is many routing lookups,
+/// which must not stall the control socket or new connections waiting for the core.
+fn look_up(addrs: &[IpAddr]) -> Looked {
+    let mut k = Kernel::new(Duration::ZERO);
+    let hops = addrs.iter().map(|a| (*a, k.next_hop(*a, false))).collect();
+    Looked {
+        hops,
+        rest: Kernel::new(Duration::ZERO),
     }
 }
 
@@ -139,7 +194,7 @@ impl XdpDataplane {
     pub fn sync(&self) {
         let mut plane = self.plane();
         let mut ipvs = self.core.lock();
-        let mut nh = Kernel { wait: RESOLVE_WAIT };
+        let mut nh = Kernel::new(RESOLVE_WAIT);
         match plane.sync(&mut ipvs, self.core.now(), &mut nh) {
             Ok(report) => log_report(&report),
             Err(e) => tracing::error!("XDP sync: {e}"),
@@ -323,16 +378,24 @@ fn run(plane: &Mutex<Plane>, core: &Core, stop: &AtomicBool) {
     let mut watch = Watch::default();
     while !stop.load(Ordering::SeqCst) {
         waiter.wait(POLL_EVERY);
+        let due = last_refresh.elapsed() >= REFRESH_EVERY;
+        let addrs = {
+            let mut p = plane.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ipvs = core.lock();
+            if let Err(e) = p.poll(&mut ipvs, core.now()) {
+                tracing::error!("XDP events: {e}");
+            }
+            if !due {
+                continue;
+            }
+            Plane::next_hop_addrs(&ipvs)
+        };
+        last_refresh = Instant::now();
+        let mut hops = look_up(&addrs);
         let mut p = plane.lock().unwrap_or_else(|e| e.into_inner());
         let mut ipvs = core.lock();
-        if let Err(e) = p.poll(&mut ipvs, core.now()) {
-            tracing::error!("XDP events: {e}");
-        }
-        if last_refresh.elapsed() >= REFRESH_EVERY {
-            last_refresh = Instant::now();
-            if let Err(e) = refresh(&mut p, &mut ipvs, core, &mut watch) {
-                tracing::error!("XDP refresh: {e}");
-            }
+        if let Err(e) = refresh(&mut p, &mut ipvs, core, &mut watch, &mut hops) {
+            tracing::error!("XDP refresh: {e}");
         }
     }
 }
@@ -368,14 +431,10 @@ fn refresh(
     ipvs: &mut rvs_core::ipvs::Ipvs,
     core: &Core,
     watch: &mut Watch,
+    hops: &mut Looked,
 ) -> Result<(), rvs_bpf::Error> {
     p.count(ipvs)?;
-    p.refresh_dests(
-        ipvs,
-        &mut Kernel {
-            wait: Duration::ZERO,
-        },
-    )?;
+    p.refresh_dests(ipvs, hops)?;
     let now = p.xdp().counters()?;
     let grew = |c: abi::Counter| watch.seen.map_or(0, |s| now[c as usize] - s[c as usize]);
     let lost_now = now[abi::Counter::EventLost as usize];

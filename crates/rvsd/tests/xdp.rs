@@ -487,3 +487,68 @@ fn ipv6_direct_routing() {
     drop(servers);
     lan.realserver(&["--stop"]);
 }
+
+/// A direct-routing real server's next hop is looked up again every second (outside the
+/// core's lock, one neighbour-table dump per refresh): the director's neighbour entry of the
+/// real server pointed at an address nobody has stops the traffic the program sends it, and
+/// pointed back brings it back, without a rule change.
+#[test]
+fn direct_routing_next_hops_follow_the_neighbour_table() {
+    let lan = Lan::new("xnh");
+    lan.realserver(&["--vip", VIP, "--mode", "dr"]);
+    let names: Vec<String> = RIPS.iter().map(|s| s.to_string()).collect();
+    let servers = servers(&lan, VIP.parse().unwrap(), &names);
+    let d = Director::start_in("xdp-nh", &XDP_ARGS, Some(&lan.director.name));
+    d.ok(&format!("-A -u {VIP}:53 -s rr"));
+    d.ok(&format!("-a -u {VIP}:53 -r {} -g", RIPS[0]));
+    let vip: SocketAddr = format!("{VIP}:53").parse().unwrap();
+    let src: IpAddr = CLIENT.parse().unwrap();
+    // one datagram from a port not used before (a new flow): the answering server's name
+    let mut port = 41000;
+    let mut ask = || {
+        port += 1;
+        let p = port;
+        lan.client.run(|| {
+            let sock = net::udp_from(src, p);
+            sock.set_read_timeout(Some(Duration::from_millis(400)))
+                .unwrap();
+            sock.connect(vip).unwrap();
+            sock.send(b"who").unwrap();
+            let mut buf = [0u8; 256];
+            sock.recv(&mut buf).ok().map(|n| {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                text.split_whitespace().next().unwrap_or("").to_string()
+            })
+        })
+    };
+    assert_eq!(ask().as_deref(), Some(RIPS[0]));
+    let neigh = |mac: &str| {
+        lan.director.ip(&[
+            "neigh",
+            "replace",
+            RIPS[0],
+            "lladdr",
+            mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+    };
+    neigh("02:00:00:00:ee:ee");
+    assert!(
+        support::wait::poll_for(Duration::from_secs(6), || ask().is_none()),
+        "traffic still reaches {} after its neighbour entry changed",
+        RIPS[0]
+    );
+    // rs0 is host 3 of the LAN (02:00:00:00:00:03)
+    neigh("02:00:00:00:00:03");
+    assert!(
+        support::wait::poll_for(Duration::from_secs(6), || ask().as_deref() == Some(RIPS[0])),
+        "traffic does not reach {} again",
+        RIPS[0]
+    );
+    assert_eq!(ask().as_deref(), Some(RIPS[0]));
+    drop(servers);
+    lan.realserver(&["--stop"]);
+}

@@ -336,6 +336,13 @@ fn resolve_asks_the_kernel_for_a_neighbour_on_the_link() {
         assert_eq!(n.mac, vb_mac);
         let hop6 = resolve(ip("fd77::2"), Duration::from_secs(2)).unwrap();
         assert_eq!((hop6.ifindex, hop6.mac), (va, vb_mac));
+        // one dump per family holds the same entries
+        let v4 = neighbours(libc::AF_INET as u8).unwrap();
+        assert_eq!(v4.get(&(va, ip("10.77.0.2"))).map(|n| n.mac), Some(vb_mac));
+        assert!(v4.keys().all(|(_, a)| a.is_ipv4()), "{v4:?}");
+        let v6 = neighbours(libc::AF_INET6 as u8).unwrap();
+        assert_eq!(v6.get(&(va, ip("fd77::2"))).map(|n| n.mac), Some(vb_mac));
+        assert!(v6.keys().all(|(_, a)| a.is_ipv6()), "{v6:?}");
     });
 }
 

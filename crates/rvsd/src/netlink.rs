@@ -631,6 +631,29 @@ pub fn neighbour(ifindex: u32, addr: IpAddr) -> Result<Option<Neigh>> {
     Ok(neighbours(family)?.remove(&(ifindex, addr)))
 }
 
+/// `SO_NETNS_COOKIE` (Linux 5.14).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// This network namespace's cookie: unique for as long as the machine runs. The default state
+/// file is named after the namespace's inode, which a namespace made after this one is gone
+/// may get again; the cookie tells the two apart.
+pub fn netns_cookie() -> Option<u64> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).ok()?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` has room for the `len` bytes the kernel may write.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            std::ptr::addr_of_mut!(cookie).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize == std::mem::size_of::<u64>()).then_some(cookie)
+}
+
 /// Makes the kernel resolve neighbour `addr` on interface `ifindex` (the interface names a
 /// link-local IPv6 address's scope). It sends one empty UDP datagram to port 9 (discard) of
 /// `addr` from a connected socket: the kernel then creates the neighbour entry, sends the

@@ -102,6 +102,9 @@ struct State {
     ifaces: Vec<IfaceState>,
     #[serde(default)]
     gue_ports: Vec<u16>,
+    /// The cookie of the network namespace these changes were made in (see [`netlink::netns_cookie`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    netns: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +126,23 @@ struct IfaceState {
 }
 
 impl State {
+    /// The state file of this network namespace: empty when there is none, or when it was
+    /// written in another namespace (gone, its inode given to this one).
     fn load(path: &Path) -> Result<State> {
+        let state = State::read(path)?;
+        match (state.netns, netlink::netns_cookie()) {
+            (Some(then), Some(now)) if then != now => {
+                say(format_args!(
+                    "{} was written in a network namespace that is gone: starting afresh",
+                    path.display()
+                ));
+                Ok(State::default())
+            }
+            _ => Ok(state),
+        }
+    }
+
+    fn read(path: &Path) -> Result<State> {
         match fs::read_to_string(path) {
             Ok(t) => {
                 serde_json::from_str(&t).with_context(|| format!("reading {}", path.display()))
@@ -133,9 +152,18 @@ impl State {
         }
     }
 
-    /// Writes the state (removes the file when nothing is left to undo).
+    /// Nothing to undo.
+    fn is_empty(&self) -> bool {
+        self.sysctls.is_empty()
+            && self.vips.is_empty()
+            && self.ifaces.is_empty()
+            && self.gue_ports.is_empty()
+    }
+
+    /// Writes the state, with this namespace's cookie (removes the file when nothing is left
+    /// to undo).
     fn save(&self, path: &Path) -> Result<()> {
-        if *self == State::default() {
+        if self.is_empty() {
             return match fs::remove_file(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
                 _ => Ok(()),
@@ -144,7 +172,11 @@ impl State {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        statefile::write_atomic(path, &(serde_json::to_string_pretty(self)? + "\n"))
+        let state = State {
+            netns: netlink::netns_cookie(),
+            ..self.clone()
+        };
+        statefile::write_atomic(path, &(serde_json::to_string_pretty(&state)? + "\n"))
     }
 
     fn vip(&self, a: IpAddr) -> Option<&VipState> {
@@ -513,7 +545,7 @@ fn detach(iface: &str, clsact_added: bool) -> Result<()> {
 fn stop(opts: &Opts) -> Result<()> {
     let _lock = lock(&opts.state)?;
     let mut state = State::load(&opts.state)?;
-    if state == State::default() {
+    if state.is_empty() {
         say("nothing to undo");
     }
     let result = stop_in(opts, &mut state);
@@ -632,6 +664,7 @@ mod tests {
                 rp_filter: Some("1".into()),
             }],
             gue_ports: vec![6080],
+            netns: Some(7),
         };
         let text = serde_json::to_string(&s).unwrap();
         assert!(text.contains(r#""mode":"tun""#), "{text}");
@@ -641,5 +674,40 @@ mod tests {
             serde_json::from_str::<State>("{}").unwrap(),
             State::default()
         );
+    }
+
+    /// The default state file is named after the namespace's inode, which a new namespace
+    /// may get again once the old one is gone: a file written in another namespace (another
+    /// cookie) is not taken for this one's, a file of this namespace or of an older rvsd (no
+    /// cookie) is.
+    #[test]
+    fn a_state_file_of_a_namespace_that_is_gone_is_not_taken() {
+        let cookie = netlink::netns_cookie().expect("SO_NETNS_COOKIE (Linux 5.14)");
+        assert_eq!(netlink::netns_cookie(), Some(cookie));
+        let dir = std::env::temp_dir().join(format!("rvs-rs-state-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("realserver.json");
+        let s = State {
+            vips: vec![VipState {
+                addr: "10.200.0.1".parse().unwrap(),
+                mode: Mode::Dr,
+                added: true,
+            }],
+            ..State::default()
+        };
+        s.save(&path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(&format!("\"netns\": {cookie}")), "{text}");
+        assert_eq!(State::load(&path).unwrap().vips, s.vips);
+        let elsewhere = text.replace(&cookie.to_string(), &(cookie ^ 1).to_string());
+        fs::write(&path, elsewhere).unwrap();
+        assert!(State::load(&path).unwrap().is_empty());
+        fs::write(&path, serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(
+            State::load(&path).unwrap().vips,
+            s.vips,
+            "a file without a cookie"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

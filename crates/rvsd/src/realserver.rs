@@ -89,6 +89,27 @@ fn say(what: impl std::fmt::Display) {
 
 // ---- the state file ----
 
+/// The state of this namespace's real server. A state file left by a namespace that is gone
+/// is not taken, nor are the tc program's pins beside it (same inode, same directory): the
+/// program's maps would still hold that namespace's VIPs.
+fn load_state(opts: &Opts) -> Result<State> {
+    let (state, stale) = State::load(&opts.state)?;
+    if stale {
+        say(format_args!(
+            "{} was written in a network namespace that is gone: starting afresh",
+            opts.state.display()
+        ));
+        if opts.pin_dir.join(Decap::PIN).exists() {
+            Decap::unpin(&opts.pin_dir)?;
+            say(format_args!(
+                "removed that namespace's tc program pins from {}",
+                opts.pin_dir.display()
+            ));
+        }
+    }
+    Ok(state)
+}
+
 /// What earlier runs changed (the state file).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct State {
@@ -127,18 +148,12 @@ struct IfaceState {
 
 impl State {
     /// The state file of this network namespace: empty when there is none, or when it was
-    /// written in another namespace (gone, its inode given to this one).
-    fn load(path: &Path) -> Result<State> {
+    /// written in another namespace (gone, its inode given to this one: then `true`).
+    fn load(path: &Path) -> Result<(State, bool)> {
         let state = State::read(path)?;
         match (state.netns, netlink::netns_cookie()) {
-            (Some(then), Some(now)) if then != now => {
-                say(format_args!(
-                    "{} was written in a network namespace that is gone: starting afresh",
-                    path.display()
-                ));
-                Ok(State::default())
-            }
-            _ => Ok(state),
+            (Some(then), Some(now)) if then != now => Ok((State::default(), true)),
+            _ => Ok((state, false)),
         }
     }
 
@@ -266,7 +281,7 @@ fn prefix_len(a: IpAddr) -> u8 {
 fn start(opts: &Opts) -> Result<()> {
     let mode = opts.mode.context("--mode is required")?;
     let _lock = lock(&opts.state)?;
-    let state = State::load(&opts.state)?;
+    let state = load_state(opts)?;
     for v in &opts.vips {
         if let Some(old) = state.vip(*v).filter(|old| old.mode != mode) {
             let m = if old.mode == Mode::Dr { "dr" } else { "tun" };
@@ -544,7 +559,7 @@ fn detach(iface: &str, clsact_added: bool) -> Result<()> {
 /// Stop: undo, for the VIPs given (all without `--vip`), what earlier runs did.
 fn stop(opts: &Opts) -> Result<()> {
     let _lock = lock(&opts.state)?;
-    let mut state = State::load(&opts.state)?;
+    let mut state = load_state(opts)?;
     if state.is_empty() {
         say("nothing to undo");
     }
@@ -698,14 +713,17 @@ mod tests {
         s.save(&path).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains(&format!("\"netns\": {cookie}")), "{text}");
-        assert_eq!(State::load(&path).unwrap().vips, s.vips);
+        let (back, stale) = State::load(&path).unwrap();
+        assert_eq!((back.vips, stale), (s.vips.clone(), false));
         let elsewhere = text.replace(&cookie.to_string(), &(cookie ^ 1).to_string());
         fs::write(&path, elsewhere).unwrap();
-        assert!(State::load(&path).unwrap().is_empty());
+        let (back, stale) = State::load(&path).unwrap();
+        assert!(back.is_empty() && stale);
         fs::write(&path, serde_json::to_string(&s).unwrap()).unwrap();
+        let (back, stale) = State::load(&path).unwrap();
         assert_eq!(
-            State::load(&path).unwrap().vips,
-            s.vips,
+            (back.vips, stale),
+            (s.vips, false),
             "a file without a cookie"
         );
         fs::remove_dir_all(&dir).unwrap();

@@ -453,6 +453,32 @@ fn tun_without_iface_takes_every_interface_that_is_up() {
     assert!(!qdiscs(&b, "vd").contains("clsact"));
 }
 
+/// A namespace gone without `--stop` leaves its state file and its pins behind; the default
+/// paths are named after the namespace's inode, which a later namespace may get. That one
+/// starts afresh: the old namespace's VIP is neither refused in another mode nor kept in the
+/// program's maps.
+#[test]
+fn a_namespace_gone_without_stop_leaves_nothing_to_the_next() {
+    let h = Host::new("rs-gone");
+    {
+        let (_a, b) = topology("rs-gone1");
+        h.ok(&b, "--vip 10.200.0.1 --mode tun --iface vb");
+        assert_eq!(map_vips(&h.pins()), [ip("10.200.0.1")]);
+    } // both namespaces deleted, nothing undone
+    assert!(h.state().exists() && h.pins().join(Decap::PIN).exists());
+    let (_a, b) = topology("rs-gone2");
+    let err = h.ok(&b, "--vip 10.200.0.1 --mode dr");
+    assert!(err.contains("network namespace that is gone"), "{err}");
+    assert!(
+        err.contains("removed that namespace's tc program pins"),
+        "{err}"
+    );
+    assert!(!h.pins().join(Decap::PIN).exists());
+    assert!(lo_addrs(&b).contains("10.200.0.1/32"), "{}", lo_addrs(&b));
+    h.ok(&b, "--stop");
+    assert!(!h.state().exists());
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }

@@ -877,7 +877,6 @@ fn served(svc: &Service) -> Result<abi::Vip, String> {
     }
 }
 
-/// Whether forwarding to `d` rewrites the Ethernet header with its next hop's address.
 /// Every real server of a service, and those in the trash.
 fn live_dests(ipvs: &Ipvs) -> Vec<&Dest> {
     let mut live: Vec<&Dest> = Vec::new();
@@ -888,6 +887,7 @@ fn live_dests(ipvs: &Ipvs) -> Vec<&Dest> {
     live
 }
 
+/// Whether forwarding to `d` rewrites the Ethernet header with its next hop's address.
 fn needs_mac(d: &Dest) -> bool {
     matches!(d.fwd, Forward::Route | Forward::Tunnel)
 }

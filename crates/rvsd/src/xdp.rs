@@ -104,7 +104,7 @@ impl Neighbours for Kernel {
 }
 
 /// A refresh's next hops, looked up before the core was locked ([`look_up`]); a real server
-/// added since is looked up then.
+/// added since is looked up then (with the neighbour tables already dumped).
 struct Looked {
     hops: HashMap<IpAddr, Option<[u8; 6]>>,
     rest: Kernel,
@@ -125,10 +125,7 @@ impl Neighbours for Looked {
 fn look_up(addrs: &[IpAddr]) -> Looked {
     let mut k = Kernel::new(Duration::ZERO);
     let hops = addrs.iter().map(|a| (*a, k.next_hop(*a, false))).collect();
-    Looked {
-        hops,
-        rest: Kernel::new(Duration::ZERO),
-    }
+    Looked { hops, rest: k }
 }
 
 impl XdpDataplane {

@@ -372,13 +372,21 @@ fn traffic(
     got
 }
 
-#[test]
-fn seed_dr_setup_serves_tcp_and_udp_through_xdp() {
-    let lan = Lan::new("xdr");
+/// The LAN with its real servers set up for direct routing (`rvsd realserver --mode dr`),
+/// each serving TCP on VIP:80 and UDP on VIP:53 under its address as its name, and rvsd
+/// with the XDP data plane on the director (no rules yet).
+fn dr_lan(tag: &str) -> (Lan, (Vec<TcpServer>, Vec<UdpServer>), Director) {
+    let lan = Lan::new(tag);
     lan.realserver(&["--vip", VIP, "--mode", "dr"]);
     let names: Vec<String> = RIPS.iter().map(|s| s.to_string()).collect();
     let servers = servers(&lan, VIP.parse().unwrap(), &names);
-    let d = Director::start_in("xdp-dr", &XDP_ARGS, Some(&lan.director.name));
+    let d = Director::start_in(tag, &XDP_ARGS, Some(&lan.director.name));
+    (lan, servers, d)
+}
+
+#[test]
+fn seed_dr_setup_serves_tcp_and_udp_through_xdp() {
+    let (lan, servers, d) = dr_lan("xdr");
     seed_director_script(&d);
     d.ok(&format!("-A -u {VIP}:53 -s rr"));
     for r in RIPS {
@@ -494,11 +502,7 @@ fn ipv6_direct_routing() {
 /// pointed back brings it back, without a rule change.
 #[test]
 fn direct_routing_next_hops_follow_the_neighbour_table() {
-    let lan = Lan::new("xnh");
-    lan.realserver(&["--vip", VIP, "--mode", "dr"]);
-    let names: Vec<String> = RIPS.iter().map(|s| s.to_string()).collect();
-    let servers = servers(&lan, VIP.parse().unwrap(), &names);
-    let d = Director::start_in("xdp-nh", &XDP_ARGS, Some(&lan.director.name));
+    let (lan, servers, d) = dr_lan("xnh");
     d.ok(&format!("-A -u {VIP}:53 -s rr"));
     d.ok(&format!("-a -u {VIP}:53 -r {} -g", RIPS[0]));
     let vip: SocketAddr = format!("{VIP}:53").parse().unwrap();

@@ -26,6 +26,8 @@
 
 #[allow(unsafe_code)] // aya::Pod for the map structs (see abi.rs)
 pub mod abi;
+#[allow(unsafe_code)] // the bpf(2) call of BPF_MAP_LOOKUP_BATCH
+mod batch;
 mod decap;
 pub mod plane;
 #[allow(unsafe_code)] // the bpf(2) call of BPF_PROG_TEST_RUN
@@ -36,6 +38,7 @@ use aya::programs::tc::{self, SchedClassifierLinkId};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp as XdpProgram, XdpFlags};
 use aya::Ebpf;
+use std::os::fd::AsFd;
 
 pub use decap::Decap;
 pub use testrun::TestRun;
@@ -237,6 +240,44 @@ impl std::os::fd::AsRawFd for Events {
     }
 }
 
+/// The flow map, readable from any thread ([`Xdp::flow_table`]).
+#[derive(Debug)]
+pub struct FlowTable {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl FlowTable {
+    /// Every flow the map holds, read in batches of a few thousand per system call where
+    /// the kernel can (Linux 5.6+), else key by key. The program goes on meanwhile: a flow
+    /// added or deleted during the dump may or may not be in it, one present throughout is
+    /// in it once.
+    pub fn dump(&self) -> Result<Vec<(abi::FlowKey, abi::Flow)>, Error> {
+        match batch::dump(self.fd.as_fd())? {
+            Some(all) => Ok(all),
+            None => self.dump_by_key(),
+        }
+    }
+
+    /// Adds or replaces a flow (the program takes it as its own: a way to hand flows over,
+    /// and to fill the map in tests and benchmarks).
+    pub fn insert(&self, key: &abi::FlowKey, flow: &abi::Flow) -> Result<(), Error> {
+        let mut m: HashMap<MapData, abi::FlowKey, abi::Flow> = HashMap::try_from(
+            aya::maps::Map::HashMap(MapData::from_fd(self.fd.try_clone()?)?),
+        )?;
+        m.insert(key, flow, 0)?;
+        Ok(())
+    }
+
+    /// The same, key by key (two system calls per flow), whatever the kernel can do.
+    pub fn dump_by_key(&self) -> Result<Vec<(abi::FlowKey, abi::Flow)>, Error> {
+        let m: HashMap<MapData, abi::FlowKey, abi::Flow> = HashMap::try_from(
+            aya::maps::Map::HashMap(MapData::from_fd(self.fd.try_clone()?)?),
+        )?;
+        // a flow deleted while the walk runs ends it early at worst; the next walk sees the rest
+        Ok(m.iter().filter_map(Result::ok).collect())
+    }
+}
+
 impl Xdp {
     /// Loads the object and its XDP program into the kernel (not attached to any interface).
     pub fn load() -> Result<Xdp, Error> {
@@ -355,12 +396,20 @@ impl Xdp {
         absent_ok(m.remove(key))
     }
 
-    /// Every flow the map holds.
+    /// Every flow the map holds (see [`FlowTable::dump`]).
     pub fn flows(&mut self) -> Result<Vec<(abi::FlowKey, abi::Flow)>, Error> {
-        let m: HashMap<&mut MapData, abi::FlowKey, abi::Flow> =
-            HashMap::try_from(self.map("rvs_flows")?)?;
-        // a flow deleted while the walk runs ends it early at worst; the next walk sees the rest
-        Ok(m.iter().filter_map(Result::ok).collect())
+        self.flow_table()?.dump()
+    }
+
+    /// A handle on the flow map of its own (a duplicate of the map's descriptor), so a
+    /// thread can read every flow without holding whatever guards this `Xdp`.
+    pub fn flow_table(&mut self) -> Result<FlowTable, Error> {
+        let aya::maps::Map::HashMap(m) = self.map("rvs_flows")? else {
+            return Err(Error::Missing("rvs_flows as a hash map"));
+        };
+        Ok(FlowTable {
+            fd: m.fd().as_fd().try_clone_to_owned()?,
+        })
     }
 
     /// Deletes the persistence template of `key` (nothing when the map does not have it).

@@ -95,6 +95,20 @@ struct DestSlot {
     counted: abi::DestStats,
 }
 
+/// A walk of the program's flows under way ([`Plane::begin_walk`]).
+#[derive(Debug)]
+pub struct Walk {
+    freed: Vec<u32>,
+    table: crate::FlowTable,
+}
+
+impl Walk {
+    /// Every flow the program holds now; needs no lock on the plane or the core.
+    pub fn dump(&self) -> Result<Vec<(abi::FlowKey, abi::Flow)>, Error> {
+        self.table.dump()
+    }
+}
+
 /// The control side of the XDP program.
 pub struct Plane {
     xdp: Xdp,
@@ -707,11 +721,49 @@ impl Plane {
     /// servers gone from the core are deleted, and only then are those servers' slots free
     /// for new ones (so nothing left behind is sent to a newcomer). Returns how many flows
     /// were taken up.
+    ///
+    /// Everything happens under the caller's locks here; a caller that holds the core's lock
+    /// for others should use [`Plane::begin_walk`], read the flows without any lock
+    /// ([`Walk::dump`]) and finish with [`Plane::finish_walk`].
     pub fn reconcile(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<usize, Error> {
+        let walk = self.begin_walk()?;
+        match walk.dump() {
+            Ok(flows) => self.finish_walk(ipvs, now, walk, flows),
+            Err(e) => {
+                self.abandon_walk(walk);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives up a walk whose dump failed: its slots wait for the next walk.
+    pub fn abandon_walk(&mut self, walk: Walk) {
+        self.quarantine.extend(walk.freed);
+    }
+
+    /// Starts a walk of the flows ([`Plane::reconcile`] in three steps): the slots freed so
+    /// far are the walk's to release, and the returned [`Walk`] reads the flows from any
+    /// thread, with no lock held (a million flows take about a second to read).
+    pub fn begin_walk(&mut self) -> Result<Walk, Error> {
+        Ok(Walk {
+            freed: std::mem::take(&mut self.quarantine),
+            table: self.xdp.flow_table()?,
+        })
+    }
+
+    /// Ends a walk with the flows its [`Walk::dump`] read: as [`Plane::reconcile`], judged
+    /// by the core as it is now. Flows scheduled since the dump are the next walk's; slots
+    /// freed since are released by the next walk (their flows may not be in this dump).
+    pub fn finish_walk(
+        &mut self,
+        ipvs: &mut Ipvs,
+        now: Tick,
+        walk: Walk,
+        all: Vec<(abi::FlowKey, abi::Flow)>,
+    ) -> Result<usize, Error> {
         // the slots freed before this walk: whatever still points at them goes now
-        let freed = std::mem::take(&mut self.quarantine);
+        let freed = walk.freed;
         let mut n = 0;
-        let all = self.xdp.flows()?;
         let firsts: HashMap<abi::FlowKey, u32> = all
             .iter()
             .filter(|(_, f)| f.flags & abi::FLOW_REPLY == 0)

@@ -155,14 +155,8 @@ fn segment_from(client: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> 
     f
 }
 
-/// A reuse SYN's NEW event is lost (full ring) while the core still has the old entry (CLOSE,
-/// bound to the old real server): the next event of the new connection takes it up on the
-/// real server the program chose, the flow outlives the old entry's timeout, and once that
-/// server is removed a newcomer in its slot never gets the old flow's packets.
-#[test]
-fn a_reused_tuple_whose_report_was_lost_is_taken_up_on_the_programs_choice() {
-    let (mut ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "rr"));
-    // a second service (port 81) to fill the ring with
+/// A second service (port 81, one DR real server .30) whose new connections fill the ring.
+fn add_filler(ipvs: &mut Ipvs, plane: &mut Plane) {
     let k81 = ServiceKey::Addr {
         proto: Protocol::Tcp,
         addr: IpAddr::V4(VIP),
@@ -177,16 +171,18 @@ fn a_reused_tuple_whose_report_was_lost_is_taken_up_on_the_programs_choice() {
             .weight(1),
     )
     .unwrap();
-    plane.sync(&mut ipvs, now(), &mut Lan).unwrap();
-    let x = send(&mut plane, 6000, SYN).unwrap();
-    send(&mut plane, 6000, ACK).unwrap(); // ESTABLISHED
-    send(&mut plane, 6000, 0x04).unwrap(); // RST: CLOSE
-    plane.poll(&mut ipvs, now()).unwrap();
-    // fill the ring
-    let lost =
-        |p: &mut Plane| p.xdp().counters().unwrap()[rvs_bpf::abi::Counter::EventLost as usize];
+    plane.sync(ipvs, now(), &mut Lan).unwrap();
+}
+
+/// Events the program could not put in its ring so far.
+fn lost(p: &mut Plane) -> u64 {
+    p.xdp().counters().unwrap()[rvs_bpf::abi::Counter::EventLost as usize]
+}
+
+/// New connections to port 81 until the ring is full (an event was lost); how many.
+fn fill_ring(plane: &mut Plane) -> u32 {
     let mut n = 0u32;
-    'fill: for a in 1..=255u8 {
+    for a in 1..=255u8 {
         for sport in 1024..=65535u16 {
             let c = Ipv4Addr::new(10, 1, 0, a);
             plane
@@ -194,11 +190,27 @@ fn a_reused_tuple_whose_report_was_lost_is_taken_up_on_the_programs_choice() {
                 .test_run(&segment_from(c, sport, 81, SYN), Some(LO), 1)
                 .unwrap();
             n += 1;
-            if n.is_multiple_of(1024) && lost(&mut plane) > 0 {
-                break 'fill;
+            if n.is_multiple_of(1024) && lost(plane) > 0 {
+                return n;
             }
         }
     }
+    panic!("the ring took {n} events without losing one");
+}
+
+/// A reuse SYN's NEW event is lost (full ring) while the core still has the old entry (CLOSE,
+/// bound to the old real server): the next event of the new connection takes it up on the
+/// real server the program chose, the flow outlives the old entry's timeout, and once that
+/// server is removed a newcomer in its slot never gets the old flow's packets.
+#[test]
+fn a_reused_tuple_whose_report_was_lost_is_taken_up_on_the_programs_choice() {
+    let (mut ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "rr"));
+    add_filler(&mut ipvs, &mut plane);
+    let x = send(&mut plane, 6000, SYN).unwrap();
+    send(&mut plane, 6000, ACK).unwrap(); // ESTABLISHED
+    send(&mut plane, 6000, 0x04).unwrap(); // RST: CLOSE
+    plane.poll(&mut ipvs, now()).unwrap();
+    let n = fill_ring(&mut plane);
     // the client reuses its port: a new connection, rr's next server, NEW lost
     let y = send(&mut plane, 6000, SYN).unwrap();
     eprintln!(
@@ -309,4 +321,99 @@ fn ftp_templates_expire_with_the_cores() {
             .collect::<Vec<_>>()
     );
     assert!(prog.is_empty(), "program template outlives the core's");
+}
+
+/// A walk reads the flows with no lock held, so the program and the core move on between
+/// its start and its end. A real server's slot freed meanwhile must wait for the next walk:
+/// a flow made while the dump ran may be missing from it, and if its NEW event was lost,
+/// only a walk finds it; a newcomer given the slot at once would get its packets.
+#[test]
+fn a_slot_freed_during_a_walk_waits_for_the_next_walk() {
+    let (mut ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "rr"));
+    add_filler(&mut ipvs, &mut plane);
+    let walk = plane.begin_walk().unwrap();
+    let flows = walk.dump().unwrap();
+    // after the dump: a connection whose NEW event is lost (full ring)
+    fill_ring(&mut plane);
+    let to = send(&mut plane, 7000, SYN).unwrap();
+    while plane.poll(&mut ipvs, now()).unwrap() > 0 {}
+    // its real server leaves; no entry holds it, so once out of the trash its slot is free
+    ipvs.del_dest(&key(), &IpAddr::V4(Ipv4Addr::new(10, 0, 0, to)), 80, now())
+        .unwrap();
+    let t = Tick(now().0 + 200_000);
+    ipvs.advance(t);
+    plane.sync(&mut ipvs, t, &mut Lan).unwrap();
+    plane.finish_walk(&mut ipvs, t, walk, flows).unwrap();
+    add(&mut ipvs, 40, 1);
+    plane.sync(&mut ipvs, t, &mut Lan).unwrap();
+    let after_walk = send(&mut plane, 7000, ACK);
+    eprintln!("connection 7000 went to .{to}; after the walk its ACK goes to {after_walk:?}");
+    assert_ne!(
+        after_walk,
+        Some(40),
+        "the newcomer got the packets of a connection to .{to}"
+    );
+    // the next walk finds the flow, deletes it and releases the slot
+    plane.reconcile(&mut ipvs, t).unwrap();
+    assert!(plane.xdp().flow(&flow_key(&ck(7000))).unwrap().is_none());
+    add(&mut ipvs, 41, 1);
+    plane.sync(&mut ipvs, t, &mut Lan).unwrap();
+    assert_eq!(send(&mut plane, 7000, ACK), None, "no flow: the kernel's");
+    let mut seen = std::collections::BTreeSet::new();
+    for sport in 7100..7106 {
+        seen.extend(send(&mut plane, sport, SYN));
+    }
+    assert!(
+        seen.contains(&41),
+        "the last newcomer gets connections: {seen:?}"
+    );
+}
+
+/// The walk reads the flow map in batches of a few thousand: every flow comes out once, as
+/// reading it key by key gives it, across batch boundaries and with the program's own flows.
+#[test]
+fn flows_read_in_batches_are_the_flows_read_key_by_key() {
+    let (_ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "rr"));
+    for sport in 8000..8003 {
+        send(&mut plane, sport, SYN).unwrap();
+    }
+    let table = plane.xdp().flow_table().unwrap();
+    let n = 10_000u32; // more than two batches
+    for i in 0..n {
+        let key = rvs_bpf::abi::FlowKey {
+            caddr: [
+                u32::from_ne_bytes([10, 2, (i >> 8) as u8, i as u8]),
+                0,
+                0,
+                0,
+            ],
+            vaddr: [u32::from_ne_bytes(VIP.octets()), 0, 0, 0],
+            cport: (20_000 + i as u16).to_be(),
+            vport: 80u16.to_be(),
+            proto: 6,
+            family: rvs_bpf::abi::AF_INET,
+            pad: 0,
+        };
+        let flow = rvs_bpf::abi::Flow {
+            dest: i % 2,
+            packets: u64::from(i),
+            ..Default::default()
+        };
+        table.insert(&key, &flow).unwrap();
+    }
+    let batched = table.dump().unwrap();
+    let by_key = table.dump_by_key().unwrap();
+    let as_map = |v: &[(rvs_bpf::abi::FlowKey, rvs_bpf::abi::Flow)]| {
+        v.iter()
+            .copied()
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    assert_eq!(batched.len(), n as usize + 3, "every flow once");
+    assert_eq!(as_map(&batched).len(), batched.len(), "no flow twice");
+    assert_eq!(as_map(&batched), as_map(&by_key));
+    let mine = batched
+        .iter()
+        .filter(|(k, _)| (8000..8003).contains(&u16::from_be(k.cport)))
+        .count();
+    assert_eq!(mine, 3, "the program's own flows are in the batches");
 }

@@ -389,12 +389,50 @@ fn run(plane: &Mutex<Plane>, core: &Core, stop: &AtomicBool) {
         };
         last_refresh = Instant::now();
         let mut hops = look_up(&addrs);
-        let mut p = plane.lock().unwrap_or_else(|e| e.into_inner());
-        let mut ipvs = core.lock();
-        if let Err(e) = refresh(&mut p, &mut ipvs, core, &mut watch, &mut hops) {
-            tracing::error!("XDP refresh: {e}");
+        let walk_due = {
+            let mut p = plane.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ipvs = core.lock();
+            refresh(&mut p, &mut ipvs, &mut watch, &mut hops).unwrap_or_else(|e| {
+                tracing::error!("XDP refresh: {e}");
+                false
+            })
+        };
+        if walk_due {
+            match walk(plane, core) {
+                Ok(n) if n > 0 => {
+                    tracing::warn!(flows = n, "XDP flows taken up after lost events");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("XDP walk of the flows: {e}"),
+            }
+            watch.last_reconcile = Some(Instant::now());
         }
     }
+}
+
+/// Walks the program's flows ([`Plane::reconcile`]): the flows are read with no lock held
+/// (a million take about a second, which neither new connections of the userspace plane nor
+/// `rvsadm` should wait for), then judged under the locks, after the events that came
+/// meanwhile.
+fn walk(plane: &Mutex<Plane>, core: &Core) -> Result<usize, rvs_bpf::Error> {
+    let walk = plane
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .begin_walk()?;
+    let flows = walk.dump();
+    let mut p = plane.lock().unwrap_or_else(|e| e.into_inner());
+    let flows = match flows {
+        Ok(f) => f,
+        Err(e) => {
+            p.abandon_walk(walk);
+            return Err(e);
+        }
+    };
+    let mut ipvs = core.lock();
+    // the new connections of the dump's time are in the ring: into the core first, so
+    // their flows are not taken for ones whose events were lost
+    p.poll(&mut ipvs, core.now())?;
+    p.finish_walk(&mut ipvs, core.now(), walk, flows)
 }
 
 /// The program's counters worth an operator's attention, and when they were last reported.
@@ -422,14 +460,14 @@ const WATCHED: [abi::Counter; 9] = [
 ];
 
 /// Every second: the per-server counters into the core, the next hops, a look at the
-/// program's counters (lost events make a walk of the flows, as does every minute).
+/// program's counters. True when a walk of the flows is due (lost events, or a minute since
+/// the last).
 fn refresh(
     p: &mut Plane,
     ipvs: &mut rvs_core::ipvs::Ipvs,
-    core: &Core,
     watch: &mut Watch,
     hops: &mut Looked,
-) -> Result<(), rvs_bpf::Error> {
+) -> Result<bool, rvs_bpf::Error> {
     p.count(ipvs)?;
     p.refresh_dests(ipvs, hops)?;
     let now = p.xdp().counters()?;
@@ -455,12 +493,5 @@ fn refresh(
     let minute = watch
         .last_reconcile
         .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
-    if lost || minute {
-        let n = p.reconcile(ipvs, core.now())?;
-        if n > 0 {
-            tracing::warn!(flows = n, "XDP flows taken up after lost events");
-        }
-        watch.last_reconcile = Some(Instant::now());
-    }
-    Ok(())
+    Ok(lost || minute)
 }

@@ -2307,11 +2307,6 @@ int rvs_xdp(struct xdp_md *ctx)
 		svc_flags = svc->flags;
 		new_conn = 1;
 		count(RVS_C_FLOW_NEW);
-		struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &dest_id);
-		if (c && p.key.proto == IPPROTO_TCP)
-			__sync_fetch_and_add(&c->pending_active, 1);
-		else if (c)
-			__sync_fetch_and_add(&c->pending_inactive, 1);
 	}
 
 	struct rvs_dest *dest = bpf_map_lookup_elem(&rvs_dests, &dest_id);
@@ -2374,6 +2369,14 @@ int rvs_xdp(struct xdp_md *ctx)
 				return XDP_DROP;
 			}
 		}
+		/* the connection exists now (its NEW event is on its way): the counts the next
+		 * choices scan include it until the control plane writes the core's (a packet
+		 * handed to the kernel above, or dropped for want of room, made none) */
+		struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &dest_id);
+		if (c && p.key.proto == IPPROTO_TCP)
+			__sync_fetch_and_add(&c->pending_active, 1);
+		else if (c)
+			__sync_fetch_and_add(&c->pending_inactive, 1);
 		report(&p, RVS_EV_NEW, dest_id, svc_id, state, now);
 	}
 	/* counted before the transmit, as ip_vs_in() counts before the packet's TTL is looked at */

@@ -417,3 +417,43 @@ fn flows_read_in_batches_are_the_flows_read_key_by_key() {
         .count();
     assert_eq!(mine, 3, "the program's own flows are in the batches");
 }
+
+/// The connection-count schedulers add the connections the program scheduled since the
+/// core's counts were written (`pending`). A SYN the program schedules but then hands to the
+/// kernel (it came in on an interface the control plane did not set up) makes no connection
+/// and no event: it must not count, or the real server it was scheduled to would look
+/// busier until the next write of the counts (which only events or expiry bring).
+#[test]
+fn a_packet_handed_to_the_kernel_leaves_no_pending_connection() {
+    let (_ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "wlc"));
+    let pending = |p: &mut Plane| -> u32 {
+        (0..4)
+            .map(|i| {
+                let c = p.xdp().conns(i).unwrap();
+                c.pending_active + c.pending_inactive
+            })
+            .sum()
+    };
+    plane.xdp().remove_iface(LO).unwrap();
+    for sport in 9000..9010 {
+        let run = plane
+            .xdp()
+            .test_run(&segment(sport, SYN), Some(LO), 1)
+            .unwrap();
+        assert_eq!(
+            run.verdict,
+            verdict::PASS,
+            "no interface set up: the kernel's"
+        );
+    }
+    let counters = plane.xdp().counters().unwrap();
+    eprintln!(
+        "NoIface {}, pending after 10 such SYNs: {}",
+        counters[rvs_bpf::abi::Counter::NoIface as usize],
+        pending(&mut plane)
+    );
+    assert_eq!(pending(&mut plane), 0);
+    plane.xdp().set_iface(LO, DIRECTOR_MAC).unwrap();
+    send(&mut plane, 9100, SYN).unwrap();
+    assert_eq!(pending(&mut plane), 1, "a forwarded new connection counts");
+}

@@ -103,9 +103,71 @@ pub struct Walk {
 }
 
 impl Walk {
-    /// Every flow the program holds now; needs no lock on the plane or the core.
-    pub fn dump(&self) -> Result<Vec<(abi::FlowKey, abi::Flow)>, Error> {
-        self.table.dump()
+    /// Every flow the program holds now, ready to be judged; needs no lock on the plane or
+    /// the core.
+    pub fn dump(&self) -> Result<Dump, Error> {
+        let flows = self.table.dump()?;
+        // the flows that NAT reply entries lead back to, and the real server each is bound
+        // to (no reply entries, as with DR and tunnels: nothing to look up)
+        let wanted: HashSet<abi::FlowKey> = flows
+            .iter()
+            .filter(|(_, f)| f.flags & abi::FLOW_REPLY != 0)
+            .map(|(k, f)| reply_owner(k, f))
+            .collect();
+        let firsts = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            flows
+                .iter()
+                .filter(|(k, f)| f.flags & abi::FLOW_REPLY == 0 && wanted.contains(k))
+                .map(|(k, f)| (*k, f.dest))
+                .collect()
+        };
+        Ok(Dump {
+            flows,
+            firsts,
+            next: 0,
+        })
+    }
+}
+
+/// The flows a [`Walk`] read, judged a part at a time ([`Plane::walk_some`]).
+#[derive(Debug)]
+pub struct Dump {
+    flows: Vec<(abi::FlowKey, abi::Flow)>,
+    /// flow → real server slot, for the flows reply entries lead back to
+    firsts: HashMap<abi::FlowKey, u32>,
+    /// the next flow to judge
+    next: usize,
+}
+
+impl Dump {
+    /// Flows read.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// No flow was read.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Every flow has been judged.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.flows.len()
+    }
+}
+
+/// The key of the flow a NAT reply entry (`key`, `reply`) leads back to.
+fn reply_owner(key: &abi::FlowKey, reply: &abi::Flow) -> abi::FlowKey {
+    abi::FlowKey {
+        caddr: key.vaddr,
+        vaddr: reply.vaddr,
+        cport: key.vport,
+        vport: reply.vport,
+        proto: key.proto,
+        family: key.family,
+        pad: 0,
     }
 }
 
@@ -722,28 +784,31 @@ impl Plane {
     /// for new ones (so nothing left behind is sent to a newcomer). Returns how many flows
     /// were taken up.
     ///
-    /// Everything happens under the caller's locks here; a caller that holds the core's lock
-    /// for others should use [`Plane::begin_walk`], read the flows without any lock
-    /// ([`Walk::dump`]) and finish with [`Plane::finish_walk`].
+    /// Everything happens under the caller's locks here. A caller that holds the core's lock
+    /// for others walks in steps instead: [`Plane::begin_walk`], [`Walk::dump`] without any
+    /// lock, [`Plane::walk_some`] a part at a time, [`Plane::finish_walk`].
     pub fn reconcile(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<usize, Error> {
         let walk = self.begin_walk()?;
-        match walk.dump() {
-            Ok(flows) => self.finish_walk(ipvs, now, walk, flows),
+        let mut dump = match walk.dump() {
+            Ok(d) => d,
             Err(e) => {
                 self.abandon_walk(walk);
-                Err(e)
+                return Err(e);
             }
-        }
+        };
+        let n = self.walk_some(ipvs, now, &mut dump, usize::MAX)?;
+        self.finish_walk(walk, &dump)?;
+        Ok(n)
     }
 
-    /// Gives up a walk whose dump failed: its slots wait for the next walk.
+    /// Gives up a walk that could not be finished: its slots wait for the next walk.
     pub fn abandon_walk(&mut self, walk: Walk) {
         self.quarantine.extend(walk.freed);
     }
 
-    /// Starts a walk of the flows ([`Plane::reconcile`] in three steps): the slots freed so
-    /// far are the walk's to release, and the returned [`Walk`] reads the flows from any
-    /// thread, with no lock held (a million flows take about a second to read).
+    /// Starts a walk of the flows ([`Plane::reconcile`] in steps): the slots freed so far
+    /// are the walk's to release, and the returned [`Walk`] reads the flows from any thread,
+    /// with no lock held (a million flows take over half a second to read).
     pub fn begin_walk(&mut self) -> Result<Walk, Error> {
         Ok(Walk {
             freed: std::mem::take(&mut self.quarantine),
@@ -751,37 +816,24 @@ impl Plane {
         })
     }
 
-    /// Ends a walk with the flows its [`Walk::dump`] read: as [`Plane::reconcile`], judged
-    /// by the core as it is now. Flows scheduled since the dump are the next walk's; slots
-    /// freed since are released by the next walk (their flows may not be in this dump).
-    pub fn finish_walk(
+    /// Judges up to `max` more flows of `dump` by the core as it is now (as
+    /// [`Plane::reconcile`] says); returns how many were taken up. Flows scheduled since the
+    /// dump are the next walk's.
+    pub fn walk_some(
         &mut self,
         ipvs: &mut Ipvs,
         now: Tick,
-        walk: Walk,
-        all: Vec<(abi::FlowKey, abi::Flow)>,
+        dump: &mut Dump,
+        max: usize,
     ) -> Result<usize, Error> {
-        // the slots freed before this walk: whatever still points at them goes now
-        let freed = walk.freed;
         let mut n = 0;
-        let firsts: HashMap<abi::FlowKey, u32> = all
-            .iter()
-            .filter(|(_, f)| f.flags & abi::FLOW_REPLY == 0)
-            .map(|(k, f)| (*k, f.dest))
-            .collect();
-        for (fk, flow) in all {
+        let end = dump.flows.len().min(dump.next.saturating_add(max));
+        while dump.next < end {
+            let (fk, flow) = dump.flows[dump.next];
+            dump.next += 1;
             if flow.flags & abi::FLOW_REPLY != 0 {
                 // a NAT flow's reply entry goes with its flow (or when that is bound elsewhere)
-                let first = abi::FlowKey {
-                    caddr: fk.vaddr,
-                    vaddr: flow.vaddr,
-                    cport: fk.vport,
-                    vport: flow.vport,
-                    proto: fk.proto,
-                    family: fk.family,
-                    pad: 0,
-                };
-                if firsts.get(&first) != Some(&flow.dest) {
+                if dump.firsts.get(&reply_owner(&fk, &flow)) != Some(&flow.dest) {
                     self.xdp.delete_flow(&fk)?;
                 }
                 continue;
@@ -807,6 +859,34 @@ impl Plane {
                 None => self.forget_flow(&fk, flow.dest)?,
             }
         }
+        Ok(n)
+    }
+
+    /// Ends a walk whose `dump` has been judged in full: templates of real servers gone are
+    /// deleted, and then the slots freed before the walk began are free for newcomers (slots
+    /// freed since wait for the next walk: their flows may be missing from this dump). A
+    /// dump not judged in full gives its slots back to the next walk. Needs no core.
+    pub fn finish_walk(&mut self, walk: Walk, dump: &Dump) -> Result<(), Error> {
+        if !dump.is_done() {
+            self.abandon_walk(walk);
+            return Ok(());
+        }
+        let freed = walk.freed;
+        if let Err(e) = self.delete_orphan_templates() {
+            self.quarantine.extend(freed);
+            return Err(e);
+        }
+        // the kernel's lblc/lblcr tables hold a real server until it is freed, and then lose
+        // it; here its slot goes to another one, which the tables must not take for it
+        if !freed.is_empty() {
+            self.forget_members(&freed.iter().copied().collect())?;
+        }
+        self.free_dest.extend(freed);
+        Ok(())
+    }
+
+    /// Deletes the templates whose real server is gone.
+    fn delete_orphan_templates(&mut self) -> Result<(), Error> {
         for (tk, tmpl) in self.xdp.templates()? {
             if self
                 .slots
@@ -818,13 +898,7 @@ impl Plane {
                 self.xdp.delete_template(&tk)?;
             }
         }
-        // the kernel's lblc/lblcr tables hold a real server until it is freed, and then lose
-        // it; here its slot goes to another one, which the tables must not take for it
-        if !freed.is_empty() {
-            self.forget_members(&freed.iter().copied().collect())?;
-        }
-        self.free_dest.extend(freed);
-        Ok(n)
+        Ok(())
     }
 
     /// Adds the packets and bytes the program forwarded since the last call to the core's

@@ -410,29 +410,52 @@ fn run(plane: &Mutex<Plane>, core: &Core, stop: &AtomicBool) {
     }
 }
 
-/// Walks the program's flows ([`Plane::reconcile`]): the flows are read with no lock held
-/// (a million take about a second, which neither new connections of the userspace plane nor
-/// `rvsadm` should wait for), then judged under the locks, after the events that came
-/// meanwhile.
+/// Flows judged per hold of the core's lock in a walk (some milliseconds' worth).
+const WALK_STEP: usize = 16_384;
+
+/// Walks the program's flows ([`Plane::reconcile`]) without holding the core's lock for
+/// long: the flows are read with no lock held (a million take over half a second, which
+/// neither new connections of the userspace plane nor `rvsadm` should wait for), then judged
+/// [`WALK_STEP`] at a time under the locks, the first time after the events that came during
+/// the read.
 fn walk(plane: &Mutex<Plane>, core: &Core) -> Result<usize, rvs_bpf::Error> {
     let walk = plane
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .begin_walk()?;
-    let flows = walk.dump();
-    let mut p = plane.lock().unwrap_or_else(|e| e.into_inner());
-    let flows = match flows {
-        Ok(f) => f,
+    let dump = walk.dump();
+    let lock = || plane.lock().unwrap_or_else(|e| e.into_inner());
+    let mut dump = match dump {
+        Ok(d) => d,
         Err(e) => {
-            p.abandon_walk(walk);
+            lock().abandon_walk(walk);
             return Err(e);
         }
     };
-    let mut ipvs = core.lock();
-    // the new connections of the dump's time are in the ring: into the core first, so
-    // their flows are not taken for ones whose events were lost
-    p.poll(&mut ipvs, core.now())?;
-    p.finish_walk(&mut ipvs, core.now(), walk, flows)
+    let mut taken = 0;
+    let mut first = true;
+    while !dump.is_done() {
+        let mut p = lock();
+        let mut ipvs = core.lock();
+        let step = (|| {
+            if first {
+                // the new connections of the read's time are in the ring: into the core
+                // first, so their flows are not taken for ones whose events were lost
+                p.poll(&mut ipvs, core.now())?;
+            }
+            p.walk_some(&mut ipvs, core.now(), &mut dump, WALK_STEP)
+        })();
+        first = false;
+        match step {
+            Ok(n) => taken += n,
+            Err(e) => {
+                p.abandon_walk(walk);
+                return Err(e);
+            }
+        }
+    }
+    lock().finish_walk(walk, &dump)?;
+    Ok(taken)
 }
 
 /// The program's counters worth an operator's attention, and when they were last reported.

@@ -12,24 +12,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use rvs_bpf::plane::{Neighbours, Plane};
+use rvs_bpf::plane::Plane;
 use rvs_bpf::{abi, Xdp};
 use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::model::{DestConf, Family, Forward, Protocol, ServiceConf, ServiceKey};
 use rvs_core::time::Tick;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 88);
-
-/// Every real server answers from a made-up Ethernet address.
-struct Lan;
-impl Neighbours for Lan {
-    fn next_hop(&mut self, addr: IpAddr, _new: bool) -> Option<[u8; 6]> {
-        match addr {
-            IpAddr::V4(a) => Some([2, 1, 0, 0, 0, a.octets()[3]]),
-            IpAddr::V6(_) => None,
-        }
-    }
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -81,7 +70,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         // a fresh program per size: its map starts empty
         let mut plane = Plane::new(Xdp::load()?, Tick(0))?;
-        plane.sync(&mut ipvs, Tick(0), &mut Lan)?;
+        // a made-up Ethernet address for each real server
+        let mut lan = |_: IpAddr, _: bool| Some([2, 1, 0, 0, 0, 1]);
+        plane.sync(&mut ipvs, Tick(0), &mut lan)?;
         let table = plane.xdp().flow_table()?;
         for i in 0..n {
             let [_, b, c, d] = i.to_be_bytes();

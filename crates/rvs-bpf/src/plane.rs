@@ -43,6 +43,14 @@ pub trait Neighbours {
     fn next_hop(&mut self, addr: IpAddr, new: bool) -> Option<[u8; 6]>;
 }
 
+/// A function of (address, new) is a neighbour table too (a fixed one, in tests and
+/// benchmarks).
+impl<F: FnMut(IpAddr, bool) -> Option<[u8; 6]>> Neighbours for F {
+    fn next_hop(&mut self, addr: IpAddr, new: bool) -> Option<[u8; 6]> {
+        self(addr, new)
+    }
+}
+
 /// The schedulers the program runs: rr and wrr from a sequence, sh, dh and mh from a table,
 /// the connection-count ones (and lblc, lblcr, twos) by scanning the list with the counts in
 /// `rvs_conns`.

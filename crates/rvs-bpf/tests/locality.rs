@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use rvs_bpf::plane::{Neighbours, Plane};
+use rvs_bpf::plane::Plane;
 use rvs_bpf::{verdict, Xdp};
 use rvs_core::datapath::{Packet, TcpFlags, Verdict};
 use rvs_core::ipvs::{Config, Ipvs};
@@ -17,18 +17,6 @@ use rvs_core::time::{Span, Tick};
 
 mod common;
 use common::*;
-
-/// Real server 10.0.0.x has Ethernet address 02:01:00:00:00:x.
-struct Lan;
-
-impl Neighbours for Lan {
-    fn next_hop(&mut self, addr: IpAddr, _new: bool) -> Option<[u8; 6]> {
-        match addr {
-            IpAddr::V4(a) => Some([2, 1, 0, 0, 0, a.octets()[3]]),
-            IpAddr::V6(_) => None,
-        }
-    }
-}
 
 /// Virtual service `v`: 10.0.1.v, TCP port 80.
 fn key(v: u8) -> ServiceKey {
@@ -82,7 +70,7 @@ impl Bench {
     }
 
     fn sync(&mut self) {
-        let report = self.plane.sync(&mut self.ipvs, now(), &mut Lan).unwrap();
+        let report = self.plane.sync(&mut self.ipvs, now(), &mut lan).unwrap();
         assert!(report.skipped.is_empty(), "{report:?}");
     }
 

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use rvs_bpf::plane::{flow_key, Neighbours, Plane};
+use rvs_bpf::plane::{flow_key, Plane};
 use rvs_bpf::{verdict, Xdp};
 use rvs_core::datapath::ConnKey;
 use rvs_core::ipvs::{Config, Ipvs};
@@ -16,16 +16,6 @@ mod common;
 use common::*;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 88);
-
-struct Lan;
-impl Neighbours for Lan {
-    fn next_hop(&mut self, addr: IpAddr, _new: bool) -> Option<[u8; 6]> {
-        match addr {
-            IpAddr::V4(a) => Some([2, 1, 0, 0, 0, a.octets()[3]]),
-            _ => None,
-        }
-    }
-}
 
 fn key() -> ServiceKey {
     ServiceKey::Addr {
@@ -53,7 +43,7 @@ fn setup(conf: ServiceConf) -> (Ipvs, Plane) {
     let mut xdp = Xdp::load().unwrap();
     xdp.set_iface(LO, DIRECTOR_MAC).unwrap();
     let mut plane = Plane::new(xdp, now()).unwrap();
-    plane.sync(&mut ipvs, now(), &mut Lan).unwrap();
+    plane.sync(&mut ipvs, now(), &mut lan).unwrap();
     (ipvs, plane)
 }
 
@@ -171,7 +161,7 @@ fn add_filler(ipvs: &mut Ipvs, plane: &mut Plane) {
             .weight(1),
     )
     .unwrap();
-    plane.sync(ipvs, now(), &mut Lan).unwrap();
+    plane.sync(ipvs, now(), &mut lan).unwrap();
 }
 
 /// Events the program could not put in its ring so far.
@@ -240,14 +230,14 @@ fn a_reused_tuple_whose_report_was_lost_is_taken_up_on_the_programs_choice() {
     // the flow's real server is deleted; nothing in the core holds it, so it leaves the trash
     ipvs.del_dest(&key(), &IpAddr::V4(Ipv4Addr::new(10, 0, 0, y)), 80, t)
         .unwrap();
-    plane.sync(&mut ipvs, t, &mut Lan).unwrap();
+    plane.sync(&mut ipvs, t, &mut lan).unwrap();
     let t2 = Tick(t.0 + 200_000);
     ipvs.advance(t2);
     plane.poll(&mut ipvs, t2).unwrap();
-    plane.sync(&mut ipvs, t2, &mut Lan).unwrap(); // gone: quarantined
+    plane.sync(&mut ipvs, t2, &mut lan).unwrap(); // gone: quarantined
     plane.reconcile(&mut ipvs, t2).unwrap(); // freed (the flow is skipped: an entry exists)
     add(&mut ipvs, 40, 1);
-    plane.sync(&mut ipvs, t2, &mut Lan).unwrap(); // the newcomer takes the slot
+    plane.sync(&mut ipvs, t2, &mut lan).unwrap(); // the newcomer takes the slot
     let to = send(&mut plane, 6000, ACK);
     eprintln!("an ACK of the old connection now goes to {to:?}");
     assert_ne!(x, y, "rr sent the reused tuple elsewhere");
@@ -294,7 +284,7 @@ fn ftp_templates_expire_with_the_cores() {
     let mut xdp = Xdp::load().unwrap();
     xdp.set_iface(LO, DIRECTOR_MAC).unwrap();
     let mut plane = Plane::new(xdp, now()).unwrap();
-    plane.sync(&mut ipvs, now(), &mut Lan).unwrap();
+    plane.sync(&mut ipvs, now(), &mut lan).unwrap();
     let r = plane
         .xdp()
         .test_run(&segment_from(CLIENT, 5000, 21, SYN), Some(LO), 1)
@@ -342,13 +332,13 @@ fn a_slot_freed_during_a_walk_waits_for_the_next_walk() {
         .unwrap();
     let t = Tick(now().0 + 200_000);
     ipvs.advance(t);
-    plane.sync(&mut ipvs, t, &mut Lan).unwrap();
+    plane.sync(&mut ipvs, t, &mut lan).unwrap();
     plane
         .walk_some(&mut ipvs, t, &mut dump, usize::MAX)
         .unwrap();
     plane.finish_walk(walk, &dump).unwrap();
     add(&mut ipvs, 40, 1);
-    plane.sync(&mut ipvs, t, &mut Lan).unwrap();
+    plane.sync(&mut ipvs, t, &mut lan).unwrap();
     let after_walk = send(&mut plane, 7000, ACK);
     eprintln!("connection 7000 went to .{to}; after the walk its ACK goes to {after_walk:?}");
     assert_ne!(
@@ -360,7 +350,7 @@ fn a_slot_freed_during_a_walk_waits_for_the_next_walk() {
     plane.reconcile(&mut ipvs, t).unwrap();
     assert!(plane.xdp().flow(&flow_key(&ck(7000))).unwrap().is_none());
     add(&mut ipvs, 41, 1);
-    plane.sync(&mut ipvs, t, &mut Lan).unwrap();
+    plane.sync(&mut ipvs, t, &mut lan).unwrap();
     assert_eq!(send(&mut plane, 7000, ACK), None, "no flow: the kernel's");
     let mut seen = std::collections::BTreeSet::new();
     for sport in 7100..7106 {

@@ -23,6 +23,15 @@ pub fn now() -> Tick {
     Tick(START.get_or_init(Instant::now).elapsed().as_millis() as u64)
 }
 
+/// The LAN's neighbour table (`Plane::sync` takes it as `&mut lan`): real server 10.0.0.x
+/// has Ethernet address 02:01:00:00:00:x.
+pub fn lan(addr: IpAddr, _new: bool) -> Option<[u8; 6]> {
+    match addr {
+        IpAddr::V4(a) => Some([2, 1, 0, 0, 0, a.octets()[3]]),
+        IpAddr::V6(_) => None,
+    }
+}
+
 /// Real server 10.0.0.`last`:80, direct routing.
 pub fn dest(last: u8, weight: i32) -> DestConf {
     DestConf::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 80)

@@ -340,16 +340,26 @@ struct rvs_iface {
 
 #define RVS_IFACE_ON 0x1
 
-/* Value of `rvs_conns` (an array indexed like `rvs_dests`): a real server's connection
- * counts as rvs-core last had them (written by the control plane after it brought the
- * program's events in), and the connections the program scheduled there since: TCP ones
- * count as active (a new entry is SYN_RECV, an active state), UDP ones as inactive (a UDP
- * entry never leaves the inactive counter). */
+/* Value of `rvs_conns` (an array indexed like `rvs_dests`, written by the control plane): a
+ * real server's connection counts as rvs-core last had them, and how many of the connections
+ * the program scheduled there (`rvs_sched`) those counts include. The connection-count
+ * schedulers count active + (rvs_sched.active - seen_active), and the same for inactive: the
+ * core's counts plus the connections the core has not heard of yet. TCP connections count as
+ * active (a new entry is SYN_RECV, an active state), UDP ones as inactive (a UDP entry never
+ * leaves the inactive counter). */
 struct rvs_dest_conns {
 	__u32 active;
 	__u32 inactive;
-	__u32 pending_active;
-	__u32 pending_inactive;
+	__u32 seen_active;
+	__u32 seen_inactive;
+};
+
+/* Value of `rvs_sched` (an array indexed like `rvs_dests`): the connections the program
+ * scheduled to the real server, TCP and UDP, counting up (and wrapping) for as long as the
+ * program runs. Only the program writes it, so no write of the control plane can lose one. */
+struct rvs_dest_sched {
+	__u32 active;
+	__u32 inactive;
 };
 
 /* Value of the per-CPU array `rvs_dest_stats`, indexed like `rvs_dests`: connections

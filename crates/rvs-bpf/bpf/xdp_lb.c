@@ -122,6 +122,34 @@ struct {
 	__type(value, struct rvs_dest_conns);
 } rvs_conns SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct rvs_dest_sched);
+} rvs_sched SEC(".maps");
+
+/* Real server `di`'s connections as the schedulers count them: the core's, plus the ones
+ * the program made that the core's counts do not include yet (see rvs_abi.h). */
+static __always_inline void conns_of(__u32 di, __u32 *active, __u32 *inactive)
+{
+	struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &di);
+	struct rvs_dest_sched *s = bpf_map_lookup_elem(&rvs_sched, &di);
+	*active = 0;
+	*inactive = 0;
+	if (!c)
+		return;
+	*active = c->active;
+	*inactive = c->inactive;
+	if (s) {
+		/* the core's counts may run ahead for a moment (a write racing a new connection
+		 * at the start of the account): never less than the core's */
+		__s32 a = s->active - c->seen_active, i = s->inactive - c->seen_inactive;
+		*active += a > 0 ? a : 0;
+		*inactive += i > 0 ? i : 0;
+	}
+}
+
 /* Where the later fragments of a packet go: the real server its first fragment went to. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -599,11 +627,10 @@ static long scan_step(__u32 i, void *arg)
 		return 0;
 	__u32 di = *idx;
 	struct rvs_dest *d = bpf_map_lookup_elem(&rvs_dests, &di);
-	struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &di);
-	if (!d || !c || !(d->flags & RVS_DEST_AVAILABLE) || (d->flags & RVS_DEST_OVERLOAD))
+	if (!d || !(d->flags & RVS_DEST_AVAILABLE) || (d->flags & RVS_DEST_OVERLOAD))
 		return 0;
-	__u32 active = c->active + c->pending_active;
-	__u32 inactive = c->inactive + c->pending_inactive;
+	__u32 active, inactive;
+	conns_of(di, &active, &inactive);
 	__s32 w = d->weight;
 	switch (s->sched) {
 	case RVS_SCHED_LC: {
@@ -679,16 +706,16 @@ static __always_inline int sched_scan(struct rvs_service *svc)
  * kernel's ip_vs_dest_conn_overhead() computes it in an int), counted as the scan counts. */
 static __always_inline __u32 active_of(__u32 di)
 {
-	struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &di);
-	return c ? c->active + c->pending_active : 0;
+	__u32 active, inactive;
+	conns_of(di, &active, &inactive);
+	return active;
 }
 
 static __always_inline __s32 overhead_of(__u32 di)
 {
-	struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &di);
-	if (!c)
-		return 0;
-	return (__s32)(((c->active + c->pending_active) << 8) + c->inactive + c->pending_inactive);
+	__u32 active, inactive;
+	conns_of(di, &active, &inactive);
+	return (__s32)((active << 8) + inactive);
 }
 
 /* Whether real server `d` is one of service `svc`'s (the kernel's AVAILABLE flag). */
@@ -2369,14 +2396,14 @@ int rvs_xdp(struct xdp_md *ctx)
 				return XDP_DROP;
 			}
 		}
-		/* the connection exists now (its NEW event is on its way): the counts the next
-		 * choices scan include it until the control plane writes the core's (a packet
-		 * handed to the kernel above, or dropped for want of room, made none) */
-		struct rvs_dest_conns *c = bpf_map_lookup_elem(&rvs_conns, &dest_id);
-		if (c && p.key.proto == IPPROTO_TCP)
-			__sync_fetch_and_add(&c->pending_active, 1);
-		else if (c)
-			__sync_fetch_and_add(&c->pending_inactive, 1);
+		/* the connection exists now (its NEW event is on its way): the next choices count
+		 * it until the core's counts do (a packet handed to the kernel above, or dropped
+		 * for want of room, made none) */
+		struct rvs_dest_sched *sc = bpf_map_lookup_elem(&rvs_sched, &dest_id);
+		if (sc && p.key.proto == IPPROTO_TCP)
+			__sync_fetch_and_add(&sc->active, 1);
+		else if (sc)
+			__sync_fetch_and_add(&sc->inactive, 1);
 		report(&p, RVS_EV_NEW, dest_id, svc_id, state, now);
 	}
 	/* counted before the transmit, as ip_vs_in() counts before the packet's TTL is looked at */

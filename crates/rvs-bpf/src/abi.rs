@@ -278,15 +278,24 @@ pub struct Flow {
     pub reported_ns: u64,
 }
 
-/// `struct rvs_dest_conns`: a real server's counts as the core had them, and the connections
-/// the program scheduled there since.
+/// `struct rvs_dest_conns`: a real server's counts as the core had them, and how many of the
+/// connections the program scheduled there ([`DestSched`]) they include.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct DestConns {
     pub active: u32,
     pub inactive: u32,
-    pub pending_active: u32,
-    pub pending_inactive: u32,
+    pub seen_active: u32,
+    pub seen_inactive: u32,
+}
+
+/// `struct rvs_dest_sched`: the connections the program scheduled to a real server (TCP as
+/// active, UDP as inactive), counting up and wrapping; written by the program only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DestSched {
+    pub active: u32,
+    pub inactive: u32,
 }
 
 /// Event kinds (`RVS_EV_*`).
@@ -435,6 +444,7 @@ unsafe impl aya::Pod for DecapVip {}
 unsafe impl aya::Pod for Tmpl {}
 unsafe impl aya::Pod for DestStats {}
 unsafe impl aya::Pod for DestConns {}
+unsafe impl aya::Pod for DestSched {}
 unsafe impl aya::Pod for LocKey {}
 unsafe impl aya::Pod for Lblc {}
 unsafe impl aya::Pod for Lblcr {}
@@ -468,7 +478,8 @@ const _: () = {
     assert!(offset_of!(Flow, flags) == 9 && offset_of!(Flow, vport) == 10);
     assert!(offset_of!(Flow, vaddr) == 12);
     assert!(size_of::<Event>() == 64 && offset_of!(Event, dest) == 40);
-    assert!(size_of::<DestConns>() == 16 && offset_of!(DestConns, pending_active) == 8);
+    assert!(size_of::<DestConns>() == 16 && offset_of!(DestConns, seen_active) == 8);
+    assert!(size_of::<DestSched>() == 8 && offset_of!(DestSched, inactive) == 4);
     assert!(offset_of!(Event, ns) == 48 && offset_of!(Event, len) == 56);
     assert!(offset_of!(Event, kind) == 60 && offset_of!(Event, state) == 62);
     assert!(offset_of!(Flow, state) == 8 && offset_of!(Flow, last_ns) == 56);

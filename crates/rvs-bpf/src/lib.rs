@@ -516,17 +516,37 @@ impl Xdp {
         })
     }
 
-    /// Sets real server `idx`'s connection counts (and its pending counts back to 0).
+    /// Sets real server `idx`'s connection counts from the core, with how many of the
+    /// program's connections to it ([`Xdp::sched`]) they include.
     pub fn set_conns(&mut self, idx: u32, conns: &abi::DestConns) -> Result<(), Error> {
         let mut m: Array<&mut MapData, abi::DestConns> = Array::try_from(self.map("rvs_conns")?)?;
         m.set(idx, conns, 0)?;
         Ok(())
     }
 
-    /// Real server `idx`'s connection counts as the program sees them.
+    /// Real server `idx`'s connection counts as the control plane last wrote them.
     pub fn conns(&mut self, idx: u32) -> Result<abi::DestConns, Error> {
         let m: Array<&mut MapData, abi::DestConns> = Array::try_from(self.map("rvs_conns")?)?;
         Ok(m.get(&idx, 0)?)
+    }
+
+    /// The connections the program scheduled to real server `idx`, ever (wrapping).
+    pub fn sched(&mut self, idx: u32) -> Result<abi::DestSched, Error> {
+        let m: Array<&mut MapData, abi::DestSched> = Array::try_from(self.map("rvs_sched")?)?;
+        Ok(m.get(&idx, 0)?)
+    }
+
+    /// Real server `idx`'s (active, inactive) connections as the program's schedulers count
+    /// them: the core's counts plus the program's connections the core has not heard of.
+    pub fn scheduled_counts(&mut self, idx: u32) -> Result<(u64, u64), Error> {
+        let c = self.conns(idx)?;
+        let s = self.sched(idx)?;
+        // as the program: the difference as a signed number, never below 0
+        let more = |made: u32, seen: u32| u64::from((made.wrapping_sub(seen) as i32).max(0) as u32);
+        Ok((
+            u64::from(c.active) + more(s.active, c.seen_active),
+            u64::from(c.inactive) + more(s.inactive, c.seen_inactive),
+        ))
     }
 
     /// Writes a schedule sequence (real server numbers) from slot `off` on.

@@ -97,8 +97,11 @@ struct DestSlot {
     idx: u32,
     /// what the program has for it
     entry: abi::Dest,
-    /// the counts last written to `rvs_conns`
-    conns: (u32, u32),
+    /// what was last written to `rvs_conns`
+    conns: abi::DestConns,
+    /// how many of the program's connections to it (`rvs_sched`, TCP and UDP) the core's
+    /// counts include: its NEW events brought in (wrapping as the program's counts do)
+    seen: (u32, u32),
     /// the counters last added to the core
     counted: abi::DestStats,
 }
@@ -391,17 +394,25 @@ impl Plane {
             }
             None => return Err(Error::Full("real servers")),
         };
+        // what the slot counted before it was this real server's is not its traffic, nor
+        // its connections (the program cannot choose it before set_dest)
+        let sched = self.xdp.sched(idx)?;
+        let conns = abi::DestConns {
+            seen_active: sched.active,
+            seen_inactive: sched.inactive,
+            ..Default::default()
+        };
+        self.xdp.set_conns(idx, &conns)?;
         self.xdp.set_dest(idx, &entry)?;
         self.slots[idx as usize] = Some(id);
-        // what the slot counted before it was this real server's is not its traffic
         let counted = self.xdp.dest_stats(idx)?;
-        self.xdp.set_conns(idx, &abi::DestConns::default())?;
         self.dests.insert(
             id,
             DestSlot {
                 idx,
                 entry,
-                conns: (0, 0),
+                conns,
+                seen: (sched.active, sched.inactive),
                 counted,
             },
         );
@@ -610,6 +621,14 @@ impl Plane {
 
     /// Brings the program's events into the core, then deletes the flows and templates of
     /// the entries the core expired. Returns the number of events handled.
+    ///
+    /// The program counts a real server's connections as the core's counts plus those it
+    /// made that the core has not heard of: its own count of connections made, minus the
+    /// ones whose NEW event the core has (`seen`), so a burst larger than one poll is
+    /// counted whole. Lost events break that account (their connections are in the
+    /// program's count and never in `seen`); the walk of the flows, which follows lost
+    /// events, takes them up in the core and then the account starts again
+    /// ([`Plane::restart_counts`]).
     pub fn poll(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<usize, Error> {
         let mut n = 0;
         while n < POLL_BATCH {
@@ -631,23 +650,23 @@ impl Plane {
     }
 
     /// Gives the program the core's connection counts (what the connection-count schedulers
-    /// decide by); the connections it scheduled since are in them now, so its pending counts
-    /// start again from 0.
+    /// decide by) with how many of its connections they include. The program only ever adds
+    /// to its own count, in a map this never writes, so a connection it makes meanwhile is
+    /// counted either way.
     fn write_conns(&mut self, ipvs: &Ipvs) -> Result<(), Error> {
         for (id, slot) in self.dests.iter_mut() {
             let Some(d) = ipvs.dest(*id) else {
                 continue;
             };
-            let seen = self.xdp.conns(slot.idx)?;
-            let now = (d.activeconns, d.inactconns);
-            if now != slot.conns || seen.pending_active != 0 || seen.pending_inactive != 0 {
-                slot.conns = now;
-                let c = abi::DestConns {
-                    active: now.0,
-                    inactive: now.1,
-                    ..Default::default()
-                };
+            let c = abi::DestConns {
+                active: d.activeconns,
+                inactive: d.inactconns,
+                seen_active: slot.seen.0,
+                seen_inactive: slot.seen.1,
+            };
+            if c != slot.conns {
                 self.xdp.set_conns(slot.idx, &c)?;
+                slot.conns = c;
             }
         }
         Ok(())
@@ -662,6 +681,15 @@ impl Plane {
         let key = conn_key(&pkt);
         if ev.kind == abi::event::NEW {
             self.resumed.remove(&ev.key);
+            // counted in the core from now on (or forgotten below): no longer the program's
+            // alone
+            if let Some(slot) = self.dests.get_mut(&did) {
+                if ev.key.proto == libc::IPPROTO_TCP as u8 {
+                    slot.seen.0 = slot.seen.0.wrapping_add(1);
+                } else {
+                    slot.seen.1 = slot.seen.1.wrapping_add(1);
+                }
+            }
             if ipvs.reported_new(&pkt, did, t).is_none() {
                 // the core cannot hold it (its real server left the service, or the table
                 // is full): the program forgets it too
@@ -806,7 +834,22 @@ impl Plane {
         };
         let n = self.walk_some(ipvs, now, &mut dump, usize::MAX)?;
         self.finish_walk(walk, &dump)?;
+        self.restart_counts(ipvs, now)?;
         Ok(n)
+    }
+
+    /// Starts the account of the program's connections again (the end of a walk: see
+    /// [`Plane::poll`]): the ring is emptied into the core, and then every connection the
+    /// program has made counts as one the core has heard of (or that is gone). Only the
+    /// connections made between the last event read and the reading of the program's counts
+    /// (a few microseconds) can be miscounted, until the next walk.
+    pub fn restart_counts(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<(), Error> {
+        while self.poll(ipvs, now)? == POLL_BATCH {}
+        for slot in self.dests.values_mut() {
+            let s = self.xdp.sched(slot.idx)?;
+            slot.seen = (s.active, s.inactive);
+        }
+        self.write_conns(ipvs)
     }
 
     /// Gives up a walk that could not be finished: its slots wait for the next walk.

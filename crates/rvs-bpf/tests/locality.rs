@@ -335,10 +335,14 @@ fn twos_picks_the_less_loaded_of_two_weighted_random_choices() {
     const M: u32 = 3500;
     for sport in 0..M as u16 {
         for idx in 0..16 {
-            b.plane
-                .xdp()
-                .set_conns(idx, &rvs_bpf::abi::DestConns::default())
-                .unwrap();
+            // no connection in the core, and every one the program made counted there
+            let made = b.plane.xdp().sched(idx).unwrap();
+            let zero = rvs_bpf::abi::DestConns {
+                seen_active: made.active,
+                seen_inactive: made.inactive,
+                ..Default::default()
+            };
+            b.plane.xdp().set_conns(idx, &zero).unwrap();
         }
         let to = b.send(1, 20_000 + sport, SYN).expect("forwarded");
         *draws.entry(to).or_default() += 1;

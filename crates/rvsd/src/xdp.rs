@@ -455,6 +455,9 @@ fn walk(plane: &Mutex<Plane>, core: &Core) -> Result<usize, rvs_bpf::Error> {
         }
     }
     lock().finish_walk(walk, &dump)?;
+    let mut p = lock();
+    let mut ipvs = core.lock();
+    p.restart_counts(&mut ipvs, core.now())?;
     Ok(taken)
 }
 

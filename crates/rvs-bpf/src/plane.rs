@@ -197,6 +197,9 @@ pub struct Plane {
     /// slots of real servers gone from the core, not reused until a walk of the flows and
     /// templates deleted whatever still points at them (a flow whose events were lost)
     quarantine: Vec<u32>,
+    /// the program's lost-event counter at the last restart of the connection account
+    /// ([`Plane::restart_counts`])
+    lost: u64,
     /// the half of `rvs_seq` the services read now
     half: u32,
     /// `bpf_ktime_get_ns()` at the core's tick 0
@@ -237,6 +240,7 @@ impl Plane {
             slots: Vec::new(),
             free_dest: Vec::new(),
             quarantine: Vec::new(),
+            lost: 0,
             half: 0,
             epoch_ns: monotonic_ns().saturating_sub(now.as_millis() * 1_000_000),
             last_tick: now,
@@ -838,12 +842,18 @@ impl Plane {
         Ok(n)
     }
 
-    /// Starts the account of the program's connections again (the end of a walk: see
-    /// [`Plane::poll`]): the ring is emptied into the core, and then every connection the
-    /// program has made counts as one the core has heard of (or that is gone). Only the
-    /// connections made between the last event read and the reading of the program's counts
-    /// (a few microseconds) can be miscounted, until the next walk.
+    /// Starts the account of the program's connections again if events were lost since it
+    /// last did (the end of a walk: see [`Plane::poll`]): the ring is emptied into the core,
+    /// and then every connection the program has made counts as one the core has heard of
+    /// (or that is gone). Only the connections made between the last event read and the
+    /// reading of the program's counts (microseconds) can be miscounted then, until the next
+    /// restart. Without lost events the account stays exact and nothing happens.
     pub fn restart_counts(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<(), Error> {
+        let lost = self.xdp.counters()?[abi::Counter::EventLost as usize];
+        if lost == self.lost {
+            return Ok(());
+        }
+        self.lost = lost;
         while self.poll(ipvs, now)? == POLL_BATCH {}
         for slot in self.dests.values_mut() {
             let s = self.xdp.sched(slot.idx)?;

@@ -492,3 +492,38 @@ fn connections_a_poll_has_not_brought_in_yet_still_count() {
         "and still does once the core has them"
     );
 }
+
+/// Connections whose NEW events were lost are in the program's count and in no event: the
+/// walk that lost events cause takes them up in the core, and from then on the program and
+/// the core count the same connections again.
+#[test]
+fn after_lost_events_the_walk_brings_the_counts_back_in_step() {
+    let (mut ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "wlc"));
+    add_filler(&mut ipvs, &mut plane);
+    fill_ring(&mut plane);
+    for sport in 9500..9510 {
+        send(&mut plane, sport, SYN).unwrap(); // NEW lost
+    }
+    while plane.poll(&mut ipvs, now()).unwrap() > 0 {}
+    let program =
+        |p: &mut Plane| -> u64 { (0..8).map(|i| p.xdp().scheduled_counts(i).unwrap().0).sum() };
+    let core = |ipvs: &Ipvs| -> u64 {
+        ipvs.services()
+            .flat_map(|s| ipvs.service_dests(s))
+            .map(|d| u64::from(d.activeconns))
+            .sum()
+    };
+    let before = (program(&mut plane), core(&ipvs));
+    let taken = plane.reconcile(&mut ipvs, now()).unwrap();
+    let after = (program(&mut plane), core(&ipvs));
+    eprintln!("program, core: {before:?} before the walk, {after:?} after ({taken} taken up)");
+    assert!(taken >= 10, "the walk takes the lost connections up");
+    assert_eq!(after.0, after.1, "the program counts what the core counts");
+    send(&mut plane, 9600, SYN).unwrap();
+    plane.poll(&mut ipvs, now()).unwrap();
+    assert_eq!(
+        (program(&mut plane), core(&ipvs)),
+        (after.0 + 1, after.1 + 1),
+        "and goes on counting in step"
+    );
+}

@@ -355,8 +355,10 @@ struct rvs_dest_conns {
 };
 
 /* Value of `rvs_sched` (an array indexed like `rvs_dests`): the connections the program
- * scheduled to the real server, TCP and UDP, counting up (and wrapping) for as long as the
- * program runs. Only the program writes it, so no write of the control plane can lose one. */
+ * scheduled to the real server whose NEW event it sent, TCP and UDP, counting up (and
+ * wrapping) for as long as the program runs. Only the program writes it, so no write of the
+ * control plane can lose one; a connection whose event was lost is not in it (the core counts
+ * it once the walk of the flows takes it up). */
 struct rvs_dest_sched {
 	__u32 active;
 	__u32 inactive;

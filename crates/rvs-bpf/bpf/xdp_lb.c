@@ -142,8 +142,8 @@ static __always_inline void conns_of(__u32 di, __u32 *active, __u32 *inactive)
 	*active = c->active;
 	*inactive = c->inactive;
 	if (s) {
-		/* the core's counts may run ahead for a moment (a write racing a new connection
-		 * at the start of the account): never less than the core's */
+		/* the core may hear of a connection a moment before it is counted here (the
+		 * event goes first): never less than the core's */
 		__s32 a = s->active - c->seen_active, i = s->inactive - c->seen_inactive;
 		*active += a > 0 ? a : 0;
 		*inactive += i > 0 ? i : 0;
@@ -1219,13 +1219,13 @@ static __always_inline void dest_stats_out(__u32 dest, __u32 len)
 
 /* Tells the control plane about a packet of the flow of `key` that went way `dir` (see
  * RVS_EV_*); a full ring is counted and the packet goes on. */
-static __always_inline void report_key(struct rvs_flow_key *key, struct pkt *p, __u8 kind,
-				       __u32 dest, __u32 svc, __u8 state, __u64 now, __u8 dir)
+static __always_inline int report_key(struct rvs_flow_key *key, struct pkt *p, __u8 kind,
+				      __u32 dest, __u32 svc, __u8 state, __u64 now, __u8 dir)
 {
 	struct rvs_event *ev = bpf_ringbuf_reserve(&rvs_events, sizeof(*ev), 0);
 	if (!ev) {
 		count(RVS_C_EVENT_LOST);
-		return;
+		return -1;
 	}
 	__builtin_memcpy(&ev->key, key, sizeof(ev->key));
 	ev->dest = dest;
@@ -1237,12 +1237,14 @@ static __always_inline void report_key(struct rvs_flow_key *key, struct pkt *p, 
 	ev->state = state;
 	ev->dir = dir;
 	bpf_ringbuf_submit(ev, 0);
+	return 0;
 }
 
-static __always_inline void report(struct pkt *p, __u8 kind, __u32 dest, __u32 svc, __u8 state,
-				   __u64 now)
+/* 0 when the event is on its way, -1 when the ring was full (counted, and lost). */
+static __always_inline int report(struct pkt *p, __u8 kind, __u32 dest, __u32 svc, __u8 state,
+				  __u64 now)
 {
-	report_key(&p->key, p, kind, dest, svc, state, now, RVS_DIR_INPUT);
+	return report_key(&p->key, p, kind, dest, svc, state, now, RVS_DIR_INPUT);
 }
 
 /* A packet of a known flow (its first entry `f`) that went way `dir`: the state it moves the
@@ -2396,15 +2398,17 @@ int rvs_xdp(struct xdp_md *ctx)
 				return XDP_DROP;
 			}
 		}
-		/* the connection exists now (its NEW event is on its way): the next choices count
-		 * it until the core's counts do (a packet handed to the kernel above, or dropped
-		 * for want of room, made none) */
-		struct rvs_dest_sched *sc = bpf_map_lookup_elem(&rvs_sched, &dest_id);
-		if (sc && p.key.proto == IPPROTO_TCP)
-			__sync_fetch_and_add(&sc->active, 1);
-		else if (sc)
-			__sync_fetch_and_add(&sc->inactive, 1);
-		report(&p, RVS_EV_NEW, dest_id, svc_id, state, now);
+		/* the connection exists now: once its NEW event is on its way, the next choices
+		 * count it until the core's counts do (a packet handed to the kernel above, or
+		 * dropped for want of room, made none; a connection whose event is lost counts
+		 * once the walk of the flows takes it up in the core) */
+		if (report(&p, RVS_EV_NEW, dest_id, svc_id, state, now) == 0) {
+			struct rvs_dest_sched *sc = bpf_map_lookup_elem(&rvs_sched, &dest_id);
+			if (sc && p.key.proto == IPPROTO_TCP)
+				__sync_fetch_and_add(&sc->active, 1);
+			else if (sc)
+				__sync_fetch_and_add(&sc->inactive, 1);
+		}
 	}
 	/* counted before the transmit, as ip_vs_in() counts before the packet's TTL is looked at */
 	dest_stats(dest_id, p.len, new_conn);

@@ -106,8 +106,10 @@ struct DestSlot {
     counted: abi::DestStats,
 }
 
-/// A walk of the program's flows under way ([`Plane::begin_walk`]).
+/// A walk of the program's flows under way ([`Plane::begin_walk`]); it holds real-server
+/// slots, which only [`Plane::finish_walk`] or [`Plane::abandon_walk`] give back.
 #[derive(Debug)]
+#[must_use = "a walk holds freed slots until it is finished or abandoned"]
 pub struct Walk {
     freed: Vec<u32>,
     table: crate::FlowTable,
@@ -197,9 +199,6 @@ pub struct Plane {
     /// slots of real servers gone from the core, not reused until a walk of the flows and
     /// templates deleted whatever still points at them (a flow whose events were lost)
     quarantine: Vec<u32>,
-    /// the program's lost-event counter at the last restart of the connection account
-    /// ([`Plane::restart_counts`])
-    lost: u64,
     /// the half of `rvs_seq` the services read now
     half: u32,
     /// `bpf_ktime_get_ns()` at the core's tick 0
@@ -240,7 +239,6 @@ impl Plane {
             slots: Vec::new(),
             free_dest: Vec::new(),
             quarantine: Vec::new(),
-            lost: 0,
             half: 0,
             epoch_ns: monotonic_ns().saturating_sub(now.as_millis() * 1_000_000),
             last_tick: now,
@@ -627,12 +625,10 @@ impl Plane {
     /// the entries the core expired. Returns the number of events handled.
     ///
     /// The program counts a real server's connections as the core's counts plus those it
-    /// made that the core has not heard of: its own count of connections made, minus the
-    /// ones whose NEW event the core has (`seen`), so a burst larger than one poll is
-    /// counted whole. Lost events break that account (their connections are in the
-    /// program's count and never in `seen`); the walk of the flows, which follows lost
-    /// events, takes them up in the core and then the account starts again
-    /// ([`Plane::restart_counts`]).
+    /// made that the core has not heard of: its own count of the connections whose NEW
+    /// event it sent, minus the ones whose NEW event the core has (`seen`), so a burst
+    /// larger than one poll is counted whole. A connection whose event was lost is in
+    /// neither until the walk of the flows takes it up in the core.
     pub fn poll(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<usize, Error> {
         let mut n = 0;
         while n < POLL_BATCH {
@@ -836,30 +832,15 @@ impl Plane {
                 return Err(e);
             }
         };
-        let n = self.walk_some(ipvs, now, &mut dump, usize::MAX)?;
+        let n = match self.walk_some(ipvs, now, &mut dump, usize::MAX) {
+            Ok(n) => n,
+            Err(e) => {
+                self.abandon_walk(walk);
+                return Err(e);
+            }
+        };
         self.finish_walk(walk, &dump)?;
-        self.restart_counts(ipvs, now)?;
         Ok(n)
-    }
-
-    /// Starts the account of the program's connections again if events were lost since it
-    /// last did (the end of a walk: see [`Plane::poll`]): the ring is emptied into the core,
-    /// and then every connection the program has made counts as one the core has heard of
-    /// (or that is gone). Only the connections made between the last event read and the
-    /// reading of the program's counts (microseconds) can be miscounted then, until the next
-    /// restart. Without lost events the account stays exact and nothing happens.
-    pub fn restart_counts(&mut self, ipvs: &mut Ipvs, now: Tick) -> Result<(), Error> {
-        let lost = self.xdp.counters()?[abi::Counter::EventLost as usize];
-        if lost == self.lost {
-            return Ok(());
-        }
-        self.lost = lost;
-        while self.poll(ipvs, now)? == POLL_BATCH {}
-        for slot in self.dests.values_mut() {
-            let s = self.xdp.sched(slot.idx)?;
-            slot.seen = (s.active, s.inactive);
-        }
-        self.write_conns(ipvs)
     }
 
     /// Gives up a walk that could not be finished: its slots wait for the next walk.
@@ -871,9 +852,10 @@ impl Plane {
     /// are the walk's to release, and the returned [`Walk`] reads the flows from any thread,
     /// with no lock held (a million flows take over half a second to read).
     pub fn begin_walk(&mut self) -> Result<Walk, Error> {
+        let table = self.xdp.flow_table()?;
         Ok(Walk {
             freed: std::mem::take(&mut self.quarantine),
-            table: self.xdp.flow_table()?,
+            table,
         })
     }
 
@@ -893,17 +875,35 @@ impl Plane {
             let (fk, flow) = dump.flows[dump.next];
             dump.next += 1;
             if flow.flags & abi::FLOW_REPLY != 0 {
-                // a NAT flow's reply entry goes with its flow (or when that is bound elsewhere)
-                if dump.firsts.get(&reply_owner(&fk, &flow)) != Some(&flow.dest) {
+                // a NAT flow's reply entry goes with its flow (or when that is bound elsewhere);
+                // the read is no snapshot, so a flow made during it is looked at again
+                let owner = reply_owner(&fk, &flow);
+                if dump.firsts.get(&owner) != Some(&flow.dest)
+                    && self.xdp.flow(&owner)?.map(|f| f.dest) != Some(flow.dest)
+                {
                     self.xdp.delete_flow(&fk)?;
                 }
                 continue;
             }
             let pkt = packet(&fk, 0);
-            let slot = self.slots.get(flow.dest as usize).copied().flatten();
             let entry = ipvs.find_conn(&conn_key(&pkt));
+            let slot = self.slots.get(flow.dest as usize).copied().flatten();
             if entry.is_some() && entry.and_then(|id| ipvs.conn_dest(id)) == slot {
                 continue; // its entry binds its real server, whose slot is therefore in use
+            }
+            // The core does not hold it as read. The read ran without the core's lock, so
+            // the flow may have changed or gone since (the core expired its entry and the
+            // plane deleted it, or the program scheduled the tuple afresh): it is judged as
+            // it is now.
+            let Some(flow) = self.xdp.flow(&fk)? else {
+                continue;
+            };
+            if flow.flags & abi::FLOW_REPLY != 0 {
+                continue;
+            }
+            let slot = self.slots.get(flow.dest as usize).copied().flatten();
+            if entry.is_some() && entry.and_then(|id| ipvs.conn_dest(id)) == slot {
+                continue;
             }
             let Some(did) = slot else {
                 // its reply entry (if any) goes in this walk too: its flow is gone
@@ -919,6 +919,10 @@ impl Plane {
                 }
                 None => self.forget_flow(&fk, flow.dest)?,
             }
+        }
+        if n > 0 {
+            // the connections taken up count in the core now, and so for the program
+            self.write_conns(ipvs)?;
         }
         Ok(n)
     }
@@ -940,7 +944,10 @@ impl Plane {
         // the kernel's lblc/lblcr tables hold a real server until it is freed, and then lose
         // it; here its slot goes to another one, which the tables must not take for it
         if !freed.is_empty() {
-            self.forget_members(&freed.iter().copied().collect())?;
+            if let Err(e) = self.forget_members(&freed.iter().copied().collect()) {
+                self.quarantine.extend(freed);
+                return Err(e);
+            }
         }
         self.free_dest.extend(freed);
         Ok(())

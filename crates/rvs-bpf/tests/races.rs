@@ -527,3 +527,34 @@ fn after_lost_events_the_walk_brings_the_counts_back_in_step() {
         "and goes on counting in step"
     );
 }
+
+/// The walk reads the flows with no lock held, and the core moves on meanwhile: an entry that
+/// expires between the read and the judging takes its flow with it, and the walk must not
+/// bring the entry back from what it read.
+#[test]
+fn a_flow_deleted_after_the_read_is_not_taken_up_again() {
+    let (mut ipvs, mut plane) = setup(ServiceConf::new(Family::V4, "rr"));
+    send(&mut plane, 9700, SYN).unwrap();
+    plane.poll(&mut ipvs, now()).unwrap();
+    let walk = plane.begin_walk().unwrap();
+    let mut dump = walk.dump().unwrap();
+    // SYN_RECV's 60 s pass: the entry expires, and the plane deletes the flow
+    let t = Tick(now().0 + 61_000);
+    ipvs.advance(t);
+    plane.poll(&mut ipvs, t).unwrap();
+    assert!(plane.xdp().flow(&flow_key(&ck(9700))).unwrap().is_none());
+    let taken = plane
+        .walk_some(&mut ipvs, t, &mut dump, usize::MAX)
+        .unwrap();
+    plane.finish_walk(walk, &dump).unwrap();
+    let entries = ipvs
+        .conn_listing(t)
+        .into_iter()
+        .filter(|c| c.client.1 == 9700)
+        .count();
+    assert_eq!(
+        (taken, entries),
+        (0, 0),
+        "no entry comes back for a flow that is gone"
+    );
+}

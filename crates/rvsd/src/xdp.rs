@@ -399,13 +399,15 @@ fn run(plane: &Mutex<Plane>, core: &Core, stop: &AtomicBool) {
         };
         if walk_due {
             match walk(plane, core) {
-                Ok(n) if n > 0 => {
-                    tracing::warn!(flows = n, "XDP flows taken up after lost events");
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::warn!(flows = n, "XDP flows taken up after lost events");
+                    }
+                    watch.last_reconcile = Some(Instant::now());
                 }
-                Ok(_) => {}
+                // tried again at the next refresh
                 Err(e) => tracing::error!("XDP walk of the flows: {e}"),
             }
-            watch.last_reconcile = Some(Instant::now());
         }
     }
 }
@@ -455,9 +457,6 @@ fn walk(plane: &Mutex<Plane>, core: &Core) -> Result<usize, rvs_bpf::Error> {
         }
     }
     lock().finish_walk(walk, &dump)?;
-    let mut p = lock();
-    let mut ipvs = core.lock();
-    p.restart_counts(&mut ipvs, core.now())?;
     Ok(taken)
 }
 

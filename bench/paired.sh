@@ -74,6 +74,15 @@ start_one() {
 report_mode() {
     local mode=$1
     awk -v mode="$mode" -v names="${NAMES[*]}" '
+        # two-sided sign test: the chance of a split of m rounds at least as uneven as w : m - w
+        function sign_p(w, m,   lo, i, c, p) {
+            if (m == 0) return 1
+            lo = w < m - w ? w : m - w
+            c = 1; p = 0
+            for (i = 0; i <= lo; i++) { p += c; c = c * (m - i) / (i + 1) }
+            p = 2 * p / 2 ^ m
+            return p > 1 ? 1 : p
+        }
         function median(a, n,   i, j, t) {
             for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
             return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
@@ -109,6 +118,29 @@ report_mode() {
                         printf " | %.3f", k ? median(a, k) : 0
                     }
                     printf " | %d |\n", k
+                }
+            }
+            print ""
+            print "Rounds in which the first of the pair was better, and the chance of a split at least as"
+            print "uneven if the two were equal (two-sided sign test; ties left out): a ratio whose rounds"
+            print "split evenly is noise, however far from 1.0 its median lies."
+            print ""
+            printf "| pair | %s | %s | %s | %s |\n|---|---:|---:|---:|---:|\n", col[1], col[2], col[3], col[4]
+            for (i = 1; i <= n; i++) {
+                if (nm[i] == "haproxy" || nm[i] == "nginx") continue
+                for (j = 1; j <= n; j++) {
+                    if (j == i || (nm[j] != "haproxy" && nm[j] != "nginx" && nm[j] != "rvs")) continue
+                    if (nm[j] == "rvs" && nm[i] == "rvs") continue
+                    printf "| %s / %s", nm[i], nm[j]
+                    for (c = 1; c <= 4; c++) {
+                        w = 0; l = 0
+                        for (r in rounds) if (seen[nm[i], r] && seen[nm[j], r] && v[nm[i], r, c] > 0 && v[nm[j], r, c] > 0) {
+                            x = c == 1 ? v[nm[i], r, c] / v[nm[j], r, c] : v[nm[j], r, c] / v[nm[i], r, c]
+                            if (x > 1) w++; else if (x < 1) l++
+                        }
+                        printf " | %d/%d (p %.2f)", w, w + l, sign_p(w, w + l)
+                    }
+                    printf " |\n"
                 }
             }
         }' "$TMP/paired.tsv"

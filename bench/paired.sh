@@ -105,19 +105,27 @@ report_mode() {
             print "(more requests per second, lower latency)."
             print ""
             printf "| pair | %s | %s | %s | %s | rounds |\n|---|---:|---:|---:|---:|---:|\n", col[1], col[2], col[3], col[4]
+            # one pass per pair: its median row here, its sign-test row kept for the next table
+            signs = ""
             for (i = 1; i <= n; i++) {
                 if (nm[i] == "haproxy" || nm[i] == "nginx") continue
                 for (j = 1; j <= n; j++) {
                     if (j == i || (nm[j] != "haproxy" && nm[j] != "nginx" && nm[j] != "rvs")) continue
                     if (nm[j] == "rvs" && nm[i] == "rvs") continue
                     printf "| %s / %s", nm[i], nm[j]
+                    signs = signs sprintf("| %s / %s", nm[i], nm[j])
                     for (c = 1; c <= 4; c++) {
-                        k = 0
-                        for (r in rounds) if (seen[nm[i], r] && seen[nm[j], r] && v[nm[i], r, c] > 0 && v[nm[j], r, c] > 0)
-                            a[++k] = c == 1 ? v[nm[i], r, c] / v[nm[j], r, c] : v[nm[j], r, c] / v[nm[i], r, c]
+                        k = 0; w = 0; l = 0
+                        for (r in rounds) if (seen[nm[i], r] && seen[nm[j], r] && v[nm[i], r, c] > 0 && v[nm[j], r, c] > 0) {
+                            x = c == 1 ? v[nm[i], r, c] / v[nm[j], r, c] : v[nm[j], r, c] / v[nm[i], r, c]
+                            a[++k] = x
+                            if (x > 1) w++; else if (x < 1) l++
+                        }
                         printf " | %.3f", k ? median(a, k) : 0
+                        signs = signs sprintf(" | %d/%d (p %.2f)", w, w + l, sign_p(w, w + l))
                     }
                     printf " | %d |\n", k
+                    signs = signs " |\n"
                 }
             }
             print ""
@@ -126,23 +134,7 @@ report_mode() {
             print "split evenly is noise, however far from 1.0 its median lies."
             print ""
             printf "| pair | %s | %s | %s | %s |\n|---|---:|---:|---:|---:|\n", col[1], col[2], col[3], col[4]
-            for (i = 1; i <= n; i++) {
-                if (nm[i] == "haproxy" || nm[i] == "nginx") continue
-                for (j = 1; j <= n; j++) {
-                    if (j == i || (nm[j] != "haproxy" && nm[j] != "nginx" && nm[j] != "rvs")) continue
-                    if (nm[j] == "rvs" && nm[i] == "rvs") continue
-                    printf "| %s / %s", nm[i], nm[j]
-                    for (c = 1; c <= 4; c++) {
-                        w = 0; l = 0
-                        for (r in rounds) if (seen[nm[i], r] && seen[nm[j], r] && v[nm[i], r, c] > 0 && v[nm[j], r, c] > 0) {
-                            x = c == 1 ? v[nm[i], r, c] / v[nm[j], r, c] : v[nm[j], r, c] / v[nm[i], r, c]
-                            if (x > 1) w++; else if (x < 1) l++
-                        }
-                        printf " | %d/%d (p %.2f)", w, w + l, sign_p(w, w + l)
-                    }
-                    printf " |\n"
-                }
-            }
+            printf "%s", signs
         }' "$TMP/paired.tsv"
 }
 

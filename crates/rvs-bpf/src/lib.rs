@@ -261,20 +261,20 @@ impl FlowTable {
     /// Adds or replaces a flow (the program takes it as its own: a way to hand flows over,
     /// and to fill the map in tests and benchmarks).
     pub fn insert(&self, key: &abi::FlowKey, flow: &abi::Flow) -> Result<(), Error> {
-        let mut m: HashMap<MapData, abi::FlowKey, abi::Flow> = HashMap::try_from(
-            aya::maps::Map::HashMap(MapData::from_fd(self.fd.try_clone()?)?),
-        )?;
-        m.insert(key, flow, 0)?;
+        self.map()?.insert(key, flow, 0)?;
         Ok(())
     }
 
     /// The same, key by key (two system calls per flow), whatever the kernel can do.
     pub fn dump_by_key(&self) -> Result<Vec<(abi::FlowKey, abi::Flow)>, Error> {
-        let m: HashMap<MapData, abi::FlowKey, abi::Flow> = HashMap::try_from(
-            aya::maps::Map::HashMap(MapData::from_fd(self.fd.try_clone()?)?),
-        )?;
         // a flow deleted while the walk runs ends it early at worst; the next walk sees the rest
-        Ok(m.iter().filter_map(Result::ok).collect())
+        Ok(self.map()?.iter().filter_map(Result::ok).collect())
+    }
+
+    /// The map through aya, on a descriptor of its own.
+    fn map(&self) -> Result<HashMap<MapData, abi::FlowKey, abi::Flow>, Error> {
+        let data = MapData::from_fd(self.fd.try_clone()?)?;
+        Ok(HashMap::try_from(aya::maps::Map::HashMap(data))?)
     }
 }
 

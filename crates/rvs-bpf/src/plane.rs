@@ -155,16 +155,6 @@ pub struct Dump {
 }
 
 impl Dump {
-    /// Flows read.
-    pub fn len(&self) -> usize {
-        self.flows.len()
-    }
-
-    /// No flow was read.
-    pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
-    }
-
     /// Every flow has been judged.
     pub fn is_done(&self) -> bool {
         self.next >= self.flows.len()
@@ -886,9 +876,10 @@ impl Plane {
                 continue;
             }
             let pkt = packet(&fk, 0);
-            let entry = ipvs.find_conn(&conn_key(&pkt));
+            // the real server the core's entry binds, if the core holds the tuple
+            let bound = ipvs.find_conn(&conn_key(&pkt)).map(|id| ipvs.conn_dest(id));
             let slot = self.slots.get(flow.dest as usize).copied().flatten();
-            if entry.is_some() && entry.and_then(|id| ipvs.conn_dest(id)) == slot {
+            if bound == Some(slot) {
                 continue; // its entry binds its real server, whose slot is therefore in use
             }
             // The core does not hold it as read. The read ran without the core's lock, so
@@ -902,7 +893,7 @@ impl Plane {
                 continue;
             }
             let slot = self.slots.get(flow.dest as usize).copied().flatten();
-            if entry.is_some() && entry.and_then(|id| ipvs.conn_dest(id)) == slot {
+            if bound == Some(slot) {
                 continue;
             }
             let Some(did) = slot else {

@@ -439,14 +439,14 @@ fn walk(plane: &Mutex<Plane>, core: &Core) -> Result<usize, rvs_bpf::Error> {
     while !dump.is_done() {
         let mut p = lock();
         let mut ipvs = core.lock();
-        let step = (|| {
-            if first {
-                // the new connections of the read's time are in the ring: into the core
-                // first, so their flows are not taken for ones whose events were lost
-                p.poll(&mut ipvs, core.now())?;
-            }
-            p.walk_some(&mut ipvs, core.now(), &mut dump, WALK_STEP)
-        })();
+        // the first time, the new connections of the read's time (in the ring) go into the
+        // core first, so their flows are not taken for ones whose events were lost
+        let polled = if first {
+            p.poll(&mut ipvs, core.now()).map(drop)
+        } else {
+            Ok(())
+        };
+        let step = polled.and_then(|()| p.walk_some(&mut ipvs, core.now(), &mut dump, WALK_STEP));
         first = false;
         match step {
             Ok(n) => taken += n,

@@ -182,6 +182,31 @@ fn report_throughput() {
     );
 }
 
+/// The longest single insert while a table fills to 1M entries: the table doubles its buckets
+/// as it fills, and an insert that moved every chain at once would stall whoever holds the
+/// engine's lock (every new connection of every worker) for that long. Wall clock: a
+/// preemption by another job can only make the figure longer, never hide a stall.
+#[allow(clippy::disallowed_methods)] // a benchmark may read the clock; rvs-core itself never does
+fn report_longest_insert() {
+    let mut t = ConnTable::new(N, 42);
+    let mut longest = std::time::Duration::ZERO;
+    let mut total = std::time::Duration::ZERO;
+    for i in 0..N {
+        let c = entry(i);
+        let at = std::time::Instant::now();
+        black_box(t.insert(c, Tick(0)).expect("room"));
+        let took = at.elapsed();
+        total += took;
+        longest = longest.max(took);
+    }
+    println!(
+        "conntable longest insert while filling to 1M entries: {:.1} µs (mean {:.3} µs, {} buckets)",
+        longest.as_secs_f64() * 1e6,
+        total.as_secs_f64() * 1e6 / N as f64,
+        t.bucket_count()
+    );
+}
+
 fn print_rate(what: &str, cpu: f64, wall: f64) {
     println!(
         "conntable {what}: {:.2} M/s per CPU-second ({:.2} M/s wall clock)",
@@ -257,6 +282,7 @@ fn bench_expiry(c: &mut Criterion) {
 fn main() {
     report_memory();
     report_throughput();
+    report_longest_insert();
     let mut c = Criterion::default().configure_from_args();
     bench_lookup(&mut c);
     bench_insert_remove(&mut c);

@@ -453,3 +453,61 @@ fn buckets_grow_with_the_entries_and_lookups_survive_the_rehash() {
     }
     assert_eq!(small.bucket_count(), 1024);
 }
+
+#[test]
+fn a_doubling_moves_a_few_chains_per_insert_and_every_lookup_holds_meanwhile() {
+    use std::net::Ipv4Addr;
+    let mut t = ConnTable::new(1 << 16, 5);
+    let (vip, rs) = (ip("10.0.0.1"), ip("10.1.0.1"));
+    let client = |n: u32| IpAddr::V4(Ipv4Addr::from(0xc000_0000 + n));
+    let entry = |n: u32| Conn::new(TCP, (client(n), 1000), (vip, 80), (rs, 80), NAT);
+    // a persistence template and two entries with one key, all before the doubling: the
+    // newer of the two must still be found first once their chain has moved
+    let tpl_key = TemplateKey::service(TCP, ip("192.168.7.0"), vip, 80);
+    let tpl = t
+        .insert(Conn::template(&tpl_key, (rs, 80), 0, 360_000), Tick(0))
+        .unwrap();
+    t.insert(entry(0), Tick(0)).unwrap();
+    let newer = t.insert(entry(0), Tick(0)).unwrap();
+    let mut live: Vec<(u32, ConnId)> = Vec::new();
+    let mut n = 1;
+    while !t.doubling_under_way() {
+        live.push((n, t.insert(entry(n), Tick(0)).unwrap()));
+        n += 1;
+    }
+    assert_eq!(t.bucket_count(), 512, "256 buckets double past 128 entries");
+    let find = |t: &ConnTable, n: u32| t.find_in(TCP, client(n), 1000, vip, 80);
+    let mut inserts_while_moving = 0;
+    let mut gone = Vec::new();
+    while t.doubling_under_way() {
+        for &(m, id) in &live {
+            assert_eq!(find(&t, m), Some(id), "entry {m} during the doubling");
+        }
+        for &m in &gone {
+            assert_eq!(find(&t, m), None, "removed entry {m} during the doubling");
+        }
+        assert_eq!(find(&t, 0), Some(newer));
+        assert_eq!(t.find_template(&tpl_key), Some(tpl));
+        // unlink one during the doubling, and give another key a newer entry
+        if inserts_while_moving % 3 == 0 {
+            let (m, id) = live.remove(inserts_while_moving % live.len());
+            assert!(t.remove(id).is_some());
+            gone.push(m);
+        }
+        let (m, _) = live[inserts_while_moving % live.len()];
+        let again = t.insert(entry(m), Tick(0)).unwrap();
+        live.retain(|&(k, _)| k != m);
+        live.push((m, again));
+        inserts_while_moving += 1;
+    }
+    // 256 old buckets, moved 8 per insert: the work was spread, not done in one insert
+    assert_eq!(inserts_while_moving, 256 / 8 - 1);
+    for &(m, id) in &live {
+        assert_eq!(find(&t, m), Some(id), "entry {m} after the doubling");
+    }
+    for &m in &gone {
+        assert_eq!(find(&t, m), None);
+    }
+    assert_eq!(find(&t, 0), Some(newer));
+    assert_eq!(t.find_template(&tpl_key), Some(tpl));
+}

@@ -48,8 +48,8 @@ fn hash_bytes(seed: u64, data: &[u8]) -> u64 {
 }
 
 impl ConnTable {
-    pub(super) fn pe_bucket(&self, data: &[u8]) -> usize {
-        hash_bytes(self.seed, data) as usize & (self.buckets.len() - 1)
+    pub(super) fn pe_hash(&self, data: &[u8]) -> u64 {
+        hash_bytes(self.seed, data)
     }
 
     /// Add a persistence-engine template (a [`Conn::template`]) carrying `pe`, as
@@ -73,7 +73,7 @@ impl ConnTable {
         engine: Engine,
         data: &[u8],
     ) -> Option<ConnId> {
-        let mut id = self.buckets[self.pe_bucket(data)];
+        let mut id = self.first(self.pe_hash(data));
         while id != NIL {
             let s = self.store.slot(id);
             if s.kind & PE != 0 && self.template_matches(s, key) {
@@ -175,7 +175,10 @@ mod tests {
         let t = ConnTable::with_buckets(1 << 16, 1 << 17, 3);
         let mut seen = std::collections::HashSet::new();
         for n in 0..1000 {
-            seen.insert(t.pe_bucket(format!("call-{n}@pbx.example").as_bytes()));
+            seen.insert(
+                t.pe_hash(format!("call-{n}@pbx.example").as_bytes()) as usize
+                    & (t.bucket_count() - 1),
+            );
         }
         assert!(seen.len() > 950, "{} buckets for 1000 calls", seen.len());
     }

@@ -32,6 +32,8 @@ fn walk(plane: &mut Plane, ipvs: &mut Ipvs) -> (usize, Duration, Duration, Durat
     let read = t.elapsed();
     let (mut taken, mut longest, mut all) = (0, Duration::ZERO, Duration::ZERO);
     while !dump.is_done() {
+        // as rvsd does: room made before the core's lock would be taken
+        plane.make_room(&dump, 16_384);
         let t = Instant::now();
         taken += plane
             .walk_some(ipvs, Tick(10), &mut dump, 16_384)

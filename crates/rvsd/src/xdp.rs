@@ -438,6 +438,7 @@ fn walk(plane: &Mutex<Plane>, core: &Core) -> Result<usize, rvs_bpf::Error> {
     let mut first = true;
     while !dump.is_done() {
         let mut p = lock();
+        p.make_room(&dump, WALK_STEP);
         let mut ipvs = core.lock();
         // the first time, the new connections of the read's time (in the ring) go into the
         // core first, so their flows are not taken for ones whose events were lost

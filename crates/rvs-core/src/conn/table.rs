@@ -524,9 +524,10 @@ impl ConnTable {
         self.key_hash(s.proto, &s.addr(&self.side, 0), s.ports[0])
     }
 
-    /// Start doubling the buckets (see [`Growth`]); a doubling still under way ends first.
+    /// Start doubling the buckets (see [`Growth`]). Only once the last doubling has ended:
+    /// it ends long before the table holds enough entries to double again.
     fn grow(&mut self) {
-        self.finish_growth();
+        debug_assert!(self.growth.is_none(), "a doubling is still moving chains");
         let doubled = empty_buckets(self.buckets.len() * 2);
         let old = std::mem::replace(&mut self.buckets, doubled);
         self.growth = Some(Growth { old, moved: 0 });
@@ -571,22 +572,13 @@ impl ConnTable {
         }
     }
 
-    /// Move every chain a doubling has left.
-    fn finish_growth(&mut self) {
-        if let Some(g) = &self.growth {
-            let left = g.old.len() - g.moved;
-            self.move_chains(left);
-        }
-    }
-
     /// Link an entry at the head of its bucket and set `HASHED` (`ip_vs_conn_hash`).
     fn hash(&mut self, id: u32) {
-        if self.growth.is_some() {
-            self.move_chains(MOVE_PER_INSERT);
-        } else if self.len * 2 > self.buckets.len() && self.buckets.len() < self.max_buckets {
+        let full = self.len * 2 > self.buckets.len() && self.buckets.len() < self.max_buckets;
+        if full && self.growth.is_none() {
             self.grow();
-            self.move_chains(MOVE_PER_INSERT);
         }
+        self.move_chains(MOVE_PER_INSERT);
         let at = self.head_of(self.slot_hash(id));
         let head = self.chain(at);
         let s = self.store.slot_mut(id);

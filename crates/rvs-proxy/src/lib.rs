@@ -3,9 +3,11 @@
 //! Serves every TCP and UDP virtual service of an [`rvs_core::ipvs::Ipvs`] as a full proxy,
 //! with no kernel module:
 //! - one listening socket per service and worker thread (IP_FREEBIND, SO_REUSEPORT; `listen`);
-//!   a worker that holds [`HANDOFF_MARGIN`] connections more than another hands the
-//!   connection it accepts to the least loaded worker, so the hash of SO_REUSEPORT cannot
-//!   leave one worker with a lasting surplus of long-lived connections (`tcp`);
+//!   a BPF program on each TCP service's sockets has the kernel put every new connection in
+//!   the queue of the less loaded of two workers as its SYN arrives (`steer`), so the hash of
+//!   SO_REUSEPORT cannot leave one worker with a surplus of connections; where the kernel
+//!   refuses the program, a worker that holds [`HANDOFF_MARGIN`] connections more than
+//!   another hands the connection it accepts to the least loaded worker (`tcp`);
 //! - each accepted connection (or new UDP flow) is scheduled by the core exactly as a SYN (or
 //!   first datagram) would be in the kernel, and its entry then follows the connection:
 //!   handshake, FIN and RST signals, packet counts from TCP_INFO and exact byte counts (`tcp`,
@@ -39,6 +41,8 @@ pub mod proxy_header;
 #[allow(unsafe_code)] // epoll(7), accept4(2)
 mod reactor;
 pub mod relay;
+#[allow(unsafe_code)] // bpf(2), mmap(2), setsockopt(SO_ATTACH_REUSEPORT_EBPF)
+mod steer;
 mod tcp;
 #[allow(unsafe_code)] // getsockopt(TCP_INFO)
 pub mod tcpinfo;
@@ -47,6 +51,7 @@ mod worker;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
@@ -160,8 +165,9 @@ pub(crate) struct Ctx {
     pub(crate) opts: Options,
     /// TCP connections being relayed
     pub(crate) sessions: AtomicUsize,
-    /// TCP connections each worker holds (accepted and not yet over), for the hand-off
-    pub(crate) loads: Vec<AtomicUsize>,
+    /// TCP connections each worker holds (accepted and not yet over), for the choice of a
+    /// worker (see [`steer`]) or the hand-off
+    pub(crate) loads: steer::Board,
     /// where each worker takes the connections another worker hands it (see
     /// [`tcp::accept_loop`])
     pub(crate) handoff: Vec<tokio::sync::mpsc::UnboundedSender<tcp::Accepted>>,
@@ -193,6 +199,8 @@ pub struct Dataplane {
     ctx: Arc<Ctx>,
     workers: Vec<Worker>,
     bound: BTreeSet<Listen>,
+    /// the TCP listeners whose connections the kernel gives to a worker by its load ([`steer`])
+    steered: BTreeSet<Listen>,
     /// services already warned about (forwarded by the proxy though -g/-i, or not servable)
     warned: HashSet<(ServiceKey, Warning)>,
 }
@@ -209,11 +217,18 @@ impl Dataplane {
         let (handoff, adopt): (Vec<_>, Vec<_>) = (0..n)
             .map(|_| tokio::sync::mpsc::unbounded_channel())
             .unzip();
+        let loads = match n {
+            1 => steer::Board::plain(n),
+            _ => steer::Board::shared(n, "rvs_loads").unwrap_or_else(|e| {
+                tracing::info!("workers hand connections over (no BPF for the listeners: {e})");
+                steer::Board::plain(n)
+            }),
+        };
         let ctx = Arc::new(Ctx {
             core,
             opts,
             sessions: AtomicUsize::new(0),
-            loads: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            loads,
             handoff,
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
             pipe_pool: limits::pipe_pool(max, n),
@@ -229,6 +244,7 @@ impl Dataplane {
             ctx,
             workers,
             bound: BTreeSet::new(),
+            steered: BTreeSet::new(),
             warned: HashSet::new(),
         })
     }
@@ -244,14 +260,18 @@ impl Dataplane {
         for key in gone {
             self.close(key);
             self.bound.remove(&key);
+            self.steered.remove(&key);
             tracing::info!(proto = ?key.transport, addr = %key.addr, "stopped listening");
         }
         let new: Vec<Listen> = wanted.difference(&self.bound).copied().collect();
         for key in new {
             match self.open(key) {
-                Ok(()) => {
+                Ok(steered) => {
                     self.bound.insert(key);
-                    tracing::info!(proto = ?key.transport, addr = %key.addr, "listening");
+                    if steered {
+                        self.steered.insert(key);
+                    }
+                    tracing::info!(proto = ?key.transport, addr = %key.addr, steered, "listening");
                 }
                 Err(e) => {
                     tracing::error!(proto = ?key.transport, addr = %key.addr, "cannot listen: {e}")
@@ -324,24 +344,56 @@ impl Dataplane {
         wanted
     }
 
-    fn open(&self, key: Listen) -> std::io::Result<()> {
+    /// Bind `key`'s sockets and give them to the workers; true when the kernel chooses the
+    /// worker of each connection ([`steer`]).
+    fn open(&self, key: Listen) -> std::io::Result<bool> {
         let socks = (0..self.workers.len())
             .map(|_| match key.transport {
                 Transport::Tcp => listen::tcp(key.addr).map(Sock::Tcp),
                 Transport::Udp => listen::udp(key.addr).map(Sock::Udp),
             })
             .collect::<std::io::Result<Vec<_>>>()?;
+        let steer = self.steer(key, &socks);
+        let steered = steer.is_some();
         let mut acks = Vec::new();
         for (w, sock) in self.workers.iter().zip(socks) {
             let (tx, rx) = sync_channel(1);
-            if w.send(Cmd::Listen { key, sock, ack: tx }) {
+            let steer = steer.clone();
+            if w.send(Cmd::Listen {
+                key,
+                sock,
+                steer,
+                ack: tx,
+            }) {
                 acks.push(rx);
             }
         }
         for rx in acks {
             rx.recv().unwrap_or(Ok(()))?;
         }
-        Ok(())
+        Ok(steered)
+    }
+
+    /// The program that chooses the worker of each new connection to the TCP listeners
+    /// `socks` (see [`steer`]); none for UDP, one worker, or when the kernel refuses it.
+    fn steer(&self, key: Listen, socks: &[Sock]) -> Option<Arc<steer::Steer>> {
+        let fds: Vec<_> = socks
+            .iter()
+            .filter_map(|s| match s {
+                Sock::Tcp(l) => Some(l.as_raw_fd()),
+                Sock::Udp(_) => None,
+            })
+            .collect();
+        if fds.len() < 2 || fds.len() != socks.len() {
+            return None;
+        }
+        match steer::Steer::attach(&self.ctx.loads, &fds) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::debug!(addr = %key.addr, "listeners hashed, workers hand over: {e}");
+                None
+            }
+        }
     }
 
     fn close(&self, key: Listen) {
@@ -367,6 +419,7 @@ impl Dataplane {
     pub fn stop_accepting(&mut self) {
         self.each_worker(|ack| Cmd::StopAccepting { ack });
         self.bound.clear();
+        self.steered.clear();
     }
 
     /// TCP connections being relayed now.
@@ -376,12 +429,13 @@ impl Dataplane {
 
     /// TCP connections each worker holds now (accepted, connecting or relaying). No worker
     /// holds more than [`HANDOFF_MARGIN`] more than another after taking a connection (see
-    /// the module docs).
+    /// the module docs); with two workers and steered listeners, no more than one.
     pub fn worker_loads(&self) -> Vec<usize> {
         self.ctx
             .loads
+            .get()
             .iter()
-            .map(|l| l.load(Ordering::Relaxed))
+            .map(|l| l.load(Ordering::Relaxed) as usize)
             .collect()
     }
 
@@ -392,6 +446,14 @@ impl Dataplane {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether the kernel gives each new connection to `key`'s listeners to the less loaded
+    /// of two workers (a BPF program on the listeners; see the module docs). False for UDP,
+    /// with one worker, or where the kernel refused the program: then the workers hand
+    /// connections over ([`HANDOFF_MARGIN`]).
+    pub fn steered(&self, key: &Listen) -> bool {
+        self.steered.contains(key)
     }
 
     /// The sockets served now.

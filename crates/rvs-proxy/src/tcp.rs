@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::reactor::{self, Job, Side, Sock, Step};
 use crate::relay::{Counters, Event, Observer, Outcome, Relay, RelayOpts, Turn};
+use crate::steer::Steer;
 use crate::{proxy_header, Ctx, DestEventKind, Listen};
 
 /// Accept connections until the task is cancelled (on worker `me`). A connection is accepted
@@ -30,9 +31,16 @@ use crate::{proxy_header, Ctx, DestEventKind, Listen};
 /// connections wait in the listen backlog and nothing spins. Should the process still run out
 /// of file descriptors (or the kernel out of memory), accept backs off, doubling from 10 ms
 /// to 1 s. Each accepted connection becomes a [`Session`] in the TCP event loop of this
-/// worker, or of the worker with the fewest connections when this one holds at least
-/// [`HANDOFF_MARGIN`] more (see [`pick`]).
-pub(crate) async fn accept_loop(l: AsyncFd<TcpListener>, key: Listen, ctx: Arc<Ctx>, me: usize) {
+/// worker: the kernel chose the worker when `steer` is set (see [`crate::steer`]). Without
+/// it, the connection goes to the worker with the fewest connections when this one holds at
+/// least [`HANDOFF_MARGIN`] more (see [`pick`]).
+pub(crate) async fn accept_loop(
+    l: AsyncFd<TcpListener>,
+    key: Listen,
+    steer: Option<Arc<Steer>>,
+    ctx: Arc<Ctx>,
+    me: usize,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let permit = match ctx.slots.clone().try_acquire_owned() {
@@ -50,10 +58,16 @@ pub(crate) async fn accept_loop(l: AsyncFd<TcpListener>, key: Listen, ctx: Arc<C
                 }
             }
         };
-        match accept(&l).await {
+        match accept(&l, steer.as_deref(), me).await {
             Ok((client, peer)) => {
                 backoff = Duration::from_millis(10);
-                let target = pick(&ctx.loads, me);
+                let target = match &steer {
+                    Some(s) => {
+                        s.accepted(me);
+                        me
+                    }
+                    None => pick(ctx.loads.get(), me),
+                };
                 let conn = Accepted {
                     client,
                     peer,
@@ -91,18 +105,27 @@ pub(crate) async fn accept_loop(l: AsyncFd<TcpListener>, key: Listen, ctx: Arc<C
 }
 
 /// The next connection of a listener (non-blocking, close-on-exec, not registered with tokio).
-async fn accept(l: &AsyncFd<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+/// An empty queue clears this worker's count of connections the kernel sent it (`steer`).
+async fn accept(
+    l: &AsyncFd<TcpListener>,
+    steer: Option<&Steer>,
+    me: usize,
+) -> io::Result<(TcpStream, SocketAddr)> {
     loop {
         let mut ready = l.readable().await?;
         match ready.try_io(|l| reactor::accept(l.get_ref())) {
             Ok(r) => return r,
-            Err(_would_block) => continue,
+            Err(_would_block) => {
+                if let Some(s) = steer {
+                    s.drained(me);
+                }
+            }
         }
     }
 }
 
 /// How many more connections than the least loaded worker a worker must hold before it
-/// hands a new one over.
+/// hands a new one over, on listeners the kernel does not steer (see [`crate::Dataplane::steered`]).
 ///
 /// SO_REUSEPORT spreads connections over the workers' listeners by a hash of their
 /// addresses, which is even only on average: 64 connections over two workers leave the two
@@ -119,7 +142,7 @@ pub const HANDOFF_MARGIN: usize = 4;
 
 /// The worker that takes a connection accepted by worker `me`: `me`, unless another holds at
 /// least [`HANDOFF_MARGIN`] fewer connections (then the least loaded, the first of equals).
-fn pick(loads: &[std::sync::atomic::AtomicUsize], me: usize) -> usize {
+fn pick(loads: &[AtomicU32], me: usize) -> usize {
     let mine = loads[me].load(Ordering::Relaxed);
     let mut best = (mine, me);
     for (i, l) in loads.iter().enumerate() {
@@ -128,7 +151,7 @@ fn pick(loads: &[std::sync::atomic::AtomicUsize], me: usize) -> usize {
             best = (n, i);
         }
     }
-    if best.0 + HANDOFF_MARGIN <= mine {
+    if best.0 as usize + HANDOFF_MARGIN <= mine as usize {
         best.1
     } else {
         me
@@ -164,7 +187,7 @@ struct Open {
 impl Open {
     fn new(ctx: &Arc<Ctx>, worker: usize) -> Open {
         ctx.sessions.fetch_add(1, Ordering::SeqCst);
-        ctx.loads[worker].fetch_add(1, Ordering::Relaxed);
+        ctx.loads.get()[worker].fetch_add(1, Ordering::Relaxed);
         Open {
             ctx: ctx.clone(),
             worker,
@@ -174,7 +197,7 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.ctx.loads[self.worker].fetch_sub(1, Ordering::Relaxed);
+        self.ctx.loads.get()[self.worker].fetch_sub(1, Ordering::Relaxed);
         self.ctx.sessions.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -646,10 +669,9 @@ impl Observer for Track {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
 
-    fn loads(v: &[usize]) -> Vec<AtomicUsize> {
-        v.iter().map(|&n| AtomicUsize::new(n)).collect()
+    fn loads(v: &[usize]) -> Vec<AtomicU32> {
+        v.iter().map(|&n| AtomicU32::new(n as u32)).collect()
     }
 
     #[test]
@@ -677,7 +699,10 @@ mod tests {
                 .max_by_key(|&i| l[i].load(Ordering::Relaxed))
                 .unwrap();
             l[pick(&l, me)].fetch_add(1, Ordering::Relaxed);
-            let v: Vec<usize> = l.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+            let v: Vec<usize> = l
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed) as usize)
+                .collect();
             let (lo, hi) = (v.iter().min().unwrap(), v.iter().max().unwrap());
             assert!(hi - lo <= HANDOFF_MARGIN, "{v:?}");
         }

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle as Task;
 
+use crate::steer::Steer;
 use crate::{tcp, udp, Ctx, Listen};
 
 /// A bound socket handed to a worker.
@@ -29,6 +30,8 @@ pub enum Cmd {
     Listen {
         key: Listen,
         sock: Sock,
+        /// the program choosing the worker of each new connection, when there is one
+        steer: Option<Arc<Steer>>,
         ack: SyncSender<io::Result<()>>,
     },
     /// close the socket of `key` (open connections go on)
@@ -91,8 +94,13 @@ async fn run(
     let mut serving: HashMap<Listen, Task<()>> = HashMap::new();
     while let Some(cmd) = rx.recv().await {
         match cmd {
-            Cmd::Listen { key, sock, ack } => {
-                let res = match start(idx, key, sock, &ctx) {
+            Cmd::Listen {
+                key,
+                sock,
+                steer,
+                ack,
+            } => {
+                let res = match start(idx, key, sock, steer, &ctx) {
                     Ok(task) => {
                         if let Some(old) = serving.insert(key, task) {
                             stop(old).await;
@@ -140,12 +148,18 @@ async fn stop(task: Task<()>) {
 
 /// Register the socket with this runtime (worker `idx`'s) and spawn its loop (which owns the
 /// socket).
-fn start(idx: usize, key: Listen, sock: Sock, ctx: &Arc<Ctx>) -> io::Result<Task<()>> {
+fn start(
+    idx: usize,
+    key: Listen,
+    sock: Sock,
+    steer: Option<Arc<Steer>>,
+    ctx: &Arc<Ctx>,
+) -> io::Result<Task<()>> {
     let ctx = ctx.clone();
     Ok(match sock {
         Sock::Tcp(l) => {
             let l = crate::reactor::register(l)?;
-            tokio::spawn(tcp::accept_loop(l, key, ctx, idx))
+            tokio::spawn(tcp::accept_loop(l, key, steer, ctx, idx))
         }
         Sock::Udp(s) => {
             let s = tokio::net::UdpSocket::from_std(s)?;

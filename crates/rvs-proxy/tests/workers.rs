@@ -1,6 +1,7 @@
 //! The workers share the connections: SO_REUSEPORT's hash alone would let one worker drift
-//! ahead, the hand-off keeps every worker within [`HANDOFF_MARGIN`] of the others, and a
-//! connection handed to another worker is relayed like any other.
+//! ahead. The kernel gives each new connection to the less loaded of two workers (a BPF
+//! program on the listeners), or where it cannot, a worker hands connections over; either way
+//! every worker stays within [`HANDOFF_MARGIN`] of the others, and every connection relays.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use rvs_core::ipvs::{Config, Ipvs};
 use rvs_core::model::{DestConf, Family, Forward, Protocol, ServiceConf, ServiceKey};
 use rvs_proxy::core::Core;
-use rvs_proxy::{Dataplane, Options, HANDOFF_MARGIN};
+use rvs_proxy::{Dataplane, Listen, Options, Transport, HANDOFF_MARGIN};
 
 /// A real server that echoes every connection (a thread each) until the peer closes.
 fn echo_server() -> SocketAddr {
@@ -49,8 +50,9 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn two_hundred_long_connections_stay_spread_over_the_workers() {
+/// A data plane of `workers` workers serving one TCP service on a fresh loopback port with
+/// one echoing real server.
+fn director(workers: usize) -> (Dataplane, SocketAddr) {
     let rs = echo_server();
     let vip = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port());
     let core = Arc::new(Core::new(Ipvs::new(Config::default())));
@@ -67,11 +69,26 @@ fn two_hundred_long_connections_stay_spread_over_the_workers() {
             .unwrap();
     }
     let opts = Options {
-        workers: 3,
+        workers,
         ..Options::default()
     };
     let mut dp = Dataplane::start(core, opts).unwrap();
     dp.sync();
+    let key = Listen {
+        transport: Transport::Tcp,
+        addr: vip,
+    };
+    assert!(dp.listening().any(|l| *l == key));
+    (dp, vip)
+}
+
+fn spread(loads: &[usize]) -> usize {
+    loads.iter().max().unwrap() - loads.iter().min().unwrap()
+}
+
+#[test]
+fn two_hundred_long_connections_stay_spread_over_the_workers() {
+    let (dp, vip) = director(3);
 
     // Opened one after the other and all kept open: a hash-only spread over three workers
     // would walk away from even (after 200 connections, the counts differ by about 20).
@@ -88,9 +105,8 @@ fn two_hundred_long_connections_stay_spread_over_the_workers() {
             dp.worker_loads().iter().sum::<usize>() == i
         });
         let loads = dp.worker_loads();
-        let (lo, hi) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
         assert!(
-            hi - lo <= HANDOFF_MARGIN,
+            spread(&loads) <= HANDOFF_MARGIN,
             "after {i} connections the workers hold {loads:?}"
         );
     }
@@ -105,5 +121,81 @@ fn two_hundred_long_connections_stay_spread_over_the_workers() {
     drop(conns);
     wait_until("the connections to end", || dp.open_connections() == 0);
     assert_eq!(dp.worker_loads(), vec![0, 0, 0]);
+    dp.shutdown();
+}
+
+#[test]
+fn the_kernel_gives_each_connection_to_the_less_loaded_of_two_workers() {
+    let (dp, vip) = director(2);
+    let key = Listen {
+        transport: Transport::Tcp,
+        addr: vip,
+    };
+    assert!(
+        dp.steered(&key),
+        "the listeners of a TCP service carry the program"
+    );
+    // A burst: 40 connections opened before the workers can take any of them. The program
+    // counts those waiting in each worker's queue, so the burst too is split evenly (a hash
+    // alone leaves two workers about 4 apart after 40, 8 or more one time in ten).
+    let mut conns: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(vip).unwrap()).collect();
+    wait_until("the burst to be taken", || {
+        dp.worker_loads().iter().sum::<usize>() == 40
+    });
+    assert!(spread(&dp.worker_loads()) <= 1, "{:?}", dp.worker_loads());
+    // then one at a time, each to the worker with fewer: never more than one apart
+    let mut owner = Vec::new();
+    for i in 41..=80usize {
+        let before = dp.worker_loads();
+        let mut c = TcpStream::connect(vip).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"!").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        wait_until("the count of the new connection", || {
+            dp.worker_loads().iter().sum::<usize>() == i
+        });
+        let after = dp.worker_loads();
+        assert!(spread(&after) <= 1, "after {i}: {after:?}");
+        owner.push((0..2).find(|&w| after[w] > before[w]).unwrap());
+        conns.push(c);
+    }
+    // worker 0 loses 8 of its connections: the next 8 all go to it
+    let mut lost = 0;
+    let mut kept = Vec::new();
+    for (c, w) in conns.drain(40..).zip(owner) {
+        if w == 0 && lost < 8 {
+            lost += 1;
+        } else {
+            kept.push(c);
+        }
+    }
+    conns.extend(kept);
+    assert_eq!(lost, 8, "worker 0 took about half of 40");
+    wait_until("the lost connections to end", || {
+        dp.open_connections() == 72
+    });
+    let before = dp.worker_loads();
+    assert!(before[1] >= before[0] + 7, "{before:?}");
+    for i in 1..=8 {
+        conns.push(TcpStream::connect(vip).unwrap());
+        wait_until("the new connection", || dp.open_connections() == 72 + i);
+    }
+    let after = dp.worker_loads();
+    assert_eq!(
+        after[1], before[1],
+        "worker 1 took none of them: {before:?} -> {after:?}"
+    );
+    for (i, c) in conns.iter_mut().enumerate() {
+        let msg = format!("{i}");
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes(), "connection {i} relayed");
+    }
+    drop(conns);
+    wait_until("the connections to end", || dp.open_connections() == 0);
+    assert_eq!(dp.worker_loads(), vec![0, 0]);
     dp.shutdown();
 }

@@ -4,7 +4,7 @@
 //! with no kernel module:
 //! - one listening socket per service and worker thread (IP_FREEBIND, SO_REUSEPORT; `listen`);
 //!   a BPF program on each TCP service's sockets has the kernel put every new connection in
-//!   the queue of the less loaded of two workers as its SYN arrives (`steer`), so the hash of
+//!   the queue of the least loaded worker as its SYN arrives (`steer`), so the hash of
 //!   SO_REUSEPORT cannot leave one worker with a surplus of connections; where the kernel
 //!   refuses the program, a worker that holds [`HANDOFF_MARGIN`] connections more than
 //!   another hands the connection it accepts to the least loaded worker (`tcp`);
@@ -429,7 +429,7 @@ impl Dataplane {
 
     /// TCP connections each worker holds now (accepted, connecting or relaying). No worker
     /// holds more than [`HANDOFF_MARGIN`] more than another after taking a connection (see
-    /// the module docs); with two workers and steered listeners, no more than one.
+    /// the module docs); on steered listeners, no more than one.
     pub fn worker_loads(&self) -> Vec<usize> {
         self.ctx
             .loads
@@ -448,8 +448,8 @@ impl Dataplane {
             .clone()
     }
 
-    /// Whether the kernel gives each new connection to `key`'s listeners to the less loaded
-    /// of two workers (a BPF program on the listeners; see the module docs). False for UDP,
+    /// Whether the kernel gives each new connection to `key`'s listeners to the least loaded
+    /// worker (a BPF program on the listeners; see the module docs). False for UDP,
     /// with one worker, or where the kernel refused the program: then the workers hand
     /// connections over ([`HANDOFF_MARGIN`]).
     pub fn steered(&self, key: &Listen) -> bool {

@@ -5,17 +5,19 @@
 //! then hand connections over, and every hand-off is one more wake-up of another thread
 //! before the connection starts (measured: 1.75 ms median on two busy cores). Here a small
 //! BPF program (`BPF_PROG_TYPE_SK_REUSEPORT`, attached to the listeners' reuseport group)
-//! picks the listener instead, when the SYN arrives: of two workers drawn from the
-//! connection's hash ("the power of two choices"; with two workers, both), the one with
-//! fewer connections, counting those it holds and those waiting in its accept queue. The
-//! connection lands in that worker's queue and only that worker wakes.
+//! picks the listener instead, when the SYN arrives: the worker with the fewest connections,
+//! counting those it holds and those waiting in its accept queue (the first of equals, as
+//! the lowest-numbered worker is then one ahead, equals take turns). The connection lands in
+//! that worker's queue and only that worker wakes. The program compares every worker's count
+//! without a branch (a subtraction's sign chooses), so its cost to the verifier and per SYN
+//! grows linearly with the workers: about 12 instructions each.
 //!
 //! The counts live in two memory-mapped BPF arrays, so neither side makes a system call to
 //! keep them: [`Board`] holds each worker's open connections (the workers count them, as
 //! they always have), and each reuseport group's own board the connections the program sent
 //! to each worker and the worker has not accepted yet (the program adds one, the worker takes
-//! one off when it accepts and clears its count when the queue is empty, which also forgets
-//! a handshake that never completed).
+//! one off when it accepts; counts for handshakes that never complete are found and taken
+//! off by [`Lost`]).
 //!
 //! The program is a few dozen instructions written here (no compiler needed). When the kernel
 //! refuses it (no privilege, an old kernel), the listeners keep the plain hash and the
@@ -41,8 +43,9 @@ const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
 /// Helpers the program calls.
 const FN_MAP_LOOKUP_ELEM: i32 = 1;
 const FN_SK_SELECT_REUSEPORT: i32 = 82;
-/// `offsetof(struct sk_reuseport_md, hash)`.
-const MD_HASH: i16 = 32;
+/// The most workers the program compares (12 instructions each, run for every SYN: 256 cost
+/// about as much as a lookup in a hash map of the kernel; more workers hand over instead).
+const MAX_WORKERS: usize = 256;
 /// What the program returns: let the socket (chosen or not) take the connection.
 const SK_PASS: i32 = 1;
 
@@ -201,8 +204,10 @@ impl Steer {
         let loads_fd = loads
             .fd()
             .ok_or_else(|| io::Error::other("the workers' counts are not shared"))?;
-        if n < 2 || n != loads.get().len() {
-            return Err(io::Error::other("one listener per worker, two or more"));
+        if !(2..=MAX_WORKERS).contains(&n) || n != loads.get().len() {
+            return Err(io::Error::other(format!(
+                "one listener per worker, 2 to {MAX_WORKERS} of them"
+            )));
         }
         let pending = Board::shared(n, "rvs_pending")?;
         let sockets = Attr::new()
@@ -256,9 +261,16 @@ impl Steer {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
     }
 
-    /// Worker `w` found its listener of this group empty.
-    pub(crate) fn drained(&self, w: usize) {
-        self.pending.get()[w].store(0, Ordering::Relaxed);
+    /// Connections the program sent to worker `w` and it has not accepted.
+    fn pending_of(&self, w: usize) -> u32 {
+        self.pending.get()[w].load(Ordering::Relaxed)
+    }
+
+    /// Take `n` off worker `w`'s pending count (never below zero).
+    fn forget(&self, w: usize, n: u32) {
+        let _ = self.pending.get()[w].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(n))
+        });
     }
 
     /// Connections sent to each worker and not accepted yet.
@@ -269,6 +281,40 @@ impl Steer {
             .iter()
             .map(|p| p.load(Ordering::Relaxed))
             .collect()
+    }
+}
+
+/// How long a count must stay above zero at every empty queue before it is taken for lost.
+const LOST_AFTER_MS: u64 = 1000;
+
+/// Counts the program added for connections that never reached the queue: a handshake that
+/// failed or timed out, or the second selection the kernel makes for a SYN cookie's ACK.
+/// While the queue is empty, the pending count holds only handshakes under way, which last
+/// a round trip; so the least count seen at the empty queues of a whole second is lost, and
+/// is taken off. (Clearing the count at every empty queue would also drop handshakes under
+/// way at that moment and let the worker look lighter than it is.) One per accept loop.
+pub(crate) struct Lost {
+    least: u32,
+    since_ms: u64,
+}
+
+impl Lost {
+    pub(crate) fn new(now_ms: u64) -> Lost {
+        Lost {
+            least: u32::MAX,
+            since_ms: now_ms,
+        }
+    }
+
+    /// Worker `w` found its listener of `steer`'s group empty at `now_ms`.
+    pub(crate) fn empty(&mut self, steer: &Steer, w: usize, now_ms: u64) {
+        self.least = self.least.min(steer.pending_of(w));
+        if now_ms.saturating_sub(self.since_ms) >= LOST_AFTER_MS {
+            if self.least > 0 && self.least != u32::MAX {
+                steer.forget(w, self.least);
+            }
+            *self = Lost::new(now_ms);
+        }
     }
 }
 
@@ -295,12 +341,13 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 const ALU64_K: u8 = 0x07;
 const ALU64_X: u8 = 0x0f;
 const JMP_K: u8 = 0x05;
-const JMP_X: u8 = 0x0d;
 const ADD: u8 = 0x00;
+const SUB: u8 = 0x10;
+const AND: u8 = 0x50;
 const LSH: u8 = 0x60;
-const RSH: u8 = 0x70;
-const MOD: u8 = 0x90;
+const XOR: u8 = 0xa0;
 const MOV: u8 = 0xb0;
+const ARSH: u8 = 0xc0;
 const JEQ: u8 = 0x10;
 const JGE: u8 = 0x30;
 const JNE: u8 = 0x50;
@@ -368,9 +415,10 @@ impl Asm {
     }
 }
 
-/// The program for `n` workers (2 or more). Registers: r6 the context, r7 the open
-/// connections' board, r8 the pending board, r3/r4 the two candidates (as byte offsets into
-/// the boards), r9 the chosen worker's pending count.
+/// The program for `n` workers (2 or more): the worker with the least open + pending
+/// connections (the first of equals), found without a branch, so the verifier walks one path
+/// whatever `n` is. Registers: r6 the context, r7 the open connections' board, r8 the pending
+/// board, r9 the least count so far, r3 its worker.
 fn program(n: i32, loads: RawFd, pending: RawFd, sockets: RawFd) -> Vec<Insn> {
     let mut a = Asm {
         code: Vec::new(),
@@ -379,27 +427,27 @@ fn program(n: i32, loads: RawFd, pending: RawFd, sockets: RawFd) -> Vec<Insn> {
     a.mov(6, 1).op(insn(ST_W, 10, 0, -4, 0));
     a.lookup0(loads).jpass(JEQ, 0, 0).mov(7, 0);
     a.lookup0(pending).jpass(JEQ, 0, 0).mov(8, 0);
-    // candidates: a = hash % n; b = (a + 1 + (hash >> 16) % (n - 1)) % n, never a
-    a.ldx(2, 6, MD_HASH);
-    a.mov(3, 2).alui(MOD, 3, n);
-    a.mov(4, 2)
-        .alui(RSH, 4, 16)
-        .alui(MOD, 4, n - 1)
-        .alui(ADD, 4, 1)
-        .add(4, 3)
-        .alui(MOD, 4, n);
-    // bounds the verifier can see
-    a.jpass(JGE, 3, n).jpass(JGE, 4, n);
-    a.alui(LSH, 3, 2).alui(LSH, 4, 2);
-    // r0 = load[a] + pending[a]; r2 = load[b] + pending[b]
-    a.mov(1, 7).add(1, 3).ldx(0, 1, 0);
-    a.mov(1, 8).add(1, 3).ldx(5, 1, 0).add(0, 5);
-    a.mov(1, 7).add(1, 4).ldx(2, 1, 0);
-    a.mov(1, 8).add(1, 4).ldx(5, 1, 0).add(2, 5);
-    // b only when strictly less loaded (a is already a draw of the hash)
-    a.op(insn(JMP_X | JGE, 2, 0, 1, 0)).mov(3, 4);
-    a.mov(9, 8).add(9, 3).alui(RSH, 3, 2);
+    // above any count (two u32s), small enough that no subtraction below overflows
+    a.op(insn(LD_DW_IMM, 9, 0, 0, 0))
+        .op(insn(0, 0, 0, 0, 1 << 8));
+    a.movi(3, 0);
+    for i in 0..n {
+        let off = (4 * i) as i16;
+        // r0 = count(i) - least; r1 = all ones when negative (ARSH), else zero
+        a.ldx(0, 7, off).ldx(1, 8, off).add(0, 1);
+        a.op(insn(ALU64_X | SUB, 0, 9, 0, 0));
+        a.mov(1, 0).alui(ARSH, 1, 63);
+        // least += r0 & r1 (the new least when lower); worker = r1 ? i : worker
+        a.op(insn(ALU64_X | AND, 0, 1, 0, 0)).add(9, 0);
+        a.movi(2, i)
+            .op(insn(ALU64_X | XOR, 2, 3, 0, 0))
+            .op(insn(ALU64_X | AND, 2, 1, 0, 0))
+            .op(insn(ALU64_X | XOR, 3, 2, 0, 0));
+    }
+    // a bound the verifier can see (always true)
+    a.jpass(JGE, 3, n);
     a.op(insn(STX_W, 10, 3, -8, 0));
+    a.alui(LSH, 3, 2).mov(9, 8).add(9, 3);
     a.mov(1, 6)
         .map(2, sockets)
         .mov(3, 10)
@@ -490,8 +538,52 @@ mod tests {
             steer.accepted(1);
         }
         steer.accepted(1); // more than were counted: stays at zero
-        steer.drained(0);
+        assert_eq!(steer.pending(), vec![5, 0]);
+        // worker 0's five never arrive (as if their handshakes failed): seen at every empty
+        // queue for a second, they are taken for lost
+        let mut lost = Lost::new(10_000);
+        lost.empty(&steer, 0, 10_000);
+        lost.empty(&steer, 0, 10_500);
+        assert_eq!(steer.pending(), vec![5, 0], "not before a second");
+        lost.empty(&steer, 0, 11_000);
         assert_eq!(steer.pending(), vec![0, 0]);
+        // a count that was zero at some empty queue of the second is not lost (the one
+        // seen at the end stands for a handshake under way)
+        loads.get()[0].store(0, Ordering::Relaxed);
+        let mut lost = Lost::new(20_000);
+        lost.empty(&steer, 0, 20_000);
+        let _c = TcpStream::connect(addr).unwrap();
+        lost.empty(&steer, 0, 21_000);
+        assert_eq!(steer.pending(), vec![1, 0], "zero was seen: nothing lost");
+    }
+
+    #[test]
+    fn the_least_loaded_of_five_then_equals_in_turn() {
+        let loads = Board::shared(5, "rvs_test").expect("a shared board (root, BPF)");
+        let first = crate::listen::tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let mut ls = vec![first];
+        ls.extend((1..5).map(|_| crate::listen::tcp(addr).unwrap()));
+        let fds: Vec<RawFd> = ls.iter().map(|l| l.as_raw_fd()).collect();
+        let steer = Steer::attach(&loads, &fds).expect("the program loads and attaches");
+        for (b, n) in loads.get().iter().zip([3, 1, 4, 1, 5]) {
+            b.store(n, Ordering::Relaxed);
+        }
+        let mut clients = Vec::new();
+        let expect = |c: &mut Vec<TcpStream>, want: [u32; 5]| {
+            c.push(TcpStream::connect(addr).unwrap());
+            assert_eq!(steer.pending(), want);
+        };
+        // 1 and 3 hold one each: the first of them, then the other
+        expect(&mut clients, [0, 1, 0, 0, 0]);
+        expect(&mut clients, [0, 1, 0, 1, 0]);
+        // held + waiting now 3, 2, 4, 2, 5: 1 and 3 again, then 0 before 1 (3 and 3)
+        expect(&mut clients, [0, 2, 0, 1, 0]);
+        expect(&mut clients, [0, 2, 0, 2, 0]);
+        expect(&mut clients, [1, 2, 0, 2, 0]);
+        expect(&mut clients, [1, 3, 0, 2, 0]);
+        let queued: Vec<usize> = ls.iter().map(queued).collect();
+        assert_eq!(queued, vec![1, 3, 0, 2, 0]);
     }
 
     #[test]

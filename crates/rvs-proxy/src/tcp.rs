@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::reactor::{self, Job, Side, Sock, Step};
 use crate::relay::{Counters, Event, Observer, Outcome, Relay, RelayOpts, Turn};
-use crate::steer::Steer;
+use crate::steer::{Lost, Steer};
 use crate::{proxy_header, Ctx, DestEventKind, Listen};
 
 /// Accept connections until the task is cancelled (on worker `me`). A connection is accepted
@@ -42,6 +42,7 @@ pub(crate) async fn accept_loop(
     me: usize,
 ) {
     let mut backoff = Duration::from_millis(10);
+    let mut lost = Lost::new(ctx.core.now().as_millis());
     loop {
         let permit = match ctx.slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -58,14 +59,16 @@ pub(crate) async fn accept_loop(
                 }
             }
         };
-        match accept(&l, steer.as_deref(), me).await {
+        let empty = || {
+            if let Some(s) = &steer {
+                lost.empty(s, me, ctx.core.now().as_millis());
+            }
+        };
+        match accept(&l, empty).await {
             Ok((client, peer)) => {
                 backoff = Duration::from_millis(10);
                 let target = match &steer {
-                    Some(s) => {
-                        s.accepted(me);
-                        me
-                    }
+                    Some(_) => me,
                     None => pick(ctx.loads.get(), me),
                 };
                 let conn = Accepted {
@@ -75,6 +78,11 @@ pub(crate) async fn accept_loop(
                     permit,
                     open: Open::new(&ctx, target),
                 };
+                // counted as held before it stops counting as waiting: the program never
+                // sees this worker lighter than it is
+                if let Some(s) = &steer {
+                    s.accepted(me);
+                }
                 if target == me {
                     start(conn, &ctx);
                 } else if let Err(back) = ctx.handoff[target].send(conn) {
@@ -105,21 +113,16 @@ pub(crate) async fn accept_loop(
 }
 
 /// The next connection of a listener (non-blocking, close-on-exec, not registered with tokio).
-/// An empty queue clears this worker's count of connections the kernel sent it (`steer`).
+/// `empty` is called whenever the queue is found empty.
 async fn accept(
     l: &AsyncFd<TcpListener>,
-    steer: Option<&Steer>,
-    me: usize,
+    mut empty: impl FnMut(),
 ) -> io::Result<(TcpStream, SocketAddr)> {
     loop {
         let mut ready = l.readable().await?;
         match ready.try_io(|l| reactor::accept(l.get_ref())) {
             Ok(r) => return r,
-            Err(_would_block) => {
-                if let Some(s) = steer {
-                    s.drained(me);
-                }
-            }
+            Err(_would_block) => empty(),
         }
     }
 }

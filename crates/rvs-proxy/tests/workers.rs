@@ -1,5 +1,5 @@
 //! The workers share the connections: SO_REUSEPORT's hash alone would let one worker drift
-//! ahead. The kernel gives each new connection to the less loaded of two workers (a BPF
+//! ahead. The kernel gives each new connection to the least loaded worker (a BPF
 //! program on the listeners), or where it cannot, a worker hands connections over; either way
 //! every worker stays within [`HANDOFF_MARGIN`] of the others, and every connection relays.
 
@@ -89,6 +89,12 @@ fn spread(loads: &[usize]) -> usize {
 #[test]
 fn two_hundred_long_connections_stay_spread_over_the_workers() {
     let (dp, vip) = director(3);
+    let key = Listen {
+        transport: Transport::Tcp,
+        addr: vip,
+    };
+    // the kernel's choice keeps them one apart; the hand-off (no program) within its margin
+    let most = if dp.steered(&key) { 1 } else { HANDOFF_MARGIN };
 
     // Opened one after the other and all kept open: a hash-only spread over three workers
     // would walk away from even (after 200 connections, the counts differ by about 20).
@@ -106,7 +112,7 @@ fn two_hundred_long_connections_stay_spread_over_the_workers() {
         });
         let loads = dp.worker_loads();
         assert!(
-            spread(&loads) <= HANDOFF_MARGIN,
+            spread(&loads) <= most,
             "after {i} connections the workers hold {loads:?}"
         );
     }
@@ -125,7 +131,7 @@ fn two_hundred_long_connections_stay_spread_over_the_workers() {
 }
 
 #[test]
-fn the_kernel_gives_each_connection_to_the_less_loaded_of_two_workers() {
+fn the_kernel_gives_each_connection_to_the_less_loaded_worker() {
     let (dp, vip) = director(2);
     let key = Listen {
         transport: Transport::Tcp,

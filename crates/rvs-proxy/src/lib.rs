@@ -429,7 +429,8 @@ impl Dataplane {
 
     /// TCP connections each worker holds now (accepted, connecting or relaying). No worker
     /// holds more than [`HANDOFF_MARGIN`] more than another after taking a connection (see
-    /// the module docs); on steered listeners, no more than one.
+    /// the module docs); on steered listeners, no more than one while connections arrive one
+    /// at a time (SYNs handled at the same moment on several CPUs can pick the same worker).
     pub fn worker_loads(&self) -> Vec<usize> {
         self.ctx
             .loads

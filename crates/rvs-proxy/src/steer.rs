@@ -5,23 +5,28 @@
 //! then hand connections over, and every hand-off is one more wake-up of another thread
 //! before the connection starts (measured: 1.75 ms median on two busy cores). Here a small
 //! BPF program (`BPF_PROG_TYPE_SK_REUSEPORT`, attached to the listeners' reuseport group)
-//! picks the listener instead, when the SYN arrives: the worker with the fewest connections,
-//! counting those it holds and those waiting in its accept queue (the first of equals, as
-//! the lowest-numbered worker is then one ahead, equals take turns). The connection lands in
-//! that worker's queue and only that worker wakes. The program compares every worker's count
-//! without a branch (a subtraction's sign chooses), so its cost to the verifier and per SYN
-//! grows linearly with the workers: about 12 instructions each.
+//! picks the listener instead. The kernel runs it when a packet for the service's port finds
+//! no connection (a SYN, mostly): it chooses the worker with the fewest connections, counting
+//! those it holds and those the program sent it that it has not accepted yet (handshakes
+//! under way and connections in its queue); the first of equals, and as that worker is then
+//! one ahead, equals take turns. The connection lands in that worker's queue and only that
+//! worker wakes. The program compares every worker's count without a branch (a
+//! subtraction's sign chooses), so the verifier walks one path and the program's length
+//! grows linearly with the workers: about 30 instructions and 14 per worker.
 //!
-//! The counts live in two memory-mapped BPF arrays, so neither side makes a system call to
-//! keep them: [`Board`] holds each worker's open connections (the workers count them, as
-//! they always have), and each reuseport group's own board the connections the program sent
-//! to each worker and the worker has not accepted yet (the program adds one, the worker takes
-//! one off when it accepts; counts for handshakes that never complete are found and taken
-//! off by [`Lost`]).
+//! The counts live in memory-mapped BPF arrays, so neither side makes a system call to keep
+//! them: [`Board`] holds each worker's open connections (the workers count them, as they
+//! always have), and each reuseport group's own board the connections the program sent to
+//! each worker that it has not accepted (the program adds one, the worker takes one off when
+//! it accepts; see [`Steer`] for the counts of connections that never arrive).
 //!
-//! The program is a few dozen instructions written here (no compiler needed). When the kernel
-//! refuses it (no privilege, an old kernel), the listeners keep the plain hash and the
-//! workers hand connections over as before (see [`crate::tcp`]).
+//! The counts are exact when SYNs come one at a time; two SYNs handled at once on two CPUs
+//! can both see the same least worker (the program reads, then adds), so under a burst the
+//! workers can end more than one apart, by as many as arrived together.
+//!
+//! When the kernel refuses the program (no privilege, a kernel before 5.5), the listeners
+//! keep the plain hash and the workers hand connections over as before (see
+//! [`crate::tcp`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -38,14 +43,27 @@ const BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: u32 = 20;
 const BPF_PROG_TYPE_SK_REUSEPORT: u32 = 21;
 const BPF_SK_REUSEPORT_SELECT: u32 = 39;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
-/// `setsockopt(SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF)`.
+/// `setsockopt(SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF)` (the asm-generic value, which x86,
+/// arm, arm64, riscv, powerpc and s390 use).
 const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
+const GENERIC_SOCKOPTS: bool = cfg!(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "powerpc64",
+    target_arch = "s390x",
+    target_arch = "loongarch64"
+));
 /// Helpers the program calls.
 const FN_MAP_LOOKUP_ELEM: i32 = 1;
 const FN_SK_SELECT_REUSEPORT: i32 = 82;
-/// The most workers the program compares (12 instructions each, run for every SYN: 256 cost
-/// about as much as a lookup in a hash map of the kernel; more workers hand over instead).
+/// The most workers the program compares (14 instructions each, run for every SYN; more
+/// workers hand over instead).
 const MAX_WORKERS: usize = 256;
+/// How often each worker turns its pending counts' generations (see [`Steer`]).
+pub(crate) const TURN: std::time::Duration = std::time::Duration::from_secs(1);
 /// What the program returns: let the socket (chosen or not) take the connection.
 const SK_PASS: i32 = 1;
 
@@ -187,9 +205,18 @@ impl Drop for Board {
 }
 
 /// The program and maps of one reuseport group (the workers' listeners of one address).
+///
+/// Its pending board counts, per worker, the connections the program sent it and it has not
+/// accepted, in two generations: the program adds to the current one, an accept takes from
+/// the older one first. Each second ([`TURN`]) the worker drops what is left of the older
+/// generation (connections counted over a second ago that never reached its queue: a
+/// handshake that failed or timed out, a SYN dropped at a full queue, a SYN cookie's ACK,
+/// which the kernel selects for again) and makes it the current one. So a count lost this way
+/// lasts one to two seconds, and a handshake still under way is never dropped before that.
 pub(crate) struct Steer {
-    /// connections sent to each worker and not yet accepted by it
+    /// `[generation 0: n][generation 1: n][which generation is current, per worker: n]`
     pending: Board,
+    workers: usize,
     /// keeps the group's socket array alive (the program holds it too)
     _sockets: OwnedFd,
     _prog: OwnedFd,
@@ -204,12 +231,17 @@ impl Steer {
         let loads_fd = loads
             .fd()
             .ok_or_else(|| io::Error::other("the workers' counts are not shared"))?;
+        if !GENERIC_SOCKOPTS {
+            return Err(io::Error::other(
+                "SO_ATTACH_REUSEPORT_EBPF has another number here",
+            ));
+        }
         if !(2..=MAX_WORKERS).contains(&n) || n != loads.get().len() {
             return Err(io::Error::other(format!(
                 "one listener per worker, 2 to {MAX_WORKERS} of them"
             )));
         }
-        let pending = Board::shared(n, "rvs_pending")?;
+        let pending = Board::shared(3 * n, "rvs_pending")?;
         let sockets = Attr::new()
             .u32(0, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY)
             .u32(4, 4)
@@ -249,72 +281,57 @@ impl Steer {
         }
         Ok(Steer {
             pending,
+            workers: n,
             _sockets: sockets,
             _prog: prog,
         })
     }
 
-    /// Worker `w` accepted a connection from this group.
+    /// The counts of worker `w`: the generation the program adds to, the other one.
+    fn counts(&self, w: usize) -> (&AtomicU32, &AtomicU32) {
+        let b = self.pending.get();
+        let n = self.workers;
+        let (a, c) = (&b[w], &b[n + w]);
+        if b[2 * n + w].load(Ordering::Relaxed) & 1 == 0 {
+            (a, c)
+        } else {
+            (c, a)
+        }
+    }
+
+    /// Worker `w` accepted a connection from this group: one off its pending count, from the
+    /// older generation while it has any (the queue is first in, first out).
     pub(crate) fn accepted(&self, w: usize) {
-        // never below zero: a count cleared by `drained` may still see its connections
-        let _ = self.pending.get()[w]
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        let (current, older) = self.counts(w);
+        // Release: the worker's open count, raised before, is seen by a program that sees
+        // this fall (the program reads pending before open)
+        let less = |v: u32| v.checked_sub(1);
+        if older
+            .fetch_update(Ordering::Release, Ordering::Relaxed, less)
+            .is_err()
+        {
+            // none counted (a connection hashed before the program was attached): nothing
+            let _ = current.fetch_update(Ordering::Release, Ordering::Relaxed, less);
+        }
     }
 
-    /// Connections the program sent to worker `w` and it has not accepted.
-    fn pending_of(&self, w: usize) -> u32 {
-        self.pending.get()[w].load(Ordering::Relaxed)
+    /// Worker `w`'s second has passed: what is left of the older generation was counted
+    /// more than a second ago and never arrived (see [`TURN`]); it is dropped, and its count
+    /// becomes the one the program adds to.
+    pub(crate) fn turn(&self, w: usize) {
+        let b = self.pending.get();
+        let (_, older) = self.counts(w);
+        older.store(0, Ordering::Relaxed);
+        b[2 * self.workers + w].fetch_xor(1, Ordering::Relaxed);
     }
 
-    /// Take `n` off worker `w`'s pending count (never below zero).
-    fn forget(&self, w: usize, n: u32) {
-        let _ = self.pending.get()[w].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            Some(v.saturating_sub(n))
-        });
-    }
-
-    /// Connections sent to each worker and not accepted yet.
+    /// Connections sent to each worker and not accepted yet (both generations).
     #[cfg(test)]
     pub(crate) fn pending(&self) -> Vec<u32> {
-        self.pending
-            .get()
-            .iter()
-            .map(|p| p.load(Ordering::Relaxed))
+        let b = self.pending.get();
+        (0..self.workers)
+            .map(|w| b[w].load(Ordering::Relaxed) + b[self.workers + w].load(Ordering::Relaxed))
             .collect()
-    }
-}
-
-/// How long a count must stay above zero at every empty queue before it is taken for lost.
-const LOST_AFTER_MS: u64 = 1000;
-
-/// Counts the program added for connections that never reached the queue: a handshake that
-/// failed or timed out, or the second selection the kernel makes for a SYN cookie's ACK.
-/// While the queue is empty, the pending count holds only handshakes under way, which last
-/// a round trip; so the least count seen at the empty queues of a whole second is lost, and
-/// is taken off. (Clearing the count at every empty queue would also drop handshakes under
-/// way at that moment and let the worker look lighter than it is.) One per accept loop.
-pub(crate) struct Lost {
-    least: u32,
-    since_ms: u64,
-}
-
-impl Lost {
-    pub(crate) fn new(now_ms: u64) -> Lost {
-        Lost {
-            least: u32::MAX,
-            since_ms: now_ms,
-        }
-    }
-
-    /// Worker `w` found its listener of `steer`'s group empty at `now_ms`.
-    pub(crate) fn empty(&mut self, steer: &Steer, w: usize, now_ms: u64) {
-        self.least = self.least.min(steer.pending_of(w));
-        if now_ms.saturating_sub(self.since_ms) >= LOST_AFTER_MS {
-            if self.least > 0 && self.least != u32::MAX {
-                steer.forget(w, self.least);
-            }
-            *self = Lost::new(now_ms);
-        }
     }
 }
 
@@ -329,9 +346,16 @@ struct Insn {
 }
 
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    // the register fields are C bit-fields: the first one takes the low bits on a
+    // little-endian machine, the high bits on a big-endian one
+    let regs = if cfg!(target_endian = "little") {
+        (src << 4) | dst
+    } else {
+        (dst << 4) | src
+    };
     Insn {
         code,
-        regs: (src << 4) | dst,
+        regs,
         off,
         imm,
     }
@@ -343,6 +367,7 @@ const ALU64_X: u8 = 0x0f;
 const JMP_K: u8 = 0x05;
 const ADD: u8 = 0x00;
 const SUB: u8 = 0x10;
+const MUL: u8 = 0x20;
 const AND: u8 = 0x50;
 const LSH: u8 = 0x60;
 const XOR: u8 = 0xa0;
@@ -418,7 +443,8 @@ impl Asm {
 /// The program for `n` workers (2 or more): the worker with the least open + pending
 /// connections (the first of equals), found without a branch, so the verifier walks one path
 /// whatever `n` is. Registers: r6 the context, r7 the open connections' board, r8 the pending
-/// board, r9 the least count so far, r3 its worker.
+/// board (`[older or current: n][the other: n][generation: n]`, see [`Steer`]), r9 the least
+/// count so far, r3 its worker.
 fn program(n: i32, loads: RawFd, pending: RawFd, sockets: RawFd) -> Vec<Insn> {
     let mut a = Asm {
         code: Vec::new(),
@@ -427,15 +453,20 @@ fn program(n: i32, loads: RawFd, pending: RawFd, sockets: RawFd) -> Vec<Insn> {
     a.mov(6, 1).op(insn(ST_W, 10, 0, -4, 0));
     a.lookup0(loads).jpass(JEQ, 0, 0).mov(7, 0);
     a.lookup0(pending).jpass(JEQ, 0, 0).mov(8, 0);
-    // above any count (two u32s), small enough that no subtraction below overflows
+    // above any count (three u32s), small enough that no subtraction below overflows
     a.op(insn(LD_DW_IMM, 9, 0, 0, 0))
         .op(insn(0, 0, 0, 0, 1 << 8));
     a.movi(3, 0);
     for i in 0..n {
         let off = (4 * i) as i16;
-        // r0 = count(i) - least; r1 = all ones when negative (ARSH), else zero
-        a.ldx(0, 7, off).ldx(1, 8, off).add(0, 1);
+        let other = (4 * (n + i)) as i16;
+        // r0 = count(i) - least, the pending counts read before the open one: a worker
+        // adds to its open count before it takes from pending, so in this order a
+        // connection being accepted is counted once or twice, never missed
+        a.ldx(0, 8, off).ldx(1, 8, other).add(0, 1);
+        a.ldx(1, 7, off).add(0, 1);
         a.op(insn(ALU64_X | SUB, 0, 9, 0, 0));
+        // r1 = all ones when negative (ARSH), else zero
         a.mov(1, 0).alui(ARSH, 1, 63);
         // least += r0 & r1 (the new least when lower); worker = r1 ? i : worker
         a.op(insn(ALU64_X | AND, 0, 1, 0, 0)).add(9, 0);
@@ -444,10 +475,15 @@ fn program(n: i32, loads: RawFd, pending: RawFd, sockets: RawFd) -> Vec<Insn> {
             .op(insn(ALU64_X | AND, 2, 1, 0, 0))
             .op(insn(ALU64_X | XOR, 3, 2, 0, 0));
     }
-    // a bound the verifier can see (always true)
+    // a bound the verifier can see (never taken)
     a.jpass(JGE, 3, n);
     a.op(insn(STX_W, 10, 3, -8, 0));
+    // r9 = the worker's count of the current generation: 4 * (worker + n * generation)
     a.alui(LSH, 3, 2).mov(9, 8).add(9, 3);
+    a.ldx(2, 9, (8 * n) as i16)
+        .alui(AND, 2, 1)
+        .alui(MUL, 2, 4 * n)
+        .add(9, 2);
     a.mov(1, 6)
         .map(2, sockets)
         .mov(3, 10)
@@ -539,22 +575,32 @@ mod tests {
         }
         steer.accepted(1); // more than were counted: stays at zero
         assert_eq!(steer.pending(), vec![5, 0]);
-        // worker 0's five never arrive (as if their handshakes failed): seen at every empty
-        // queue for a second, they are taken for lost
-        let mut lost = Lost::new(10_000);
-        lost.empty(&steer, 0, 10_000);
-        lost.empty(&steer, 0, 10_500);
-        assert_eq!(steer.pending(), vec![5, 0], "not before a second");
-        lost.empty(&steer, 0, 11_000);
+        // worker 0's five never arrive (taken above without `accepted`, as if their
+        // handshakes had failed): one turn keeps them (they might be under way), the next
+        // drops them
+        steer.turn(0);
+        assert_eq!(steer.pending(), vec![5, 0]);
+        steer.turn(0);
         assert_eq!(steer.pending(), vec![0, 0]);
-        // a count that was zero at some empty queue of the second is not lost (the one
-        // seen at the end stands for a handshake under way)
-        loads.get()[0].store(0, Ordering::Relaxed);
-        let mut lost = Lost::new(20_000);
-        lost.empty(&steer, 0, 20_000);
-        let _c = TcpStream::connect(addr).unwrap();
-        lost.empty(&steer, 0, 21_000);
-        assert_eq!(steer.pending(), vec![1, 0], "zero was seen: nothing lost");
+        // a connection counted before a turn and accepted after it is taken from the older
+        // generation, one counted after the turn stays
+        loads.get()[1].store(9, Ordering::Relaxed);
+        let _a = TcpStream::connect(addr).unwrap();
+        steer.turn(0);
+        let _b = TcpStream::connect(addr).unwrap();
+        assert_eq!(steer.pending(), vec![2, 0]);
+        steer.accepted(0);
+        steer.turn(0);
+        assert_eq!(
+            steer.pending(),
+            vec![1, 0],
+            "the newer count outlives the turn"
+        );
+        steer.accepted(0);
+        steer.turn(0);
+        steer.turn(0);
+        assert_eq!(steer.pending(), vec![0, 0]);
+        assert_eq!((queued(&l0), queued(&l1)), (2, 0));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::reactor::{self, Job, Side, Sock, Step};
 use crate::relay::{Counters, Event, Observer, Outcome, Relay, RelayOpts, Turn};
-use crate::steer::{Lost, Steer};
+use crate::steer::{self, Steer};
 use crate::{proxy_header, Ctx, DestEventKind, Listen};
 
 /// Accept connections until the task is cancelled (on worker `me`). A connection is accepted
@@ -42,7 +42,12 @@ pub(crate) async fn accept_loop(
     me: usize,
 ) {
     let mut backoff = Duration::from_millis(10);
-    let mut lost = Lost::new(ctx.core.now().as_millis());
+    // each second, this worker's counts of connections steered to it turn over (see Steer)
+    let mut turns = steer.as_ref().map(|_| {
+        let mut i = tokio::time::interval_at(Instant::now() + steer::TURN, steer::TURN);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
     loop {
         let permit = match ctx.slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -59,12 +64,16 @@ pub(crate) async fn accept_loop(
                 }
             }
         };
-        let empty = || {
-            if let Some(s) = &steer {
-                lost.empty(s, me, ctx.core.now().as_millis());
+        let got = tokio::select! {
+            got = accept(&l) => got,
+            _ = next_turn(&mut turns) => {
+                if let Some(s) = &steer {
+                    s.turn(me);
+                }
+                continue;
             }
         };
-        match accept(&l, empty).await {
+        match got {
             Ok((client, peer)) => {
                 backoff = Duration::from_millis(10);
                 let target = match &steer {
@@ -78,8 +87,8 @@ pub(crate) async fn accept_loop(
                     permit,
                     open: Open::new(&ctx, target),
                 };
-                // counted as held before it stops counting as waiting: the program never
-                // sees this worker lighter than it is
+                // counted as held before it stops counting as pending (and the program reads
+                // pending first): the program never sees this worker lighter than it is
                 if let Some(s) = &steer {
                     s.accepted(me);
                 }
@@ -98,6 +107,10 @@ pub(crate) async fn accept_loop(
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                 );
                 if e.raw_os_error() == Some(libc::ECONNABORTED) {
+                    // taken from the queue, reset before it was: it was counted all the same
+                    if let Some(s) = &steer {
+                        s.accepted(me);
+                    }
                     continue;
                 }
                 if ctx.may_warn() {
@@ -113,17 +126,23 @@ pub(crate) async fn accept_loop(
 }
 
 /// The next connection of a listener (non-blocking, close-on-exec, not registered with tokio).
-/// `empty` is called whenever the queue is found empty.
-async fn accept(
-    l: &AsyncFd<TcpListener>,
-    mut empty: impl FnMut(),
-) -> io::Result<(TcpStream, SocketAddr)> {
+async fn accept(l: &AsyncFd<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
     loop {
         let mut ready = l.readable().await?;
         match ready.try_io(|l| reactor::accept(l.get_ref())) {
             Ok(r) => return r,
-            Err(_would_block) => empty(),
+            Err(_would_block) => continue,
         }
+    }
+}
+
+/// The next tick of `turns`; never, without.
+async fn next_turn(turns: &mut Option<tokio::time::Interval>) {
+    match turns {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

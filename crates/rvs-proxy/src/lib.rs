@@ -431,6 +431,7 @@ impl Dataplane {
     /// holds more than [`HANDOFF_MARGIN`] more than another after taking a connection (see
     /// the module docs); on steered listeners, no more than one while connections arrive one
     /// at a time (SYNs handled at the same moment on several CPUs can pick the same worker).
+    /// A worker whose thread has ended shows `u32::MAX / 2`, so it is never chosen again.
     pub fn worker_loads(&self) -> Vec<usize> {
         self.ctx
             .loads

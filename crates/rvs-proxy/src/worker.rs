@@ -43,6 +43,17 @@ pub enum Cmd {
     CheckDests { ack: SyncSender<()> },
 }
 
+/// Marks a worker whose thread ends (stopped, or a bug unwound it) as so loaded that neither
+/// the kernel's choice ([`crate::steer`]) nor a hand-off ever gives it a connection again:
+/// its listeners are gone with its runtime.
+struct Gone(Arc<Ctx>, usize);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.loads.get()[self.1].store(u32::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The manager's handle on one worker thread.
 pub struct Worker {
     tx: UnboundedSender<Cmd>,
@@ -65,7 +76,10 @@ impl Worker {
         let (tx, rx) = unbounded_channel();
         let thread = std::thread::Builder::new()
             .name(format!("rvs-worker-{idx}"))
-            .spawn(move || rt.block_on(run(idx, rx, adopt, ctx)))?;
+            .spawn(move || {
+                let _gone = Gone(ctx.clone(), idx);
+                rt.block_on(run(idx, rx, adopt, ctx))
+            })?;
         Ok(Worker { tx, thread })
     }
 

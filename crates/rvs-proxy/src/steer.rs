@@ -113,8 +113,9 @@ impl Attr {
     }
 }
 
-/// One u32 per worker in a one-element BPF array the program reads (and adds to) and this
-/// process maps into its memory, or in plain memory when there is no program.
+/// Counts (u32) in a one-element BPF array the program reads (and adds to) and this process
+/// maps into its memory, or in plain memory when there is no program: one per worker for the
+/// open connections, three per worker for a group's pending ones (see [`Steer`]).
 pub(crate) struct Board {
     /// the array's descriptor (none in plain memory)
     map: Option<OwnedFd>,
@@ -310,7 +311,8 @@ impl Steer {
             .fetch_update(Ordering::Release, Ordering::Relaxed, less)
             .is_err()
         {
-            // none counted (a connection hashed before the program was attached): nothing
+            // the older generation is empty: counted in the current one (or not at all, if
+            // hashed before the program was attached; then nothing is taken)
             let _ = current.fetch_update(Ordering::Release, Ordering::Relaxed, less);
         }
     }

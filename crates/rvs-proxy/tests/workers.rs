@@ -52,7 +52,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// A data plane of `workers` workers serving one TCP service on a fresh loopback port with
 /// one echoing real server.
-fn director(workers: usize) -> (Dataplane, SocketAddr) {
+fn director(workers: usize) -> (Dataplane, SocketAddr, Listen) {
     let rs = echo_server();
     let vip = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port());
     let core = Arc::new(Core::new(Ipvs::new(Config::default())));
@@ -79,20 +79,32 @@ fn director(workers: usize) -> (Dataplane, SocketAddr) {
         addr: vip,
     };
     assert!(dp.listening().any(|l| *l == key));
-    (dp, vip)
+    (dp, vip, key)
 }
 
 fn spread(loads: &[usize]) -> usize {
     loads.iter().max().unwrap() - loads.iter().min().unwrap()
 }
 
+/// `msg` sent on `c` comes back: the connection is relayed.
+fn echo(c: &mut TcpStream, msg: &[u8]) {
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg, "relayed");
+}
+
+/// Waits until the workers hold `n` connections in all.
+fn wait_held(dp: &Dataplane, n: usize) {
+    wait_until("the workers' counts", || {
+        dp.worker_loads().iter().sum::<usize>() == n
+    });
+}
+
 #[test]
 fn two_hundred_long_connections_stay_spread_over_the_workers() {
-    let (dp, vip) = director(3);
-    let key = Listen {
-        transport: Transport::Tcp,
-        addr: vip,
-    };
+    let (dp, vip, key) = director(3);
     // the kernel's choice keeps them one apart; the hand-off (no program) within its margin
     let most = if dp.steered(&key) { 1 } else { HANDOFF_MARGIN };
 
@@ -101,15 +113,9 @@ fn two_hundred_long_connections_stay_spread_over_the_workers() {
     let mut conns = Vec::new();
     for i in 1..=200usize {
         let mut c = TcpStream::connect(vip).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(b"?").unwrap();
-        let mut b = [0u8; 1];
-        c.read_exact(&mut b).unwrap();
-        assert_eq!(&b, b"?", "connection {i} relayed");
+        echo(&mut c, b"?");
         conns.push(c);
-        wait_until("the count of the new connection", || {
-            dp.worker_loads().iter().sum::<usize>() == i
-        });
+        wait_held(&dp, i);
         let loads = dp.worker_loads();
         assert!(
             spread(&loads) <= most,
@@ -118,11 +124,7 @@ fn two_hundred_long_connections_stay_spread_over_the_workers() {
     }
     // every connection, wherever it was started, still relays
     for (i, c) in conns.iter_mut().enumerate() {
-        let msg = format!("{i}");
-        c.write_all(msg.as_bytes()).unwrap();
-        let mut back = vec![0u8; msg.len()];
-        c.read_exact(&mut back).unwrap();
-        assert_eq!(back, msg.as_bytes());
+        echo(c, format!("{i}").as_bytes());
     }
     drop(conns);
     wait_until("the connections to end", || dp.open_connections() == 0);
@@ -132,11 +134,7 @@ fn two_hundred_long_connections_stay_spread_over_the_workers() {
 
 #[test]
 fn the_kernel_gives_each_connection_to_the_less_loaded_worker() {
-    let (dp, vip) = director(2);
-    let key = Listen {
-        transport: Transport::Tcp,
-        addr: vip,
-    };
+    let (dp, vip, key) = director(2);
     assert!(
         dp.steered(&key),
         "the listeners of a TCP service carry the program"
@@ -145,22 +143,15 @@ fn the_kernel_gives_each_connection_to_the_less_loaded_worker() {
     // counts those waiting in each worker's queue, so the burst too is split evenly (a hash
     // alone leaves two workers about 4 apart after 40, 8 or more one time in ten).
     let mut conns: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(vip).unwrap()).collect();
-    wait_until("the burst to be taken", || {
-        dp.worker_loads().iter().sum::<usize>() == 40
-    });
+    wait_held(&dp, 40);
     assert!(spread(&dp.worker_loads()) <= 1, "{:?}", dp.worker_loads());
     // then one at a time, each to the worker with fewer: never more than one apart
     let mut owner = Vec::new();
     for i in 41..=80usize {
         let before = dp.worker_loads();
         let mut c = TcpStream::connect(vip).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(b"!").unwrap();
-        let mut b = [0u8; 1];
-        c.read_exact(&mut b).unwrap();
-        wait_until("the count of the new connection", || {
-            dp.worker_loads().iter().sum::<usize>() == i
-        });
+        echo(&mut c, b"!");
+        wait_held(&dp, i);
         let after = dp.worker_loads();
         assert!(spread(&after) <= 1, "after {i}: {after:?}");
         owner.push((0..2).find(|&w| after[w] > before[w]).unwrap());
@@ -193,12 +184,7 @@ fn the_kernel_gives_each_connection_to_the_less_loaded_worker() {
         "worker 1 took none of them: {before:?} -> {after:?}"
     );
     for (i, c) in conns.iter_mut().enumerate() {
-        let msg = format!("{i}");
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(msg.as_bytes()).unwrap();
-        let mut back = vec![0u8; msg.len()];
-        c.read_exact(&mut back).unwrap();
-        assert_eq!(back, msg.as_bytes(), "connection {i} relayed");
+        echo(c, format!("{i}").as_bytes());
     }
     drop(conns);
     wait_until("the connections to end", || dp.open_connections() == 0);

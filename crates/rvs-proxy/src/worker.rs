@@ -181,3 +181,85 @@ fn start(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use rvs_core::ipvs::{Config, Ipvs};
+    use rvs_core::model::{DestConf, Family, Forward, Protocol, ServiceConf, ServiceKey};
+
+    use crate::core::Core;
+    use crate::{Dataplane, Options};
+
+    /// A real server that greets each connection with one byte and keeps it open.
+    fn greeter() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            for mut s in l.incoming().flatten() {
+                if s.write_all(b"+").is_ok() {
+                    kept.push(s);
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_worker_whose_thread_ended_is_never_given_a_connection() {
+        let rs = greeter();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let vip = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let core = Arc::new(Core::new(Ipvs::new(Config::default())));
+        {
+            let mut ipvs = core.lock();
+            let key = ServiceKey::Addr {
+                proto: Protocol::Tcp,
+                addr: vip.ip(),
+                port,
+            };
+            ipvs.add_service(key, ServiceConf::new(Family::V4, "rr"))
+                .unwrap();
+            ipvs.add_dest(&key, DestConf::new(rs.ip(), rs.port()).fwd(Forward::Masq))
+                .unwrap();
+        }
+        let opts = Options {
+            workers: 2,
+            ..Options::default()
+        };
+        let mut dp = Dataplane::start(core, opts).unwrap();
+        dp.sync();
+
+        // worker 1's thread ends (its runtime, and with it its listener, is gone)
+        dp.workers.pop().unwrap().join();
+        assert_eq!(dp.worker_loads(), vec![0, u32::MAX as usize / 2]);
+
+        // every new connection is relayed by worker 0, however many it already holds
+        let mut conns = Vec::new();
+        for i in 0..24 {
+            let mut c = TcpStream::connect(vip).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut hello = [0u8];
+            c.read_exact(&mut hello).unwrap();
+            assert_eq!(&hello, b"+", "connection {i} relayed");
+            conns.push(c);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dp.worker_loads()[0] != 24 {
+            assert!(Instant::now() < deadline, "{:?}", dp.worker_loads());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(dp.worker_loads(), vec![24, u32::MAX as usize / 2]);
+        drop(conns);
+        dp.shutdown();
+    }
+}

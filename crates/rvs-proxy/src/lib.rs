@@ -49,7 +49,7 @@ pub mod tcpinfo;
 mod udp;
 mod worker;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -198,9 +198,9 @@ impl Ctx {
 pub struct Dataplane {
     ctx: Arc<Ctx>,
     workers: Vec<Worker>,
-    bound: BTreeSet<Listen>,
-    /// the TCP listeners whose connections the kernel gives to a worker by its load ([`steer`])
-    steered: BTreeSet<Listen>,
+    /// the sockets served, each with whether the kernel gives its connections to a worker by
+    /// the worker's load ([`steer`])
+    bound: BTreeMap<Listen, bool>,
     /// services already warned about (forwarded by the proxy though -g/-i, or not servable)
     warned: HashSet<(ServiceKey, Warning)>,
 }
@@ -243,8 +243,7 @@ impl Dataplane {
         Ok(Dataplane {
             ctx,
             workers,
-            bound: BTreeSet::new(),
-            steered: BTreeSet::new(),
+            bound: BTreeMap::new(),
             warned: HashSet::new(),
         })
     }
@@ -256,21 +255,26 @@ impl Dataplane {
     pub fn sync(&mut self) {
         self.signal_dest_changes();
         let wanted = self.wanted();
-        let gone: Vec<Listen> = self.bound.difference(&wanted).copied().collect();
+        let gone: Vec<Listen> = self
+            .bound
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .copied()
+            .collect();
         for key in gone {
             self.close(key);
             self.bound.remove(&key);
-            self.steered.remove(&key);
             tracing::info!(proto = ?key.transport, addr = %key.addr, "stopped listening");
         }
-        let new: Vec<Listen> = wanted.difference(&self.bound).copied().collect();
+        let new: Vec<Listen> = wanted
+            .iter()
+            .filter(|k| !self.bound.contains_key(k))
+            .copied()
+            .collect();
         for key in new {
             match self.open(key) {
                 Ok(steered) => {
-                    self.bound.insert(key);
-                    if steered {
-                        self.steered.insert(key);
-                    }
+                    self.bound.insert(key, steered);
                     tracing::info!(proto = ?key.transport, addr = %key.addr, steered, "listening");
                 }
                 Err(e) => {
@@ -377,6 +381,9 @@ impl Dataplane {
     /// The program that chooses the worker of each new connection to the TCP listeners
     /// `socks` (see [`steer`]); none for UDP, one worker, or when the kernel refuses it.
     fn steer(&self, key: Listen, socks: &[Sock]) -> Option<Arc<steer::Steer>> {
+        if key.transport != Transport::Tcp || socks.len() < 2 {
+            return None;
+        }
         let fds: Vec<_> = socks
             .iter()
             .filter_map(|s| match s {
@@ -384,9 +391,6 @@ impl Dataplane {
                 Sock::Udp(_) => None,
             })
             .collect();
-        if fds.len() < 2 || fds.len() != socks.len() {
-            return None;
-        }
         match steer::Steer::attach(&self.ctx.loads, &fds) {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
@@ -419,7 +423,6 @@ impl Dataplane {
     pub fn stop_accepting(&mut self) {
         self.each_worker(|ack| Cmd::StopAccepting { ack });
         self.bound.clear();
-        self.steered.clear();
     }
 
     /// TCP connections being relayed now.
@@ -455,12 +458,12 @@ impl Dataplane {
     /// with one worker, or where the kernel refused the program: then the workers hand
     /// connections over ([`HANDOFF_MARGIN`]).
     pub fn steered(&self, key: &Listen) -> bool {
-        self.steered.contains(key)
+        self.bound.get(key) == Some(&true)
     }
 
     /// The sockets served now.
     pub fn listening(&self) -> impl Iterator<Item = &Listen> {
-        self.bound.iter()
+        self.bound.keys()
     }
 
     /// Stop the workers; connections still open are closed.

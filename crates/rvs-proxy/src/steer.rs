@@ -43,19 +43,6 @@ const BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: u32 = 20;
 const BPF_PROG_TYPE_SK_REUSEPORT: u32 = 21;
 const BPF_SK_REUSEPORT_SELECT: u32 = 39;
 const BPF_F_MMAPABLE: u32 = 1 << 10;
-/// `setsockopt(SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF)` (the asm-generic value, which x86,
-/// arm, arm64, riscv, powerpc and s390 use).
-const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
-const GENERIC_SOCKOPTS: bool = cfg!(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
-));
 /// Helpers the program calls.
 const FN_MAP_LOOKUP_ELEM: i32 = 1;
 const FN_SK_SELECT_REUSEPORT: i32 = 82;
@@ -232,11 +219,6 @@ impl Steer {
         let loads_fd = loads
             .fd()
             .ok_or_else(|| io::Error::other("the workers' counts are not shared"))?;
-        if !GENERIC_SOCKOPTS {
-            return Err(io::Error::other(
-                "SO_ATTACH_REUSEPORT_EBPF has another number here",
-            ));
-        }
         if !(2..=MAX_WORKERS).contains(&n) || n != loads.get().len() {
             return Err(io::Error::other(format!(
                 "one listener per worker, 2 to {MAX_WORKERS} of them"
@@ -272,7 +254,7 @@ impl Steer {
             libc::setsockopt(
                 socks[0],
                 libc::SOL_SOCKET,
-                SO_ATTACH_REUSEPORT_EBPF,
+                libc::SO_ATTACH_REUSEPORT_EBPF,
                 std::ptr::addr_of!(pfd).cast(),
                 std::mem::size_of::<RawFd>() as libc::socklen_t,
             )

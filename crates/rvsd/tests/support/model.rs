@@ -68,17 +68,23 @@ impl Model {
         }
     }
 
-    /// A TCP connection from `client` to `vip` that gets established: the real server it
-    /// goes to, or `None` when there is no destination.
+    /// A TCP connection from `client` to `vip` that gets established and then closed by both
+    /// ends, the client first: the real server it goes to, or `None` when there is no
+    /// destination. The close matters when the client's kernel picks the same port again
+    /// later: the entry it left is then in TIME_WAIT (NAT) and the new SYN is scheduled afresh,
+    /// or still in FIN_WAIT (direct routing sees only the client's half) and goes where the
+    /// old one went, as the kernel's `conn_reuse_mode` 1 does.
     pub fn tcp(&mut self, client: SocketAddr, vip: SocketAddr) -> Option<SocketAddr> {
         let now = self.now;
         let (c, v) = (client, vip);
-        let syn = Packet::tcp(c.ip(), c.port(), v.ip(), v.port(), TcpFlags::SYN);
-        let rs = Self::forward(self.ipvs.packet_in(&syn, now))?;
-        let synack = Packet::tcp(rs.ip(), rs.port(), c.ip(), c.port(), TcpFlags::SYN_ACK);
-        self.ipvs.packet_out(&synack, now);
-        let ack = Packet::tcp(c.ip(), c.port(), v.ip(), v.port(), TcpFlags::ACK);
-        self.ipvs.packet_in(&ack, now);
+        let input = |flags| Packet::tcp(c.ip(), c.port(), v.ip(), v.port(), flags);
+        let rs = Self::forward(self.ipvs.packet_in(&input(TcpFlags::SYN), now))?;
+        let output = |flags| Packet::tcp(rs.ip(), rs.port(), c.ip(), c.port(), flags);
+        self.ipvs.packet_out(&output(TcpFlags::SYN_ACK), now);
+        self.ipvs.packet_in(&input(TcpFlags::ACK), now);
+        self.ipvs.packet_in(&input(TcpFlags::FIN_ACK), now);
+        self.ipvs.packet_out(&output(TcpFlags::FIN_ACK), now);
+        self.ipvs.packet_in(&input(TcpFlags::ACK), now);
         Some(rs)
     }
 
@@ -86,5 +92,37 @@ impl Model {
     pub fn udp(&mut self, client: SocketAddr, vip: SocketAddr) -> Option<SocketAddr> {
         let pkt = Packet::udp(client.ip(), client.port(), vip.ip(), vip.port());
         Self::forward(self.ipvs.packet_in(&pkt, self.now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three rr real servers behind 10.0.0.1:80, forwarded with `fwd` (`-m` or `-g`).
+    fn rr(fwd: &str) -> Model {
+        let mut m = Model::new();
+        m.adm("-A -t 10.0.0.1:80 -s rr");
+        for i in 1..=3 {
+            m.adm(&format!("-a -t 10.0.0.1:80 -r 10.0.1.{i}:80 {fwd}"));
+        }
+        m
+    }
+
+    #[test]
+    fn a_port_used_again_is_scheduled_as_the_kernel_does() {
+        let vip: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.9.9:40000".parse().unwrap(),
+            "10.0.9.9:40001".parse().unwrap(),
+        );
+        // NAT: the closed entry is in TIME_WAIT, the new SYN takes the next server
+        let mut nat = rr("-m");
+        let first = [a, b, a].map(|c| nat.tcp(c, vip).unwrap().ip().to_string());
+        assert_eq!(first, ["10.0.1.3", "10.0.1.2", "10.0.1.1"]);
+        // direct routing: the entry is in FIN_WAIT, the SYN follows it
+        let mut dr = rr("-g");
+        let first = [a, b, a].map(|c| dr.tcp(c, vip).unwrap().ip().to_string());
+        assert_eq!(first, ["10.0.1.3", "10.0.1.2", "10.0.1.3"]);
     }
 }

@@ -194,15 +194,47 @@ impl Ctx {
     }
 }
 
+/// Whether `e` says the process or the system ran short of something for a while.
+pub(crate) fn scarce(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The one log line of a data plane whose workers hand connections over because the kernel
+/// does not choose them.
+fn refused_steering(e: &std::io::Error) {
+    tracing::info!(
+        "workers hand connections over (the kernel refused the listeners' BPF program: {e})"
+    );
+}
+
 /// The userspace data plane: worker threads and the listening sockets they serve.
 pub struct Dataplane {
     ctx: Arc<Ctx>,
     workers: Vec<Worker>,
-    /// the sockets served, each with whether the kernel gives its connections to a worker by
-    /// the worker's load ([`steer`])
-    bound: BTreeMap<Listen, bool>,
+    /// the sockets served, each with the program that gives its connections to a worker by
+    /// the worker's load, when the kernel does ([`steer`])
+    bound: BTreeMap<Listen, Option<Arc<steer::Steer>>>,
     /// services already warned about (forwarded by the proxy though -g/-i, or not servable)
     warned: HashSet<(ServiceKey, Warning)>,
+    /// whether new TCP services get the program that chooses their workers ([`steer`])
+    steering: Steering,
+}
+
+/// Whether the data plane gives its TCP listeners the program that chooses their workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Steering {
+    /// no: one worker, more than the program compares ([`steer::MAX_WORKERS`]), or the
+    /// kernel refused the program the first time it was asked (no privilege, a kernel before
+    /// 5.5), which is logged once
+    Off,
+    /// yes, the kernel has not been asked yet
+    Untried,
+    /// yes, the kernel took it: a later failure (descriptors, memory, the locked-memory
+    /// limit of older kernels) is that service's alone
+    Works,
 }
 
 impl Dataplane {
@@ -217,13 +249,18 @@ impl Dataplane {
         let (handoff, adopt): (Vec<_>, Vec<_>) = (0..n)
             .map(|_| tokio::sync::mpsc::unbounded_channel())
             .unzip();
+        // more workers than the program compares hand over too (see steer::MAX_WORKERS)
         let loads = match n {
-            1 => steer::Board::plain(n),
-            _ => steer::Board::shared(n, "rvs_loads").unwrap_or_else(|e| {
-                tracing::info!("workers hand connections over (no BPF for the listeners: {e})");
-                steer::Board::plain(n)
-            }),
+            2..=steer::MAX_WORKERS => steer::Board::shared(n, "rvs_loads")
+                .inspect_err(refused_steering)
+                .ok(),
+            _ => None,
         };
+        let steering = match loads {
+            Some(_) => Steering::Untried,
+            None => Steering::Off,
+        };
+        let loads = loads.unwrap_or_else(|| steer::Board::plain(n));
         let ctx = Arc::new(Ctx {
             core,
             opts,
@@ -245,6 +282,7 @@ impl Dataplane {
             workers,
             bound: BTreeMap::new(),
             warned: HashSet::new(),
+            steering,
         })
     }
 
@@ -273,8 +311,9 @@ impl Dataplane {
             .collect();
         for key in new {
             match self.open(key) {
-                Ok(steered) => {
-                    self.bound.insert(key, steered);
+                Ok(steer) => {
+                    let steered = steer.is_some();
+                    self.bound.insert(key, steer);
                     tracing::info!(proto = ?key.transport, addr = %key.addr, steered, "listening");
                 }
                 Err(e) => {
@@ -348,9 +387,9 @@ impl Dataplane {
         wanted
     }
 
-    /// Bind `key`'s sockets and give them to the workers; true when the kernel chooses the
-    /// worker of each connection ([`steer`]).
-    fn open(&self, key: Listen) -> std::io::Result<bool> {
+    /// Bind `key`'s sockets and give them to the workers; the program that chooses the worker
+    /// of each connection, when the kernel does ([`steer`]).
+    fn open(&mut self, key: Listen) -> std::io::Result<Option<Arc<steer::Steer>>> {
         let socks = (0..self.workers.len())
             .map(|_| match key.transport {
                 Transport::Tcp => listen::tcp(key.addr).map(Sock::Tcp),
@@ -358,7 +397,6 @@ impl Dataplane {
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         let steer = self.steer(key, &socks);
-        let steered = steer.is_some();
         let mut acks = Vec::new();
         for (w, sock) in self.workers.iter().zip(socks) {
             let (tx, rx) = sync_channel(1);
@@ -375,13 +413,14 @@ impl Dataplane {
         for rx in acks {
             rx.recv().unwrap_or(Ok(()))?;
         }
-        Ok(steered)
+        Ok(steer)
     }
 
     /// The program that chooses the worker of each new connection to the TCP listeners
-    /// `socks` (see [`steer`]); none for UDP, one worker, or when the kernel refuses it.
-    fn steer(&self, key: Listen, socks: &[Sock]) -> Option<Arc<steer::Steer>> {
-        if key.transport != Transport::Tcp || socks.len() < 2 {
+    /// `socks` (see [`steer`]); none for UDP, with fewer than two workers alive, when steering
+    /// is off ([`Steering::Off`]), or when the kernel refuses it for this service.
+    fn steer(&mut self, key: Listen, socks: &[Sock]) -> Option<Arc<steer::Steer>> {
+        if key.transport != Transport::Tcp || self.steering == Steering::Off || socks.len() < 2 {
             return None;
         }
         let fds: Vec<_> = socks
@@ -392,9 +431,18 @@ impl Dataplane {
             })
             .collect();
         match steer::Steer::attach(&self.ctx.loads, &fds) {
-            Ok(s) => Some(Arc::new(s)),
+            Ok(s) => {
+                self.steering = Steering::Works;
+                Some(Arc::new(s))
+            }
+            Err(e) if self.steering == Steering::Untried && !scarce(&e) => {
+                refused_steering(&e);
+                self.steering = Steering::Off;
+                None
+            }
             Err(e) => {
-                tracing::debug!(addr = %key.addr, "listeners hashed, workers hand over: {e}");
+                // this service's workers hand over; the next service tries again
+                tracing::warn!(addr = %key.addr, "listeners without the BPF program: {e}");
                 None
             }
         }
@@ -454,11 +502,12 @@ impl Dataplane {
     }
 
     /// Whether the kernel gives each new connection to `key`'s listeners to the least loaded
-    /// worker (a BPF program on the listeners; see the module docs). False for UDP,
-    /// with one worker, or where the kernel refused the program: then the workers hand
-    /// connections over ([`HANDOFF_MARGIN`]).
+    /// worker (a BPF program on the listeners; see the module docs). False for UDP, with one
+    /// worker or more than 256, on a kernel that refused the program, or for a service
+    /// whose program could not be loaded (descriptors or memory short): then the workers
+    /// hand connections over ([`HANDOFF_MARGIN`]).
     pub fn steered(&self, key: &Listen) -> bool {
-        self.bound.get(key) == Some(&true)
+        self.bound.get(key).is_some_and(Option::is_some)
     }
 
     /// The sockets served now.

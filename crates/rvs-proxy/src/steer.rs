@@ -26,7 +26,9 @@
 //!
 //! When the kernel refuses the program (no privilege, a kernel before 5.5), the listeners
 //! keep the plain hash and the workers hand connections over as before (see
-//! [`crate::tcp`]).
+//! [`crate::tcp`]); the data plane then logs it once and does not ask again for later
+//! services. Once the kernel has taken the program, a service whose program cannot be
+//! loaded (descriptors or memory short) goes without it, and the next one tries again.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -48,7 +50,7 @@ const FN_MAP_LOOKUP_ELEM: i32 = 1;
 const FN_SK_SELECT_REUSEPORT: i32 = 82;
 /// The most workers the program compares (14 instructions each, run for every SYN; more
 /// workers hand over instead).
-const MAX_WORKERS: usize = 256;
+pub(crate) const MAX_WORKERS: usize = 256;
 /// How often each worker turns its pending counts' generations (see [`Steer`]).
 pub(crate) const TURN: std::time::Duration = std::time::Duration::from_secs(1);
 /// What the program returns: let the socket (chosen or not) take the connection.
@@ -103,31 +105,41 @@ impl Attr {
 /// Counts (u32) in a one-element BPF array the program reads (and adds to) and this process
 /// maps into its memory, or in plain memory when there is no program: one per worker for the
 /// open connections, three per worker for a group's pending ones (see [`Steer`]).
-pub(crate) struct Board {
-    /// the array's descriptor (none in plain memory)
-    map: Option<OwnedFd>,
-    ptr: NonNull<AtomicU32>,
-    len: usize,
-    /// bytes mapped (0 for a board in plain memory, a boxed slice taken back in `Drop`)
-    mapped: usize,
+pub(crate) enum Board {
+    /// counts only this process reads
+    Plain(Box<[AtomicU32]>),
+    /// counts the program reads too
+    Mapped(Mapping),
 }
 
-// SAFETY: the board is a slice of atomics; sharing it between threads is what atomics are for.
-unsafe impl Send for Board {}
+/// A BPF array's values mapped into this process.
+pub(crate) struct Mapping {
+    /// the BPF array
+    map: OwnedFd,
+    ptr: NonNull<AtomicU32>,
+    /// the counts
+    len: usize,
+    /// bytes mapped (whole pages)
+    bytes: usize,
+}
+
+// SAFETY: the mapping is a slice of atomics; sharing it between threads is what atomics are
+// for, and it is unmapped only by its owner's drop.
+unsafe impl Send for Mapping {}
 // SAFETY: as above: every access goes through `AtomicU32`.
-unsafe impl Sync for Board {}
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `Board::shared`, unmapped once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
+    }
+}
 
 impl Board {
     /// A board of `n` zeroes in plain memory.
     pub(crate) fn plain(n: usize) -> Board {
-        let b: Box<[AtomicU32]> = (0..n).map(|_| AtomicU32::new(0)).collect();
-        let ptr = NonNull::new(Box::into_raw(b).cast::<AtomicU32>()).unwrap_or(NonNull::dangling());
-        Board {
-            map: None,
-            ptr,
-            len: n,
-            mapped: 0,
-        }
+        Board::Plain((0..n).map(|_| AtomicU32::new(0)).collect())
     }
 
     /// A board of `n` zeroes in a BPF array the program can read.
@@ -143,13 +155,13 @@ impl Board {
             .fd(BPF_MAP_CREATE)?;
         // SAFETY: sysconf has no memory effects.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let len = (value as usize).div_ceil(page) * page;
+        let bytes = (value as usize).div_ceil(page) * page;
         // SAFETY: a shared mapping of the map's values (it was created mmapable); the kernel
         // chooses the address; the result is checked.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                bytes,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 map.as_raw_fd(),
@@ -159,35 +171,29 @@ impl Board {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Board {
-            map: Some(map),
+        Ok(Board::Mapped(Mapping {
+            map,
             ptr: NonNull::new(p.cast::<AtomicU32>()).ok_or_else(|| io::Error::other("mmap"))?,
             len: n,
-            mapped: len,
-        })
+            bytes,
+        }))
     }
 
     /// The counts, one per worker.
     pub(crate) fn get(&self) -> &[AtomicU32] {
-        // SAFETY: `ptr` points at `len` initialised, aligned u32s (a page-aligned mapping or
-        // a boxed slice) that live as long as the board.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        match self {
+            Board::Plain(b) => b,
+            // SAFETY: `ptr` points at `len` initialised (zero-filled by the kernel), aligned
+            // u32s of a page-aligned mapping that lives as long as the board.
+            Board::Mapped(m) => unsafe { std::slice::from_raw_parts(m.ptr.as_ptr(), m.len) },
+        }
     }
 
+    /// The BPF array's descriptor; none in plain memory.
     fn fd(&self) -> Option<RawFd> {
-        self.map.as_ref().map(|m| m.as_raw_fd())
-    }
-}
-
-impl Drop for Board {
-    fn drop(&mut self) {
-        if self.map.is_some() {
-            // SAFETY: the mapping made in `shared`, unmapped once.
-            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mapped) };
-        } else {
-            let slice = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
-            // SAFETY: the boxed slice leaked in `plain`, taken back once.
-            drop(unsafe { Box::from_raw(slice) });
+        match self {
+            Board::Plain(_) => None,
+            Board::Mapped(m) => Some(m.map.as_raw_fd()),
         }
     }
 }
@@ -307,6 +313,14 @@ impl Steer {
         let (_, older) = self.counts(w);
         older.store(0, Ordering::Relaxed);
         b[2 * self.workers + w].fetch_xor(1, Ordering::Relaxed);
+    }
+
+    /// Count `k` connections sent to worker `w` in its current generation (as the program
+    /// does) or, with `older`, in the other one.
+    #[cfg(test)]
+    pub(crate) fn sent(&self, w: usize, k: u32, older: bool) {
+        let (current, other) = self.counts(w);
+        if older { other } else { current }.fetch_add(k, Ordering::Relaxed);
     }
 
     /// Connections sent to each worker and not accepted yet (both generations).

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::reactor::{self, Job, Side, Sock, Step};
 use crate::relay::{Counters, Event, Observer, Outcome, Relay, RelayOpts, Turn};
-use crate::steer::{self, Steer};
+use crate::steer::Steer;
 use crate::{proxy_header, Ctx, DestEventKind, Listen};
 
 /// Accept connections until the task is cancelled (on worker `me`). A connection is accepted
@@ -42,12 +42,6 @@ pub(crate) async fn accept_loop(
     me: usize,
 ) {
     let mut backoff = Duration::from_millis(10);
-    // each second, this worker's counts of connections steered to it turn over (see Steer)
-    let mut turns = steer.as_ref().map(|_| {
-        let mut i = tokio::time::interval_at(Instant::now() + steer::TURN, steer::TURN);
-        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        i
-    });
     loop {
         let permit = match ctx.slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -64,16 +58,7 @@ pub(crate) async fn accept_loop(
                 }
             }
         };
-        let got = tokio::select! {
-            got = accept(&l) => got,
-            _ = next_turn(&mut turns) => {
-                if let Some(s) = &steer {
-                    s.turn(me);
-                }
-                continue;
-            }
-        };
-        match got {
+        match accept(&l).await {
             Ok((client, peer)) => {
                 backoff = Duration::from_millis(10);
                 let target = match &steer {
@@ -102,10 +87,7 @@ pub(crate) async fn accept_loop(
                 }
             }
             Err(e) => {
-                let scarce = matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                );
+                let scarce = crate::scarce(&e);
                 if e.raw_os_error() == Some(libc::ECONNABORTED) {
                     // taken from the queue, reset before it was: it was counted all the same
                     if let Some(s) = &steer {
@@ -133,16 +115,6 @@ async fn accept(l: &AsyncFd<TcpListener>) -> io::Result<(TcpStream, SocketAddr)>
             Ok(r) => return r,
             Err(_would_block) => continue,
         }
-    }
-}
-
-/// The next tick of `turns`; never, without.
-async fn next_turn(turns: &mut Option<tokio::time::Interval>) {
-    match turns {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
     }
 }
 

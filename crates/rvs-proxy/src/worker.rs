@@ -12,8 +12,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle as Task;
+use tokio::time::Instant;
 
-use crate::steer::Steer;
+use crate::steer::{self, Steer};
 use crate::{tcp, udp, Ctx, Listen};
 
 /// A bound socket handed to a worker.
@@ -105,8 +106,21 @@ async fn run(
     // ends with the runtime (after the last command); a connection handed over later is
     // kept by the worker that accepted it
     tokio::spawn(tcp::adopt_loop(adopt, ctx.clone()));
-    let mut serving: HashMap<Listen, Task<()>> = HashMap::new();
-    while let Some(cmd) = rx.recv().await {
+    let mut serving: HashMap<Listen, Serving> = HashMap::new();
+    // while some listener is steered: each second this worker's pending counts turn over
+    // (see Steer), for all its listeners at once
+    let mut turns: Option<tokio::time::Interval> = None;
+    loop {
+        let cmd = tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => cmd,
+                None => break,
+            },
+            _ = next_turn(&mut turns) => {
+                serving.values().filter_map(|s| s.steer.as_ref()).for_each(|s| s.turn(idx));
+                continue;
+            }
+        };
         match cmd {
             Cmd::Listen {
                 key,
@@ -114,10 +128,10 @@ async fn run(
                 steer,
                 ack,
             } => {
-                let res = match start(idx, key, sock, steer, &ctx) {
+                let res = match start(idx, key, sock, steer.clone(), &ctx) {
                     Ok(task) => {
-                        if let Some(old) = serving.insert(key, task) {
-                            stop(old).await;
+                        if let Some(old) = serving.insert(key, Serving { task, steer }) {
+                            stop(old.task).await;
                         }
                         Ok(())
                     }
@@ -126,14 +140,14 @@ async fn run(
                 let _ = ack.send(res);
             }
             Cmd::Close { key, ack } => {
-                if let Some(task) = serving.remove(&key) {
-                    stop(task).await;
+                if let Some(old) = serving.remove(&key) {
+                    stop(old.task).await;
                 }
                 let _ = ack.send(());
             }
             Cmd::StopAccepting { ack } => {
-                for (_, task) in serving.drain() {
-                    stop(task).await;
+                for (_, old) in serving.drain() {
+                    stop(old.task).await;
                 }
                 let _ = ack.send(());
             }
@@ -151,6 +165,31 @@ async fn run(
                 let _ = ack.send(());
             }
         }
+        let steered = serving.values().any(|s| s.steer.is_some());
+        if steered != turns.is_some() {
+            turns = steered.then(|| {
+                let mut i = tokio::time::interval_at(Instant::now() + steer::TURN, steer::TURN);
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i
+            });
+        }
+    }
+}
+
+/// A socket this worker serves: the task of its loop, and the program that chooses the
+/// worker of its connections when there is one.
+struct Serving {
+    task: Task<()>,
+    steer: Option<Arc<Steer>>,
+}
+
+/// The next tick of `turns`; never, without.
+async fn next_turn(turns: &mut Option<tokio::time::Interval>) {
+    match turns {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -210,8 +249,9 @@ mod tests {
         addr
     }
 
-    #[test]
-    fn a_worker_whose_thread_ended_is_never_given_a_connection() {
+    /// A data plane of two workers serving one TCP service (rr, one greeting real server)
+    /// on a fresh loopback port.
+    fn director() -> (Dataplane, SocketAddr) {
         let rs = greeter();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -238,28 +278,92 @@ mod tests {
         };
         let mut dp = Dataplane::start(core, opts).unwrap();
         dp.sync();
+        (dp, vip)
+    }
+
+    /// One connection through the director: its real server's greeting arrives.
+    fn greeted(vip: SocketAddr) -> TcpStream {
+        let mut c = TcpStream::connect(vip).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut hello = [0u8];
+        c.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello, b"+", "relayed");
+        c
+    }
+
+    #[test]
+    fn a_worker_whose_thread_ended_is_never_given_a_connection() {
+        let (mut dp, vip) = director();
 
         // worker 1's thread ends (its runtime, and with it its listener, is gone)
         dp.workers.pop().unwrap().join();
         assert_eq!(dp.worker_loads(), vec![0, u32::MAX as usize / 2]);
 
         // every new connection is relayed by worker 0, however many it already holds
-        let mut conns = Vec::new();
-        for i in 0..24 {
-            let mut c = TcpStream::connect(vip).unwrap();
-            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut hello = [0u8];
-            c.read_exact(&mut hello).unwrap();
-            assert_eq!(&hello, b"+", "connection {i} relayed");
-            conns.push(c);
+        let conns: Vec<TcpStream> = (0..24).map(|_| greeted(vip)).collect();
+        settled_loads(&dp, vec![24, u32::MAX as usize / 2]);
+        drop(conns);
+        dp.shutdown();
+    }
+
+    #[test]
+    fn a_count_of_connections_that_never_arrived_is_dropped_after_one_to_two_seconds() {
+        let (dp, vip) = director();
+        let key = crate::Listen {
+            transport: crate::Transport::Tcp,
+            addr: vip,
+        };
+        assert!(
+            dp.steered(&key),
+            "the kernel chooses the workers (root, BPF)"
+        );
+        let steer = dp.bound[&key].clone().unwrap();
+
+        // a turn has just happened when a count in the older generation is dropped; the
+        // next one is a second away
+        steer.sent(0, 1, true);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while steer.pending() != [0, 0] {
+            assert!(Instant::now() < deadline, "no turn: {:?}", steer.pending());
+            std::thread::sleep(Duration::from_millis(1));
         }
+        // three SYNs counted for worker 0 whose connections never reach its queue (a failed
+        // handshake, a SYN dropped at a full queue)
+        let counted = Instant::now();
+        steer.sent(0, 3, false);
+        // while they count, worker 0 looks busier: new connections go to worker 1
+        let mut conns: Vec<TcpStream> = (0..2).map(|_| greeted(vip)).collect();
+        assert_eq!(steer.pending(), [3, 0]);
+        settled_loads(&dp, vec![0, 2]);
+        assert_eq!(steer.pending(), [3, 0]);
+
+        // the worker's turns drop them: at the second turn from now, two seconds on (tokio
+        // takes a tick up to 5 ms late as on time)
+        let deadline = counted + Duration::from_secs(5);
+        while steer.pending() != [0, 0] {
+            assert!(Instant::now() < deadline, "still {:?}", steer.pending());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let lasted = counted.elapsed();
+        assert!(
+            lasted >= 2 * crate::steer::TURN - Duration::from_millis(20),
+            "dropped after {lasted:?}"
+        );
+
+        // and worker 0 is the less loaded one again
+        conns.extend((0..2).map(|_| greeted(vip)));
+        settled_loads(&dp, vec![2, 2]);
+        assert_eq!(steer.pending(), [0, 0]);
+        drop(conns);
+        dp.shutdown();
+    }
+
+    /// Wait until the workers hold `want` connections.
+    fn settled_loads(dp: &Dataplane, want: Vec<usize>) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while dp.worker_loads()[0] != 24 {
+        while dp.worker_loads() != want {
             assert!(Instant::now() < deadline, "{:?}", dp.worker_loads());
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(dp.worker_loads(), vec![24, u32::MAX as usize / 2]);
-        drop(conns);
-        dp.shutdown();
     }
 }

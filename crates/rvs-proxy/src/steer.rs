@@ -207,6 +207,9 @@ impl Board {
 /// handshake that failed or timed out, a SYN dropped at a full queue, a SYN cookie's ACK,
 /// which the kernel selects for again) and makes it the current one. So a count lost this way
 /// lasts one to two seconds, and a handshake still under way is never dropped before that.
+/// A connection that waits in the queue longer (at the descriptor budget, where no worker
+/// accepts: see [`crate::limits`]) stops being counted after those seconds too, until it is
+/// accepted; every worker waits on the same budget, so that falls on all of them alike.
 pub(crate) struct Steer {
     /// `[generation 0: n][generation 1: n][which generation is current, per worker: n]`
     pending: Board,

@@ -10,9 +10,11 @@
 # Environment (all optional):
 #   PAIRED_ROUNDS=10         rounds (every balancer runs once per round and mode)
 #   PAIRED_SECONDS=2         length of each wrk run
-#   PAIRED_MODES="keep-alive close"   keep-alive requests, and/or one connection per request
+#   PAIRED_MODES="keep-alive close"   keep-alive requests, one connection per request, and/or
+#                            bulk (1 MiB responses on BENCH_BULK_CONNS connections; MiB/s)
 #   PAIRED_THREADS=1         worker threads of every balancer
-#   PAIRED_PEERS="haproxy nginx"   the peers that run beside rvs (either or both)
+#   PAIRED_PEERS="haproxy nginx"   the peers that run beside rvs (any of them), and direct:
+#                            wrk straight to real server 1 (no balancer), as bench/run.sh's
 #   PAIRED_BUILDS=""         more rvsd binaries to compare, as NAME=PATH (space separated)
 #   BENCH_WRK_THREADS=2, BENCH_CONNS=64, BENCH_SKIP_BUILD, BENCH_KEEP, CARGO_TARGET_DIR as
 #   in bench/run.sh
@@ -40,15 +42,15 @@ paired_args() {
     local value
     need_counts P_ROUNDS P_SECONDS P_THREADS WRK_THREADS CONNS
     for value in $P_MODES; do
-        [[ $value =~ ^(keep-alive|close)$ ]] || die "PAIRED_MODES: unknown mode '$value'"
+        [[ $value =~ ^(keep-alive|close|bulk)$ ]] || die "PAIRED_MODES: unknown mode '$value'"
     done
     for value in $P_PEERS; do
-        [[ $value =~ ^(haproxy|nginx)$ ]] || die "PAIRED_PEERS: unknown peer '$value'"
+        [[ $value =~ ^(haproxy|nginx|direct)$ ]] || die "PAIRED_PEERS: unknown peer '$value'"
     done
     for value in $P_BUILDS; do
         [[ $value =~ ^[a-z][a-z0-9_-]*=.+ ]] || die "PAIRED_BUILDS: '$value' is not NAME=PATH"
         [[ -x ${value#*=} ]] || die "PAIRED_BUILDS: ${value#*=} is not an executable"
-        [[ ${value%%=*} != @(rvs|haproxy|nginx) ]] || die "PAIRED_BUILDS: the name ${value%%=*} is taken"
+        [[ ${value%%=*} != @(rvs|haproxy|nginx|direct) ]] || die "PAIRED_BUILDS: the name ${value%%=*} is taken"
     done
     ((CONNS >= WRK_THREADS)) || die "wrk needs at least as many connections as threads"
 }
@@ -56,6 +58,11 @@ paired_args() {
 # start_one NAME [RVSD]: start balancer NAME on the next port and wait until it serves.
 start_one() {
     local name=$1 port=$((FIRST_PORT + ${#NAMES[@]})) rvsd=${2:-}
+    if [[ $name == direct ]]; then
+        NAMES+=(direct)
+        PORTS+=("$RS1_PORT")
+        return
+    fi
     wait_port_free "$port" || die "$ADDR:$port is busy"
     VIP_PORT=$port
     LB_PID=""
@@ -90,7 +97,7 @@ report_mode() {
         $1 == mode { v[$3, $2, 1] = $4; v[$3, $2, 2] = $5; v[$3, $2, 3] = $6; v[$3, $2, 4] = $7; seen[$3, $2] = 1; rounds[$2] = 1 }
         END {
             n = split(names, nm, " ")
-            split("req/s|p50 ms|p99 ms|p99.9 ms", col, "|")
+            split((mode == "bulk" ? "MiB/s" : "req/s") "|p50 ms|p99 ms|p99.9 ms", col, "|")
             printf "| %s | %s | %s | %s | %s | runs |\n|---|---:|---:|---:|---:|---:|\n", "balancer", col[1], col[2], col[3], col[4]
             for (i = 1; i <= n; i++) {
                 printf "| %s", nm[i]
@@ -102,15 +109,15 @@ report_mode() {
             }
             print ""
             print "Paired: the median over rounds of the round'"'"'s ratio; above 1.0 the first is better"
-            print "(more requests per second, lower latency)."
+            print "(" (mode == "bulk" ? "more bytes" : "more requests") " per second, lower latency)."
             print ""
             printf "| pair | %s | %s | %s | %s | rounds |\n|---|---:|---:|---:|---:|---:|\n", col[1], col[2], col[3], col[4]
             # one pass per pair: its median row here, its sign-test row kept for the next table
             signs = ""
             for (i = 1; i <= n; i++) {
-                if (nm[i] == "haproxy" || nm[i] == "nginx") continue
+                if (nm[i] ~ /^(haproxy|nginx|direct)$/) continue
                 for (j = 1; j <= n; j++) {
-                    if (j == i || (nm[j] != "haproxy" && nm[j] != "nginx" && nm[j] != "rvs")) continue
+                    if (j == i || nm[j] !~ /^(haproxy|nginx|direct|rvs)$/) continue
                     if (nm[j] == "rvs" && nm[i] == "rvs") continue
                     printf "| %s / %s", nm[i], nm[j]
                     signs = signs sprintf("| %s / %s", nm[i], nm[j])
@@ -154,23 +161,30 @@ paired_main() {
     for b in $P_BUILDS; do start_one "${b%%=*}" "${b#*=}"; done
     local i mode round k opts
     for ((i = 0; i < ${#NAMES[@]}; i++)); do warm_up "${NAMES[i]}" "${PORTS[i]}"; done
+    local path conns
     for mode in $P_MODES; do
         opts=()
-        [[ $mode == keep-alive ]] || opts=(-H 'Connection: close')
+        path=/
+        conns=$CONNS
+        case $mode in
+            close) opts=(-H 'Connection: close') ;;
+            bulk) path=/1m conns=$BULK_CONNS ;;
+        esac
         for ((round = 1; round <= P_ROUNDS; round++)); do
             log "$mode: round $round of $P_ROUNDS"
             for ((i = 0; i < ${#NAMES[@]}; i++)); do
                 k=$(((i + round) % ${#NAMES[@]}))
-                if run_wrk "${NAMES[k]} $mode $round" "${PORTS[k]}" / "$CONNS" "$P_SECONDS" "${opts[@]}"; then
+                if run_wrk "${NAMES[k]} $mode $round" "${PORTS[k]}" "$path" "$conns" "$P_SECONDS" "${opts[@]}"; then
                     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$round" "${NAMES[k]}" \
-                        "$W_RPS" "$W_P50MS" "$W_P99MS" "$W_P999MS" >>"$TMP/paired.tsv"
+                        "$([[ $mode == bulk ]] && echo "$W_MIBS" || echo "$W_RPS")" \
+                        "$W_P50MS" "$W_P99MS" "$W_P999MS" >>"$TMP/paired.tsv"
                 fi
             done
         done
     done
     echo "## Paired runs, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "$P_THREADS worker thread(s) each; wrk -t$WRK_THREADS -c$CONNS, ${P_SECONDS}s per run," \
+    echo "$P_THREADS worker thread(s) each; wrk -t$WRK_THREADS -c$CONNS on \`/\` (-c$BULK_CONNS on \`/1m\` in bulk), ${P_SECONDS}s per run," \
         "$P_ROUNDS rounds; $(nproc) CPUs; $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f1-3)."
     for mode in $P_MODES; do
         echo

@@ -161,7 +161,7 @@ paired_main() {
     for b in $P_BUILDS; do start_one "${b%%=*}" "${b#*=}"; done
     local i mode round k opts
     for ((i = 0; i < ${#NAMES[@]}; i++)); do warm_up "${NAMES[i]}" "${PORTS[i]}"; done
-    local path conns
+    local path conns rate
     for mode in $P_MODES; do
         opts=()
         path=/
@@ -175,9 +175,10 @@ paired_main() {
             for ((i = 0; i < ${#NAMES[@]}; i++)); do
                 k=$(((i + round) % ${#NAMES[@]}))
                 if run_wrk "${NAMES[k]} $mode $round" "${PORTS[k]}" "$path" "$conns" "$P_SECONDS" "${opts[@]}"; then
+                    rate=$W_RPS
+                    [[ $mode != bulk ]] || rate=$W_MIBS
                     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$round" "${NAMES[k]}" \
-                        "$([[ $mode == bulk ]] && echo "$W_MIBS" || echo "$W_RPS")" \
-                        "$W_P50MS" "$W_P99MS" "$W_P999MS" >>"$TMP/paired.tsv"
+                        "$rate" "$W_P50MS" "$W_P99MS" "$W_P999MS" >>"$TMP/paired.tsv"
                 fi
             done
         done

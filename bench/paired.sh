@@ -14,7 +14,9 @@
 #                            bulk (1 MiB responses on BENCH_BULK_CONNS connections; MiB/s)
 #   PAIRED_THREADS=1         worker threads of every balancer
 #   PAIRED_PEERS="haproxy nginx"   the peers that run beside rvs (any of them), and direct:
-#                            wrk straight to real server 1 (no balancer), as bench/run.sh's
+#                            wrk straight to real server 1 (no balancer), as bench/run.sh's;
+#                            haproxy-splice: HAProxy with option splice-request/-response;
+#                            splice-relay: bench/splice-relay.c, the least a relay can do
 #   PAIRED_BUILDS=""         more rvsd binaries to compare, as NAME=PATH (space separated)
 #   BENCH_WRK_THREADS=2, BENCH_CONNS=64, BENCH_SKIP_BUILD, BENCH_KEEP, CARGO_TARGET_DIR as
 #   in bench/run.sh
@@ -35,6 +37,8 @@ RS1_PORT=18281
 RS2_PORT=18282
 FIRST_PORT=18290
 
+# the peers PAIRED_PEERS may name (an extended regular expression)
+PEER_NAMES='haproxy|nginx|direct|haproxy-splice|splice-relay'
 NAMES=()   # balancers, in start order
 PORTS=()   # their ports
 
@@ -45,14 +49,21 @@ paired_args() {
         [[ $value =~ ^(keep-alive|close|bulk)$ ]] || die "PAIRED_MODES: unknown mode '$value'"
     done
     for value in $P_PEERS; do
-        [[ $value =~ ^(haproxy|nginx|direct)$ ]] || die "PAIRED_PEERS: unknown peer '$value'"
+        [[ $value =~ ^($PEER_NAMES)$ ]] || die "PAIRED_PEERS: unknown peer '$value'"
     done
     for value in $P_BUILDS; do
         [[ $value =~ ^[a-z][a-z0-9_-]*=.+ ]] || die "PAIRED_BUILDS: '$value' is not NAME=PATH"
         [[ -x ${value#*=} ]] || die "PAIRED_BUILDS: ${value#*=} is not an executable"
-        [[ ${value%%=*} != @(rvs|haproxy|nginx|direct) ]] || die "PAIRED_BUILDS: the name ${value%%=*} is taken"
+        [[ ! ${value%%=*} =~ ^(rvs|$PEER_NAMES)$ ]] || die "PAIRED_BUILDS: the name ${value%%=*} is taken"
     done
     ((CONNS >= WRK_THREADS)) || die "wrk needs at least as many connections as threads"
+}
+
+# bench/splice-relay.c into $TMP (a C compiler is there wherever cargo can link).
+build_splice_relay() {
+    command -v cc >/dev/null || apt_install gcc libc6-dev
+    cc -O2 -pthread -o "$TMP/splice-relay" "$BENCH_DIR/splice-relay.c" ||
+        die "splice-relay: the C compiler failed"
 }
 
 # start_one NAME [RVSD]: start balancer NAME on the next port and wait until it serves.
@@ -68,7 +79,12 @@ start_one() {
     LB_PID=""
     case $name in
         haproxy) start_haproxy "$P_THREADS" ;;
+        haproxy-splice) start_haproxy "$P_THREADS" splice ;;
         nginx) start_nginx_lb "$P_THREADS" ;;
+        splice-relay)
+            start_bg "$name-$P_THREADS" "$TMP/splice-relay" "$P_THREADS" "$port" "$RS1_PORT" "$RS2_PORT"
+            LB_PID=$LAST_PID
+            ;;
         *) RVSD=${rvsd:-$RVSD} start_rvs "$P_THREADS" "$name" || die "$name did not start" ;;
     esac
     wait_serving "$port" "$LB_PID" "$name-$P_THREADS" >/dev/null ||
@@ -80,7 +96,7 @@ start_one() {
 # The table of one mode from $TMP/paired.tsv (mode round name rps p50 p99 p99.9).
 report_mode() {
     local mode=$1
-    awk -v mode="$mode" -v names="${NAMES[*]}" '
+    awk -v mode="$mode" -v names="${NAMES[*]}" -v peers="^($PEER_NAMES)$" '
         # two-sided sign test: the chance of a split of m rounds at least as uneven as w : m - w
         function sign_p(w, m,   lo, i, c, p) {
             if (m == 0) return 1
@@ -115,9 +131,9 @@ report_mode() {
             # one pass per pair: its median row here, its sign-test row kept for the next table
             signs = ""
             for (i = 1; i <= n; i++) {
-                if (nm[i] ~ /^(haproxy|nginx|direct)$/) continue
+                if (nm[i] ~ peers) continue
                 for (j = 1; j <= n; j++) {
-                    if (j == i || nm[j] !~ /^(haproxy|nginx|direct|rvs)$/) continue
+                    if (j == i || (nm[j] !~ peers && nm[j] != "rvs")) continue
                     if (nm[j] == "rvs" && nm[i] == "rvs") continue
                     printf "| %s / %s", nm[i], nm[j]
                     signs = signs sprintf("| %s / %s", nm[i], nm[j])
@@ -154,6 +170,7 @@ paired_main() {
     : >"$TMP/paired.tsv"
     build_rvs
     [[ -z $RVS_BROKEN ]] || die "rvs: $RVS_BROKEN"
+    [[ " $P_PEERS " != *" splice-relay "* ]] || build_splice_relay
     log "plan: $((P_ROUNDS * $(wc -w <<<"$P_MODES") * (1 + $(wc -w <<<"$P_PEERS $P_BUILDS")) * P_SECONDS)) s of traffic"
     start_real_servers
     local b

@@ -423,11 +423,16 @@ start_real_servers() {
     done
 }
 
+# start_haproxy THREADS [splice]: with "splice", HAProxy splices both directions (bench/paired.sh's
+# haproxy-splice; HAProxy's default, used in the table, copies through its buffers).
 start_haproxy() {
-    local threads=$1
-    render "$BENCH_DIR/conf/haproxy.cfg.in" "$TMP/haproxy-$threads.cfg" THREADS="$threads" \
+    local threads=$1 name=haproxy${2:+-$2}
+    render "$BENCH_DIR/conf/haproxy.cfg.in" "$TMP/$name-$threads.cfg" THREADS="$threads" \
         ADDR="$ADDR" VIP_PORT="$VIP_PORT" RS1_PORT="$RS1_PORT" RS2_PORT="$RS2_PORT"
-    start_bg "haproxy-$threads" haproxy -db -f "$TMP/haproxy-$threads.cfg"
+    if [[ ${2:-} == splice ]]; then
+        sed -i 's/^defaults$/&\n    option splice-request\n    option splice-response/' "$TMP/$name-$threads.cfg"
+    fi
+    start_bg "$name-$threads" haproxy -db -f "$TMP/$name-$threads.cfg"
     LB_PID=$LAST_PID
 }
 

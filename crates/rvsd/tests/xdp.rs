@@ -234,10 +234,11 @@ fn service_stats(listing: &str, service: &str) -> (u64, u64, u64, u64) {
     panic!("no {service} in\n{listing}");
 }
 
-/// One TCP connection from the client: the real server's greeting name, and the local port.
-fn land(lan: &Lan, src: IpAddr, vip: SocketAddr) -> (String, SocketAddr) {
+/// One TCP connection from the client's port `sport`: the real server's greeting name, and
+/// the local address.
+fn land(lan: &Lan, src: IpAddr, sport: u16, vip: SocketAddr) -> (String, SocketAddr) {
     lan.client.run(|| {
-        let mut s = net::connect_from(src, 0, vip).expect("connect to the VIP");
+        let mut s = net::connect_from(src, sport, vip).expect("connect to the VIP");
         let local = s.local_addr().unwrap();
         let g = greeting(&mut s);
         (g.split_whitespace().next().unwrap_or("").to_string(), local)
@@ -275,8 +276,11 @@ fn tcp_in_kernel_order(
 ) -> Vec<String> {
     let mut got = Vec::new();
     let mut want = Vec::new();
-    for _ in 0..n {
-        let (name, local) = land(lan, src, vip);
+    // each from a port of its own: a port the client's kernel picked again would follow its
+    // old entry (direct routing), as in the kernel, and leave the recorded order
+    for i in 0..n {
+        let sport = 23000 + u16::try_from(i).expect("fewer connections than ports");
+        let (name, local) = land(lan, src, sport, vip);
         got.push(name);
         want.push(model.tcp(local, vip).unwrap().ip().to_string());
     }

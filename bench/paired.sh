@@ -18,6 +18,10 @@
 #                            haproxy-splice: HAProxy with option splice-request/-response;
 #                            splice-relay: bench/splice-relay.c, the least a relay can do
 #   PAIRED_BUILDS=""         more rvsd binaries to compare, as NAME=PATH (space separated)
+#   PAIRED_PIN=""            BALANCER_CPUS/LOAD_CPUS (taskset lists, e.g. 0/1): every balancer's
+#                            threads run on the first CPUs only, wrk and the real servers on the
+#                            second, as on a director that does not share its CPUs with clients
+#                            and servers (unset: everything shares every CPU, as in the table)
 #   BENCH_WRK_THREADS=2, BENCH_CONNS=64, BENCH_SKIP_BUILD, BENCH_KEEP, CARGO_TARGET_DIR as
 #   in bench/run.sh
 set -euo pipefail
@@ -32,6 +36,7 @@ P_MODES=${PAIRED_MODES:-keep-alive close}
 P_THREADS=${PAIRED_THREADS:-1}
 P_BUILDS=${PAIRED_BUILDS:-}
 P_PEERS=${PAIRED_PEERS:-haproxy nginx}
+P_PIN=${PAIRED_PIN:-}
 # ports of their own, so this runs beside bench/run.sh and bench/reload.sh
 RS1_PORT=18281
 RS2_PORT=18282
@@ -57,6 +62,21 @@ paired_args() {
         [[ ! ${value%%=*} =~ ^(rvs|$PEER_NAMES)$ ]] || die "PAIRED_BUILDS: the name ${value%%=*} is taken"
     done
     ((CONNS >= WRK_THREADS)) || die "wrk needs at least as many connections as threads"
+    if [[ -n $P_PIN ]]; then
+        [[ $P_PIN =~ ^[0-9,-]+/[0-9,-]+$ ]] || die "PAIRED_PIN: '$P_PIN' is not BALANCER_CPUS/LOAD_CPUS"
+        command -v taskset >/dev/null || apt_install util-linux
+        taskset -c "${P_PIN%/*}" true 2>/dev/null || die "PAIRED_PIN: no CPU list ${P_PIN%/*} here"
+        taskset -c "${P_PIN#*/}" true 2>/dev/null || die "PAIRED_PIN: no CPU list ${P_PIN#*/} here"
+    fi
+}
+
+# pin PID CPUS: every thread of PID and of its descendants onto CPUS (threads they start later
+# inherit it).
+pin() {
+    local pid
+    for pid in $(tree_pids "$1"); do
+        taskset -a -p -c "$2" "$pid" >/dev/null || die "taskset could not pin $pid to CPUs $2"
+    done
 }
 
 # bench/splice-relay.c into $TMP (a C compiler is there wherever cargo can link).
@@ -89,6 +109,7 @@ start_one() {
     esac
     wait_serving "$port" "$LB_PID" "$name-$P_THREADS" >/dev/null ||
         die "$name: nothing answered on $ADDR:$port (log: $(tail_log "$name-$P_THREADS"))"
+    [[ -z $P_PIN ]] || pin "$LB_PID" "${P_PIN%/*}"
     NAMES+=("$name")
     PORTS+=("$port")
 }
@@ -173,6 +194,11 @@ paired_main() {
     [[ " $P_PEERS " != *" splice-relay "* ]] || build_splice_relay
     log "plan: $((P_ROUNDS * $(wc -w <<<"$P_MODES") * (1 + $(wc -w <<<"$P_PEERS $P_BUILDS")) * P_SECONDS)) s of traffic"
     start_real_servers
+    if [[ -n $P_PIN ]]; then
+        pin "$RS1_PID" "${P_PIN#*/}"
+        pin "$RS2_PID" "${P_PIN#*/}"
+        WRK_PREFIX=(taskset -c "${P_PIN#*/}")
+    fi
     local b
     for b in $P_PEERS rvs; do start_one "$b"; done
     for b in $P_BUILDS; do start_one "${b%%=*}" "${b#*=}"; done
@@ -203,7 +229,10 @@ paired_main() {
     echo "## Paired runs, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "$P_THREADS worker thread(s) each; wrk -t$WRK_THREADS -c$CONNS on \`/\` (-c$BULK_CONNS on \`/1m\` in bulk), ${P_SECONDS}s per run," \
-        "$P_ROUNDS rounds; $(nproc) CPUs; $(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f1-3)."
+        "$P_ROUNDS rounds; $(nproc) CPUs; TCP congestion control $(congestion_control);" \
+        "$(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f1-3)."
+    [[ -z $P_PIN ]] ||
+        echo "Pinned: the balancers on CPUs ${P_PIN%/*}, wrk and the real servers on CPUs ${P_PIN#*/}."
     for mode in $P_MODES; do
         echo
         echo "### $mode"

@@ -45,6 +45,7 @@ START_DATE=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 TMP=""
 PIDS=()      # every long-running process this script started (cleanup kills their trees)
 WRK_PID=""   # the wrk run in progress, if any
+WRK_PREFIX=() # a command wrk runs under (bench/paired.sh's PAIRED_PIN: taskset)
 NOTES=()     # footnotes printed under the table
 RVSD="" RVSADM="" RVS_BROKEN=""
 RVS_SOCK=""   # the control socket of the rvsd started last (start_rvs)
@@ -290,6 +291,10 @@ cpu_ticks() {
     echo "$total"
 }
 
+# The machine's TCP congestion control: it decides whether sockets pace themselves (BBR
+# without the fq qdisc does, with a timer), which moves the 1 MiB rows (bench/README.md).
+congestion_control() { sysctl -n net.ipv4.tcp_congestion_control 2>/dev/null || echo unknown; }
+
 # Peak resident set (VmHWM) in KiB, summed over the given pids.
 peak_rss_kib() {
     local pid total=0 kib
@@ -309,7 +314,7 @@ run_wrk() {
     local tag=$1 port=$2 path=$3 conns=$4 secs=$5 line
     shift 5
     W_RPS=n/a W_MIBS=n/a W_P99MS=n/a W_P50MS=n/a W_P999MS=n/a W_ERRS="" W_REQ=0
-    timeout -k 5 $((secs + 20)) wrk -t"$WRK_THREADS" -c"$conns" -d"${secs}s" --latency \
+    timeout -k 5 $((secs + 20)) "${WRK_PREFIX[@]}" wrk -t"$WRK_THREADS" -c"$conns" -d"${secs}s" --latency \
         -s "$BENCH_DIR/report.lua" "$@" "http://$ADDR:$port$path" >"$TMP/wrk-${tag// /_}.out" 2>&1 &
     WRK_PID=$!
     wait "$WRK_PID" || true
@@ -338,7 +343,7 @@ run_wrk() {
 warm_up() {
     ((WARMUP > 0)) || return 0
     log "$1: warm-up ${WARMUP}s"
-    timeout -k 5 $((WARMUP + 20)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${WARMUP}s" \
+    timeout -k 5 $((WARMUP + 20)) "${WRK_PREFIX[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${WARMUP}s" \
         "http://$ADDR:$2/" >"$TMP/wrk-${1// /_}-warmup.out" 2>&1 &
     WRK_PID=$!
     wait "$WRK_PID" || true
@@ -500,7 +505,7 @@ print_report() {
     echo "# rvs bench"
     echo
     echo "- date: $START_DATE (took $(elapsed) s)"
-    echo "- kernel: $kernel"
+    echo "- kernel: $kernel; TCP congestion control: $(congestion_control)"
     echo "- CPU: ${cpu:-unknown}, $(nproc) cores"
     echo "- rvs: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown);" \
         "$(haproxy -v 2>/dev/null | head -n 1 | cut -d' ' -f1-3);" \

@@ -65,9 +65,26 @@ paired_args() {
     if [[ -n $P_PIN ]]; then
         [[ $P_PIN =~ ^[0-9,-]+/[0-9,-]+$ ]] || die "PAIRED_PIN: '$P_PIN' is not BALANCER_CPUS/LOAD_CPUS"
         command -v taskset >/dev/null || apt_install util-linux
-        taskset -c "${P_PIN%/*}" true 2>/dev/null || die "PAIRED_PIN: no CPU list ${P_PIN%/*} here"
-        taskset -c "${P_PIN#*/}" true 2>/dev/null || die "PAIRED_PIN: no CPU list ${P_PIN#*/} here"
+        local list err cpu n=0
+        local -A side=()
+        for list in "${P_PIN%/*}" "${P_PIN#*/}"; do
+            n=$((n + 1))
+            err=$(taskset -c "$list" true 2>&1) || die "PAIRED_PIN: CPUs $list: $err"
+            for cpu in $(cpu_list "$list"); do
+                [[ -z ${side[$cpu]:-} || ${side[$cpu]} == "$n" ]] ||
+                    die "PAIRED_PIN: CPU $cpu is in both lists; the balancers need CPUs of their own"
+                side[$cpu]=$n
+            done
+        done
     fi
+}
+
+# cpu_list LIST: the CPUs of a taskset list (0,2-3 gives 0 2 3).
+cpu_list() {
+    local part
+    for part in ${1//,/ }; do
+        if [[ $part == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
+    done
 }
 
 # pin PID CPUS: every thread of PID and of its descendants onto CPUS (threads they start later

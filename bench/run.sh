@@ -293,7 +293,7 @@ cpu_ticks() {
 
 # The machine's TCP congestion control: it decides whether sockets pace themselves (BBR
 # without the fq qdisc does, with a timer), which moves the 1 MiB rows (bench/README.md).
-congestion_control() { sysctl -n net.ipv4.tcp_congestion_control 2>/dev/null || echo unknown; }
+congestion_control() { cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown; }
 
 # Peak resident set (VmHWM) in KiB, summed over the given pids.
 peak_rss_kib() {

@@ -8,7 +8,7 @@
 //! A pipe that still holds bytes is never reused: those bytes belong to a connection that
 //! ended abnormally.
 //!
-//! Every pipe is asked for [`PIPE_SIZE`] bytes of capacity; when the system refuses (limits
+//! Every pipe is asked for [`PIPE_PAGES`] pages of capacity; when the system refuses (limits
 //! for unprivileged users) the default capacity is used, silently.
 //!
 //! ```no_run
@@ -25,19 +25,19 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
-/// Capacity asked for each pipe (`F_SETPIPE_SZ`): 64 KiB, Linux's default pipe size (and
-/// HAProxy's when it splices).
+/// Buffers (pages) asked for each pipe (`F_SETPIPE_SZ`): 16, Linux's default pipe size (64 KiB
+/// with 4 KiB pages) and HAProxy's when it splices.
 ///
-/// Why not more: a direction moves at most one pipeful per splice to its destination socket,
-/// and a socket handed a large burst at once has to spread it out when it paces (BBR, or any
-/// congestion control under `SO_MAX_PACING_RATE`, without the `fq` qdisc): the kernel then
-/// arms its pacing timer again and again. With 1 MiB pipes, 16 concurrent 1 MiB transfers on
-/// loopback under BBR armed that timer 5,800 times per GB moved, against 2,600 with 64 KiB
-/// pipes (HAProxy splicing: 1,200-1,500); in paired runs (12-16 rounds of `bench/paired.sh`)
-/// the 64 KiB pipe had the same throughput and a lower tail (p99.9 better in 10-13 of 12-16
-/// rounds). It also bounds what one connection holds in the director's kernel memory per
-/// direction.
-pub const PIPE_SIZE: usize = 64 << 10;
+/// Why not more: a direction moves at most one pipeful (16 buffers, up to 64 KiB on loopback)
+/// per splice to its destination socket, and a socket handed a large burst at once has to
+/// spread it out when it paces (BBR, or any congestion control under `SO_MAX_PACING_RATE`,
+/// without the `fq` qdisc): the kernel then arms its pacing timer again and again. On loopback
+/// under BBR, 16 concurrent 1 MiB transfers through 1 MiB pipes armed that timer 5,800 times
+/// per GB moved, against 2,600 with 64 KiB pipes (HAProxy splicing: 1,200-1,500); in paired
+/// runs (12-16 rounds of `bench/paired.sh`) the 64 KiB pipe moved as much (0.98-1.07 of the
+/// 1 MiB pipe's throughput) with a lower tail (p99.9 better in 10-13 of 12-16 rounds). It also
+/// bounds what one connection holds in the director's kernel memory per direction.
+pub const PIPE_PAGES: usize = DEFAULT_PAGES;
 
 /// Idle pipes a thread keeps unless [`set_pool_limit`] says otherwise.
 pub const DEFAULT_POOL_LIMIT: usize = 64;
@@ -102,7 +102,7 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    /// Creates a pipe (`O_NONBLOCK | O_CLOEXEC`) of [`PIPE_SIZE`] bytes if the system allows.
+    /// Creates a pipe (`O_NONBLOCK | O_CLOEXEC`) of [`PIPE_PAGES`] pages if the system allows.
     pub fn new() -> io::Result<Pipe> {
         let mut fds: [libc::c_int; 2] = [-1, -1];
         // SAFETY: `fds` is a writable array of two c_ints, which is what pipe2 fills.
@@ -180,9 +180,9 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// Asks for [`PIPE_SIZE`]; returns the capacity the pipe ends up with.
+/// Asks for [`PIPE_PAGES`]; returns the capacity the pipe ends up with.
 fn grow(wr: &OwnedFd) -> usize {
-    let want = libc::c_int::try_from(PIPE_SIZE).unwrap_or(libc::c_int::MAX);
+    let want = libc::c_int::try_from(PIPE_PAGES * page_size()).unwrap_or(libc::c_int::MAX);
     // SAFETY: fcntl with integer arguments on a descriptor we own touches no memory of ours.
     let got = unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
     if let Ok(size) = usize::try_from(got) {
@@ -265,6 +265,9 @@ mod tests {
         assert!(p.capacity() >= 4096);
         assert!(p.slots() >= 1);
         assert_eq!(p.capacity() / p.slots(), page_size());
+        // 16 buffers, not more: see PIPE_PAGES (a pipe asked for more than the kernel's
+        // default would only differ here where the system refused)
+        assert_eq!(p.slots(), PIPE_PAGES);
         assert!(p.is_empty());
     }
 

@@ -16,6 +16,8 @@
 #   PAIRED_PEERS="haproxy nginx"   the peers that run beside rvs (any of them), and direct:
 #                            wrk straight to real server 1 (no balancer), as bench/run.sh's;
 #                            haproxy-splice: HAProxy with option splice-request/-response;
+#                            haproxy-perthread: HAProxy with a listener per thread (bind ...
+#                            thread N, SO_REUSEPORT), the layout of rvs's workers;
 #                            splice-relay: bench/splice-relay.c, the least a relay can do
 #   PAIRED_BUILDS=""         more rvsd binaries to compare, as NAME=PATH (space separated)
 #   PAIRED_PIN=""            BALANCER_CPUS/LOAD_CPUS (taskset lists, e.g. 0/1): every balancer's
@@ -43,7 +45,7 @@ RS2_PORT=18282
 FIRST_PORT=18290
 
 # the peers PAIRED_PEERS may name (an extended regular expression)
-PEER_NAMES='haproxy|nginx|direct|haproxy-splice|splice-relay'
+PEER_NAMES='haproxy|nginx|direct|haproxy-splice|haproxy-perthread|splice-relay'
 NAMES=()   # balancers, in start order
 PORTS=()   # their ports
 
@@ -117,6 +119,7 @@ start_one() {
     case $name in
         haproxy) start_haproxy "$P_THREADS" ;;
         haproxy-splice) start_haproxy "$P_THREADS" splice ;;
+        haproxy-perthread) start_haproxy "$P_THREADS" perthread ;;
         nginx) start_nginx_lb "$P_THREADS" ;;
         splice-relay)
             start_bg "$name-$P_THREADS" "$TMP/splice-relay" "$P_THREADS" "$port" "$RS1_PORT" "$RS2_PORT"

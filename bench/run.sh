@@ -428,14 +428,23 @@ start_real_servers() {
     done
 }
 
-# start_haproxy THREADS [splice]: with "splice", HAProxy splices both directions (bench/paired.sh's
-# haproxy-splice; HAProxy's default, used in the table, copies through its buffers).
+# start_haproxy THREADS [splice|perthread]: with "splice", HAProxy splices both directions
+# (bench/paired.sh's haproxy-splice; HAProxy's default, used in the table, copies through its
+# buffers); with "perthread", each thread has a listening socket of its own (haproxy-perthread).
 start_haproxy() {
     local threads=$1 name=haproxy${2:+-$2}
     render "$BENCH_DIR/conf/haproxy.cfg.in" "$TMP/$name-$threads.cfg" THREADS="$threads" \
         ADDR="$ADDR" VIP_PORT="$VIP_PORT" RS1_PORT="$RS1_PORT" RS2_PORT="$RS2_PORT"
     if [[ ${2:-} == splice ]]; then
         sed -i 's/^defaults$/&\n    option splice-request\n    option splice-response/' "$TMP/$name-$threads.cfg"
+    elif [[ ${2:-} == perthread ]]; then
+        # one listening socket per thread (SO_REUSEPORT, as rvs's workers) instead of one
+        # socket that every thread polls
+        local binds="" i
+        for ((i = 1; i <= threads; i++)); do
+            binds+="    bind $ADDR:$VIP_PORT thread $i\\n"
+        done
+        sed -i "s|^    bind .*\$|${binds%\\n}|" "$TMP/$name-$threads.cfg"
     fi
     start_bg "$name-$threads" haproxy -db -f "$TMP/$name-$threads.cfg"
     LB_PID=$LAST_PID

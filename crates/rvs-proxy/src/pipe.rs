@@ -265,8 +265,8 @@ mod tests {
         assert!(p.capacity() >= 4096);
         assert!(p.slots() >= 1);
         assert_eq!(p.capacity() / p.slots(), page_size());
-        // 16 buffers, not more: see PIPE_PAGES (a pipe asked for more than the kernel's
-        // default would only differ here where the system refused)
+        // PIPE_PAGES buffers, not more (see PIPE_PAGES); it equals the kernel's default, so
+        // this holds as well where the system refuses F_SETPIPE_SZ
         assert_eq!(p.slots(), PIPE_PAGES);
         assert!(p.is_empty());
     }

@@ -524,8 +524,8 @@ fn first_word(text: &str) -> String {
     text.split_whitespace().next().unwrap_or("").to_string()
 }
 
-/// One TCP connection from `src` (port 0: any): the greeting's name and the local address;
-/// the client closes once it has the greeting.
+/// One TCP connection from `src`, port `sport` (0: any): the greeting's name and the local
+/// address; the client closes once it has the greeting.
 fn ask_tcp(topo: &Topo, src: IpAddr, sport: u16, vip: SocketAddr) -> (String, SocketAddr) {
     topo.client.run(|| {
         let mut s = net::connect_from(src, sport, vip).expect("connect to the VIP");

@@ -433,6 +433,7 @@ start_real_servers() {
 # buffers); with "perthread", each thread has a listening socket of its own (haproxy-perthread).
 start_haproxy() {
     local threads=$1 name=haproxy${2:+-$2}
+    [[ -z ${2:-} || $2 == @(splice|perthread) ]] || die "start_haproxy: unknown variant '$2'"
     render "$BENCH_DIR/conf/haproxy.cfg.in" "$TMP/$name-$threads.cfg" THREADS="$threads" \
         ADDR="$ADDR" VIP_PORT="$VIP_PORT" RS1_PORT="$RS1_PORT" RS2_PORT="$RS2_PORT"
     if [[ ${2:-} == splice ]]; then

@@ -29,7 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PIPE_BYTES (64 << 10) /* as rvs (rvs-proxy's pipe::PIPE_SIZE) */
+#define PIPE_BYTES (64 << 10) /* as rvs (rvs-proxy's pipe::PIPE_PAGES, 16 pages of 4 KiB) */
 #define MAX_SERVERS 16
 
 struct half {

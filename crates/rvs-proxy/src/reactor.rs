@@ -257,6 +257,79 @@ pub(crate) fn add(job: Box<dyn Job>) -> io::Result<JobId> {
     r?
 }
 
+/// Runs a new `job` once, now, and then adds it to this thread's loop (as [`add`]) unless
+/// that run ended it. For a job whose sockets [`look`] found ready: its first bytes move
+/// before the thread's other work instead of after it. A run that panics resets both
+/// sockets, as in the loop. `Ok(None)`: the job is over (or panicked) and was dropped.
+pub(crate) fn run_then_add(mut job: Box<dyn Job>, now: Instant) -> io::Result<Option<JobId>> {
+    let step = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(now)));
+    let again = match step {
+        Ok(Step::Done) => return Ok(None),
+        Ok(Step::Wait) => false,
+        Ok(Step::Again) => true,
+        Err(_) => {
+            tracing::error!("a TCP connection's handler panicked: both its sockets are reset");
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                job.sock(Side::Client).reset_on_close();
+                job.sock(Side::Server).reset_on_close();
+            }));
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(job)));
+            return Ok(None);
+        }
+    };
+    let mut job = Some(job);
+    let r = with_loop(|r| {
+        let id = r.add(job.take().expect("the job is added once"))?;
+        if again {
+            r.queue(id.slot);
+        }
+        Ok(id)
+    });
+    if let Some(mut job) = job {
+        job.sock(Side::Client).reset_on_close();
+        job.sock(Side::Server).reset_on_close();
+    }
+    r?.map(Some)
+}
+
+/// Looks, without waiting (one `poll`), at what the two sockets of a job not yet in a loop
+/// already have, and sets their flags as the loop's events would: input (or the peer's
+/// shutdown) on `client`, room, a finished connect or an error on `server`. True when
+/// `server` reported anything, that is when its connect is over, one way or the other. A
+/// connect to a real server on the same host is usually over before `connect()` returns:
+/// the kernel runs the whole handshake inside the call.
+pub(crate) fn look(client: &mut Sock, server: &mut Sock) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: client.fd(),
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: server.fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` holds two pollfd entries, which poll reads and whose `revents` it writes;
+    // a zero timeout never waits.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 0) };
+    if n <= 0 {
+        return false;
+    }
+    // poll's bits are epoll's, so the flags are set by the code that reads the loop's events
+    const _: () = assert!(
+        libc::POLLIN as i32 == libc::EPOLLIN
+            && libc::POLLOUT as i32 == libc::EPOLLOUT
+            && libc::POLLERR as i32 == libc::EPOLLERR
+            && libc::POLLHUP as i32 == libc::EPOLLHUP
+            && libc::POLLRDHUP as i32 == libc::EPOLLRDHUP
+    );
+    client.apply(fds[0].revents as u16 as u32);
+    server.apply(fds[1].revents as u16 as u32);
+    fds[1].revents != 0
+}
+
 /// Drops the job `id` (its sockets close as they are) if it is still in this thread's loop.
 pub(crate) fn cancel(id: JobId) {
     let job = LOOP
@@ -735,18 +808,24 @@ mod tests {
     use std::io::{Read, Write};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A job over two connected sockets: counts its runs, panics on its first if asked.
+    /// A job over two connected sockets: counts its runs, panics on its first if asked,
+    /// ends on its first if asked.
     struct Probe {
         socks: [Sock; 2],
         runs: Arc<AtomicUsize>,
         panics: bool,
+        ends: bool,
     }
 
     impl Job for Probe {
         fn run(&mut self, _now: Instant) -> Step {
             self.runs.fetch_add(1, Ordering::SeqCst);
             assert!(!self.panics, "a handler's bug");
-            Step::Wait
+            if self.ends {
+                Step::Done
+            } else {
+                Step::Wait
+            }
         }
         fn sock(&mut self, side: Side) -> &mut Sock {
             &mut self.socks[usize::from(side == Side::Server)]
@@ -782,11 +861,13 @@ mod tests {
                 socks: [Sock::new(b1), Sock::new(b2)],
                 runs: bad_runs.clone(),
                 panics: true,
+                ends: false,
             };
             let good = Probe {
                 socks: [Sock::new(g1), Sock::new(g2)],
                 runs: good_runs.clone(),
                 panics: false,
+                ends: false,
             };
             add(Box::new(bad)).unwrap();
             add(Box::new(good)).unwrap();
@@ -846,6 +927,7 @@ mod tests {
                 socks: [Sock::new(b1), Sock::new(b2)],
                 runs: runs.clone(),
                 panics: false,
+                ends: false,
             }))
             .unwrap();
             for _ in 0..20 {
@@ -865,6 +947,106 @@ mod tests {
                 "the idle loop used {used:?} of CPU in 300 ms"
             );
         });
+    }
+
+    /// Waits up to 5 s for `cond`.
+    async fn until(cond: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !cond() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A job run before it joins the loop: one that ends there never joins it (its sockets
+    /// close), one that panics costs its own sockets only (reset), one that waits joins
+    /// the loop and runs again on its next event.
+    #[test]
+    fn a_job_run_before_it_is_added() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let probe = |panics, ends| {
+                let (a, pa) = pair();
+                let (b, pb) = pair();
+                let runs = Arc::new(AtomicUsize::new(0));
+                let job = Probe {
+                    socks: [Sock::new(a), Sock::new(b)],
+                    runs: runs.clone(),
+                    panics,
+                    ends,
+                };
+                pa.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                (Box::new(job), runs, pa, pb)
+            };
+            let mut buf = [0u8; 8];
+
+            let (job, runs, mut peer, _pb) = probe(false, true);
+            assert!(run_then_add(job, Instant::now()).unwrap().is_none());
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+            assert_eq!(peer.read(&mut buf).unwrap(), 0, "closed with a FIN");
+
+            let (job, runs, mut peer, _pb) = probe(true, false);
+            assert!(run_then_add(job, Instant::now()).unwrap().is_none());
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+            let e = peer.read(&mut buf).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+
+            let (job, runs, mut peer, _pb) = probe(false, false);
+            assert!(run_then_add(job, Instant::now()).unwrap().is_some());
+            assert_eq!(
+                runs.load(Ordering::SeqCst),
+                1,
+                "ran before joining the loop"
+            );
+            // joining reports what the sockets have then; after that, the next event
+            until(|| runs.load(Ordering::SeqCst) >= 2).await;
+            let before = runs.load(Ordering::SeqCst);
+            peer.write_all(b"x").unwrap();
+            until(|| runs.load(Ordering::SeqCst) > before).await;
+            assert!(
+                runs.load(Ordering::SeqCst) > before,
+                "runs on events in the loop"
+            );
+        });
+    }
+
+    /// `look` reports a connect that finished inside `connect()` (loopback) and input that
+    /// waits, as the loop's events would; a refused connect shows as an error.
+    #[test]
+    fn look_sees_a_finished_connect_and_waiting_input() {
+        // the data plane's own non-blocking connect
+        let connecting = crate::tcp::connect;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (c, mut pc) = pair();
+        pc.write_all(b"GET /").unwrap();
+        let mut client = Sock::new(c);
+        let mut server = Sock::new(connecting(l.local_addr().unwrap()).unwrap());
+        assert!(look(&mut client, &mut server));
+        assert!(server.writable && !server.error && !server.write_closed);
+        assert!(client.readable && !client.read_closed);
+
+        // nothing waits on a fresh client socket
+        let (c2, _pc2) = pair();
+        let mut client = Sock::new(c2);
+        let mut server = Sock::new(connecting(l.local_addr().unwrap()).unwrap());
+        assert!(look(&mut client, &mut server));
+        assert!(!client.readable);
+
+        // a port nobody listens on: the refusal is in by the time connect() returns
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = closed.local_addr().unwrap();
+        drop(closed);
+        if let Ok(s) = connecting(to) {
+            let (c3, _pc3) = pair();
+            let mut client = Sock::new(c3);
+            let mut server = Sock::new(s);
+            assert!(look(&mut client, &mut server));
+            assert!(server.error && server.write_closed);
+            let e = server.take_error().unwrap().expect("the connect's error");
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        }
     }
 
     #[test]

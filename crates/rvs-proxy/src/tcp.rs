@@ -332,8 +332,8 @@ thread_local! {
 }
 
 /// Which real servers' connects are over when `connect()` returns, as last seen by this
-/// thread. For one on the same host (loopback, or an address of this host) the kernel runs
-/// the whole handshake inside the call, and a `poll` right after it lets the connection's
+/// thread. For one on the same host (loopback, or an address of this host) the kernel
+/// usually runs the whole handshake inside the call, and a `poll` right after it lets the connection's
 /// first turn run at once. For one across a network the SYN is still on its way: the
 /// `poll` would find nothing, so it is made only once in [`LOOK_AGAIN_EVERY`] connects
 /// after a miss (a server that moves is found again within that many).
@@ -750,17 +750,24 @@ mod tests {
         }
         assert!(q.should_look(remote), "a server never seen is looked at");
         q.looked(remote, false);
-        let mut looks = 0;
-        for _ in 0..LOOK_AGAIN_EVERY as usize * 4 {
-            if q.should_look(remote) {
-                looks += 1;
-                q.looked(remote, false);
+        // after each miss: exactly LOOK_AGAIN_EVERY - 1 connects without a look, then one
+        for _ in 0..4 {
+            for i in 1..LOOK_AGAIN_EVERY {
+                assert!(
+                    !q.should_look(remote),
+                    "connect {i} after a miss is not looked at"
+                );
             }
+            assert!(
+                q.should_look(remote),
+                "connect {LOOK_AGAIN_EVERY} after a miss is"
+            );
+            q.looked(remote, false);
         }
-        assert_eq!(looks, 4, "one look in {LOOK_AGAIN_EVERY} connects");
         // it moved to this host: the next look finds the connect over, and from then on
         // every connect is looked at
-        while !q.should_look(remote) {}
+        let next_look = (1..=LOOK_AGAIN_EVERY).find(|_| q.should_look(remote));
+        assert_eq!(next_look, Some(LOOK_AGAIN_EVERY));
         q.looked(remote, true);
         assert!((0..10).all(|_| q.should_look(remote)));
         // the other server's record is its own

@@ -20,6 +20,8 @@
 #                            thread N, SO_REUSEPORT), the layout of rvs's workers;
 #                            splice-relay: bench/splice-relay.c, the least a relay can do
 #   PAIRED_BUILDS=""         more rvsd binaries to compare, as NAME=PATH (space separated)
+#   PAIRED_SPREAD=""         1: also a table per mode of the latency's spread (mean, p5,
+#                            p25, p75), to tell a wider distribution from a slower one
 #   PAIRED_PIN=""            BALANCER_CPUS/LOAD_CPUS (taskset lists, e.g. 0/1): every balancer's
 #                            threads run on the first CPUs only, wrk and the real servers on the
 #                            second, as on a director that does not share its CPUs with clients
@@ -39,6 +41,7 @@ P_THREADS=${PAIRED_THREADS:-1}
 P_BUILDS=${PAIRED_BUILDS:-}
 P_PEERS=${PAIRED_PEERS:-haproxy nginx}
 P_PIN=${PAIRED_PIN:-}
+P_SPREAD=${PAIRED_SPREAD:-}
 # ports of their own, so this runs beside bench/run.sh and bench/reload.sh
 RS1_PORT=18281
 RS2_PORT=18282
@@ -64,6 +67,7 @@ paired_args() {
         [[ ! ${value%%=*} =~ ^(rvs|$PEER_NAMES)$ ]] || die "PAIRED_BUILDS: the name ${value%%=*} is taken"
     done
     ((CONNS >= WRK_THREADS)) || die "wrk needs at least as many connections as threads"
+    [[ $P_SPREAD =~ ^(|0|1)$ ]] || die "PAIRED_SPREAD must be 1, 0 or empty, got '$P_SPREAD'"
     if [[ -n $P_PIN ]]; then
         [[ $P_PIN =~ ^[0-9,-]+/[0-9,-]+$ ]] || die "PAIRED_PIN: '$P_PIN' is not BALANCER_CPUS/LOAD_CPUS"
         command -v taskset >/dev/null || apt_install util-linux
@@ -134,10 +138,14 @@ start_one() {
     PORTS+=("$port")
 }
 
-# The table of one mode from $TMP/paired.tsv (mode round name rps p50 p99 p99.9).
+# report_mode MODE FILE COLUMNS: the tables of one mode from FILE (mode round name and four
+# figures per line), COLUMNS naming the four figures ("|"-separated). A first column named
+# "rate" is the mode's rate (higher is better); every other figure is a latency.
 report_mode() {
-    local mode=$1
-    awk -v mode="$mode" -v names="${NAMES[*]}" -v peers="^($PEER_NAMES)$" '
+    local mode=$1 file=$2 cols=$3
+    [[ $cols != rate\|* ]] || cols="$([[ $mode == bulk ]] && echo MiB/s || echo req/s)|${cols#rate|}"
+    awk -v mode="$mode" -v names="${NAMES[*]}" -v peers="^($PEER_NAMES)$" -v cols="$cols" \
+        -v rate="$([[ $3 == rate\|* ]] && echo 1 || echo 0)" '
         # two-sided sign test: the chance of a split of m rounds at least as uneven as w : m - w
         function sign_p(w, m,   lo, i, c, p) {
             if (m == 0) return 1
@@ -154,19 +162,19 @@ report_mode() {
         $1 == mode { v[$3, $2, 1] = $4; v[$3, $2, 2] = $5; v[$3, $2, 3] = $6; v[$3, $2, 4] = $7; seen[$3, $2] = 1; rounds[$2] = 1 }
         END {
             n = split(names, nm, " ")
-            split((mode == "bulk" ? "MiB/s" : "req/s") "|p50 ms|p99 ms|p99.9 ms", col, "|")
+            split(cols, col, "|")
             printf "| %s | %s | %s | %s | %s | runs |\n|---|---:|---:|---:|---:|---:|\n", "balancer", col[1], col[2], col[3], col[4]
             for (i = 1; i <= n; i++) {
                 printf "| %s", nm[i]
                 for (c = 1; c <= 4; c++) {
                     k = 0; for (r in rounds) if (seen[nm[i], r]) a[++k] = v[nm[i], r, c]
-                    printf(c == 1 ? " | %.0f" : " | %.2f", k ? median(a, k) : 0)
+                    printf(c == 1 && rate ? " | %.0f" : " | %.2f", k ? median(a, k) : 0)
                 }
                 printf " | %d |\n", k
             }
             print ""
             print "Paired: the median over rounds of the round'"'"'s ratio; above 1.0 the first is better"
-            print "(" (mode == "bulk" ? "more bytes" : "more requests") " per second, lower latency)."
+            print "(" (rate ? (mode == "bulk" ? "more bytes" : "more requests") " per second, " : "") "lower latency)."
             print ""
             printf "| pair | %s | %s | %s | %s | rounds |\n|---|---:|---:|---:|---:|---:|\n", col[1], col[2], col[3], col[4]
             # one pass per pair: its median row here, its sign-test row kept for the next table
@@ -181,7 +189,7 @@ report_mode() {
                     for (c = 1; c <= 4; c++) {
                         k = 0; w = 0; l = 0
                         for (r in rounds) if (seen[nm[i], r] && seen[nm[j], r] && v[nm[i], r, c] > 0 && v[nm[j], r, c] > 0) {
-                            x = c == 1 ? v[nm[i], r, c] / v[nm[j], r, c] : v[nm[j], r, c] / v[nm[i], r, c]
+                            x = c == 1 && rate ? v[nm[i], r, c] / v[nm[j], r, c] : v[nm[j], r, c] / v[nm[i], r, c]
                             a[++k] = x
                             if (x > 1) w++; else if (x < 1) l++
                         }
@@ -199,7 +207,7 @@ report_mode() {
             print ""
             printf "| pair | %s | %s | %s | %s |\n|---|---:|---:|---:|---:|\n", col[1], col[2], col[3], col[4]
             printf "%s", signs
-        }' "$TMP/paired.tsv"
+        }' "$file"
 }
 
 paired_main() {
@@ -209,6 +217,7 @@ paired_main() {
     prepare_nginx_stream
     begin_run rvs-paired
     : >"$TMP/paired.tsv"
+    : >"$TMP/spread.tsv"
     build_rvs
     [[ -z $RVS_BROKEN ]] || die "rvs: $RVS_BROKEN"
     [[ " $P_PEERS " != *" splice-relay "* ]] || build_splice_relay
@@ -242,6 +251,8 @@ paired_main() {
                     [[ $mode != bulk ]] || rate=$W_MIBS
                     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$round" "${NAMES[k]}" \
                         "$rate" "$W_P50MS" "$W_P99MS" "$W_P999MS" >>"$TMP/paired.tsv"
+                    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$round" "${NAMES[k]}" \
+                        "$W_MEANMS" "$W_P5MS" "$W_P25MS" "$W_P75MS" >>"$TMP/spread.tsv"
                 fi
             done
         done
@@ -257,7 +268,13 @@ paired_main() {
         echo
         echo "### $mode"
         echo
-        report_mode "$mode"
+        report_mode "$mode" "$TMP/paired.tsv" "rate|p50 ms|p99 ms|p99.9 ms"
+        if [[ $P_SPREAD == 1 ]]; then
+            echo
+            echo "#### $mode: the latency's spread"
+            echo
+            report_mode "$mode" "$TMP/spread.tsv" "mean ms|p5 ms|p25 ms|p75 ms"
+        fi
     done
     if ((${#NOTES[@]})); then
         echo

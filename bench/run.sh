@@ -314,6 +314,7 @@ run_wrk() {
     local tag=$1 port=$2 path=$3 conns=$4 secs=$5 line
     shift 5
     W_RPS=n/a W_MIBS=n/a W_P99MS=n/a W_P50MS=n/a W_P999MS=n/a W_ERRS="" W_REQ=0
+    W_MEANMS=n/a W_P5MS=n/a W_P25MS=n/a W_P75MS=n/a
     timeout -k 5 $((secs + 20)) "${WRK_PREFIX[@]}" wrk -t"$WRK_THREADS" -c"$conns" -d"${secs}s" --latency \
         -s "$BENCH_DIR/report.lua" "$@" "http://$ADDR:$port$path" >"$TMP/wrk-${tag// /_}.out" 2>&1 &
     WRK_PID=$!
@@ -332,10 +333,13 @@ run_wrk() {
         return 1
     fi
     [[ -z $W_ERRS ]] || note "$tag: $W_REQ requests with errors: $W_ERRS"
-    # shellcheck disable=SC2034  # W_P50MS and W_P999MS: for bench/paired.sh
-    read -r W_RPS W_MIBS W_P99MS W_P50MS W_P999MS < <(awk -v q="${r[requests]}" -v b="${r[bytes]}" \
-        -v d="${r[duration_us]}" -v p="${r[p99_us]}" -v m="${r[p50_us]}" -v t="${r[p999_us]}" \
-        'BEGIN { s = d / 1e6; printf "%.3f %.3f %.3f %.3f %.3f\n", q / s, b / s / 1048576, p / 1000, m / 1000, t / 1000 }')
+    # shellcheck disable=SC2034  # W_P50MS, W_P999MS and the spread (mean, p5, p25, p75): for bench/paired.sh
+    read -r W_RPS W_MIBS W_P99MS W_P50MS W_P999MS W_MEANMS W_P5MS W_P25MS W_P75MS < <(awk \
+        -v q="${r[requests]}" -v b="${r[bytes]}" -v d="${r[duration_us]}" -v p="${r[p99_us]}" \
+        -v m="${r[p50_us]}" -v t="${r[p999_us]}" -v a="${r[mean_us]}" -v p5="${r[p5_us]}" \
+        -v p25="${r[p25_us]}" -v p75="${r[p75_us]}" \
+        'BEGIN { s = d / 1e6; printf "%.3f %.3f %.3f %.3f %.3f %.3f %.3f %.3f %.3f\n", q / s, b / s / 1048576,
+                 p / 1000, m / 1000, t / 1000, a / 1000, p5 / 1000, p25 / 1000, p75 / 1000 }')
     return 0
 }
 

@@ -142,10 +142,13 @@ start_one() {
 # figures per line), COLUMNS naming the four figures ("|"-separated). A first column named
 # "rate" is the mode's rate (higher is better); every other figure is a latency.
 report_mode() {
-    local mode=$1 file=$2 cols=$3
-    [[ $cols != rate\|* ]] || cols="$([[ $mode == bulk ]] && echo MiB/s || echo req/s)|${cols#rate|}"
+    local mode=$1 file=$2 cols=$3 rate=0
+    if [[ $cols == rate\|* ]]; then
+        rate=1
+        cols="$([[ $mode == bulk ]] && echo MiB/s || echo req/s)|${cols#rate|}"
+    fi
     awk -v mode="$mode" -v names="${NAMES[*]}" -v peers="^($PEER_NAMES)$" -v cols="$cols" \
-        -v rate="$([[ $3 == rate\|* ]] && echo 1 || echo 0)" '
+        -v rate="$rate" '
         # two-sided sign test: the chance of a split of m rounds at least as uneven as w : m - w
         function sign_p(w, m,   lo, i, c, p) {
             if (m == 0) return 1

@@ -259,6 +259,26 @@ pub(crate) fn add(job: Box<dyn Job>) -> io::Result<JobId> {
     r?
 }
 
+/// Runs `job`; `None` when its handler panicked (logged): one connection's bug must not take
+/// the worker's others down with it.
+fn run_guarded(job: &mut dyn Job, now: Instant) -> Option<Step> {
+    let step = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(now)));
+    if step.is_err() {
+        tracing::error!("a TCP connection's handler panicked: both its sockets are reset");
+    }
+    step.ok()
+}
+
+/// Drops a job whose handler panicked: both its sockets close with a reset, and a panic
+/// while resetting or dropping stays with it too.
+fn discard_panicked(mut job: Box<dyn Job>) {
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        job.sock(Side::Client).reset_on_close();
+        job.sock(Side::Server).reset_on_close();
+    }));
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(job)));
+}
+
 /// Drops a job that could not join the loop: both sockets close with a reset, and the job
 /// hears of it first ([`Job::abandon`]).
 fn abandon(mut job: Box<dyn Job>) {
@@ -272,18 +292,12 @@ fn abandon(mut job: Box<dyn Job>) {
 /// before the thread's other work instead of after it. A run that panics resets both
 /// sockets, as in the loop. `Ok(None)`: the job is over (or panicked) and was dropped.
 pub(crate) fn run_then_add(mut job: Box<dyn Job>, now: Instant) -> io::Result<Option<JobId>> {
-    let step = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(now)));
-    let again = match step {
-        Ok(Step::Done) => return Ok(None),
-        Ok(Step::Wait) => false,
-        Ok(Step::Again) => true,
-        Err(_) => {
-            tracing::error!("a TCP connection's handler panicked: both its sockets are reset");
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                job.sock(Side::Client).reset_on_close();
-                job.sock(Side::Server).reset_on_close();
-            }));
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(job)));
+    let again = match run_guarded(job.as_mut(), now) {
+        Some(Step::Done) => return Ok(None),
+        Some(Step::Wait) => false,
+        Some(Step::Again) => true,
+        None => {
+            discard_panicked(job);
             return Ok(None);
         }
     };
@@ -605,12 +619,8 @@ impl Reactor {
 
     /// Takes a job out after its handler panicked: its sockets close with a reset.
     fn abort(&mut self, slot: u32) {
-        if let Some(mut job) = self.take(slot) {
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                job.sock(Side::Client).reset_on_close();
-                job.sock(Side::Server).reset_on_close();
-            }));
-            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(job)));
+        if let Some(job) = self.take(slot) {
+            discard_panicked(job);
         }
     }
 
@@ -733,10 +743,7 @@ impl Reactor {
             }
             s.queued = false;
             let Some(job) = s.job.as_mut() else { continue };
-            let step = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(now)));
-            let Ok(step) = step else {
-                // one connection's bug must not take the worker's others down with it
-                tracing::error!("a TCP connection's handler panicked: both its sockets are reset");
+            let Some(step) = run_guarded(job.as_mut(), now) else {
                 self.abort(slot);
                 continue;
             };

@@ -333,10 +333,10 @@ thread_local! {
 
 /// Which real servers' connects are over when `connect()` returns, as last seen by this
 /// thread. For one on the same host (loopback, or an address of this host) the kernel
-/// usually runs the whole handshake inside the call, and a `poll` right after it lets the connection's
-/// first turn run at once. For one across a network the SYN is still on its way: the
-/// `poll` would find nothing, so it is made only once in [`LOOK_AGAIN_EVERY`] connects
-/// after a miss (a server that moves is found again within that many).
+/// usually runs the whole handshake inside the call, and a `poll` right after it lets the
+/// connection's first turn run at once. For one across a network the SYN is still on its
+/// way: the `poll` would find nothing, so it is made only once in [`LOOK_AGAIN_EVERY`]
+/// connects after a miss (a server that moves is found again within that many).
 #[derive(Debug, Default)]
 struct QuickConnects {
     /// connects left to skip before looking again, per real server

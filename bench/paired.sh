@@ -18,7 +18,9 @@
 #                            haproxy-splice: HAProxy with option splice-request/-response;
 #                            haproxy-perthread: HAProxy with a listener per thread (bind ...
 #                            thread N, SO_REUSEPORT), the layout of rvs's workers;
-#                            splice-relay: bench/splice-relay.c, the least a relay can do
+#                            splice-relay: bench/splice-relay.c, the least a relay can do;
+#                            copy-relay: the same program copying through a buffer with
+#                            recv/send instead of splicing (the floor for small messages)
 #   PAIRED_BUILDS=""         more rvsd binaries to compare, as NAME=PATH (space separated)
 #   PAIRED_SPREAD=""         1: also a table per mode of the latency's spread (mean, p5,
 #                            p25, p75), to tell a wider distribution from a slower one
@@ -48,7 +50,7 @@ RS2_PORT=18282
 FIRST_PORT=18290
 
 # the peers PAIRED_PEERS may name (an extended regular expression)
-PEER_NAMES='haproxy|nginx|direct|haproxy-splice|haproxy-perthread|splice-relay'
+PEER_NAMES='haproxy|nginx|direct|haproxy-splice|haproxy-perthread|splice-relay|copy-relay'
 NAMES=()   # balancers, in start order
 PORTS=()   # their ports
 
@@ -125,8 +127,9 @@ start_one() {
         haproxy-splice) start_haproxy "$P_THREADS" splice ;;
         haproxy-perthread) start_haproxy "$P_THREADS" perthread ;;
         nginx) start_nginx_lb "$P_THREADS" ;;
-        splice-relay)
-            start_bg "$name-$P_THREADS" "$TMP/splice-relay" "$P_THREADS" "$port" "$RS1_PORT" "$RS2_PORT"
+        splice-relay | copy-relay)
+            RELAY_COPY=$([[ $name == copy-relay ]] && echo 1 || echo 0) \
+                start_bg "$name-$P_THREADS" "$TMP/splice-relay" "$P_THREADS" "$port" "$RS1_PORT" "$RS2_PORT"
             LB_PID=$LAST_PID
             ;;
         *) RVSD=${rvsd:-$RVSD} start_rvs "$P_THREADS" "$name" || die "$name did not start" ;;
@@ -223,7 +226,7 @@ paired_main() {
     : >"$TMP/spread.tsv"
     build_rvs
     [[ -z $RVS_BROKEN ]] || die "rvs: $RVS_BROKEN"
-    [[ " $P_PEERS " != *" splice-relay "* ]] || build_splice_relay
+    [[ " $P_PEERS " != *" splice-relay "* && " $P_PEERS " != *" copy-relay "* ]] || build_splice_relay
     log "plan: $((P_ROUNDS * $(wc -w <<<"$P_MODES") * (1 + $(wc -w <<<"$P_PEERS $P_BUILDS")) * P_SECONDS)) s of traffic"
     start_real_servers
     if [[ -n $P_PIN ]]; then

@@ -31,11 +31,16 @@
 
 #define PIPE_BYTES (64 << 10) /* as rvs (rvs-proxy's pipe::PIPE_PAGES, 16 pages of 4 KiB) */
 #define MAX_SERVERS 16
+#define COPY_BYTES (16 << 10) /* copy mode: a buffer per direction, as HAProxy's bufsize */
+
+static int copy_mode; /* RELAY_COPY=1: recv/send through a buffer instead of splice */
 
 struct half {
 	int from, to;
 	int pipe[2];
-	size_t queued; /* bytes in the pipe */
+	size_t queued; /* bytes in the pipe (copy mode: in buf, from off on) */
+	size_t off;    /* copy mode: where the unsent bytes of buf start */
+	char *buf;     /* copy mode: COPY_BYTES of the thread's own */
 	int eof;       /* the source sent FIN */
 	int shut;      /* the destination was sent FIN */
 };
@@ -51,9 +56,58 @@ static struct sockaddr_in servers[MAX_SERVERS];
 static int nservers;
 static int listen_port;
 
+/* The source has ended: pass the FIN on once. */
+static int finish(struct half *h)
+{
+	if (!h->shut) {
+		h->shut = 1;
+		if (shutdown(h->to, SHUT_WR) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Copy mode: sends what the buffer holds. 1 when all of it went, 0 when the destination is
+ * full (wait for EPOLLOUT), -1 on an error. */
+static int flush_copy(struct half *h)
+{
+	while (h->queued) {
+		ssize_t n = send(h->to, h->buf + h->off, h->queued, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -1;
+		h->off += (size_t)n;
+		h->queued -= (size_t)n;
+	}
+	return 1;
+}
+
+/* pump() in copy mode. A receive that fills less than the buffer took all there was (a new
+ * edge comes with more), so no call is made only to hear EAGAIN; rvs does the same. */
+static int pump_copy(struct half *h)
+{
+	for (;;) {
+		int sent = flush_copy(h);
+		if (sent <= 0)
+			return sent;
+		if (h->eof)
+			return finish(h);
+		ssize_t n = recv(h->from, h->buf, COPY_BYTES, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -1;
+		if (n == 0)
+			h->eof = 1;
+		h->off = 0;
+		h->queued = (size_t)n;
+		if (n > 0 && n < COPY_BYTES)
+			return flush_copy(h) < 0 ? -1 : 0;
+	}
+}
+
 /* Moves what can move now. Returns -1 on an error or reset (the connection is dropped). */
 static int pump(struct half *h)
 {
+	if (copy_mode)
+		return pump_copy(h);
 	for (;;) {
 		if (h->queued) {
 			ssize_t n = splice(h->pipe[0], NULL, h->to, NULL, h->queued,
@@ -64,14 +118,8 @@ static int pump(struct half *h)
 			if (h->queued)
 				return 0; /* the destination is full: wait for EPOLLOUT */
 		}
-		if (h->eof) {
-			if (!h->shut) {
-				h->shut = 1;
-				if (shutdown(h->to, SHUT_WR) < 0)
-					return -1;
-			}
-			return 0;
-		}
+		if (h->eof)
+			return finish(h);
 		ssize_t n = splice(h->from, NULL, h->pipe[1], NULL, PIPE_BYTES,
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n < 0)
@@ -89,8 +137,11 @@ static void drop(struct conn *c, struct conn **dead)
 	c->dead = 1;
 	for (int i = 0; i < 2; i++) {
 		close(c->fd[i]);
-		close(c->half[i].pipe[0]);
-		close(c->half[i].pipe[1]);
+		if (c->half[i].pipe[0] >= 0)
+			close(c->half[i].pipe[0]);
+		if (c->half[i].pipe[1] >= 0)
+			close(c->half[i].pipe[1]);
+		free(c->half[i].buf);
 	}
 	/* freed after the batch: later events of the same batch may still point at it */
 	c->next_dead = *dead;
@@ -125,7 +176,7 @@ static void start(int ep, int client, unsigned *next)
 		c->half[i].to = c->fd[1 - i];
 	}
 	for (int i = 0; i < 2; i++)
-		if (open_pipe(c->half[i].pipe) < 0)
+		if (copy_mode ? !(c->half[i].buf = malloc(COPY_BYTES)) : open_pipe(c->half[i].pipe) < 0)
 			goto fail_pipes;
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, client, &ev) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, server, &ev) < 0)
@@ -137,6 +188,7 @@ fail_pipes:
 			close(c->half[i].pipe[0]);
 		if (c->half[i].pipe[1] >= 0)
 			close(c->half[i].pipe[1]);
+		free(c->half[i].buf);
 	}
 fail:
 	free(c);
@@ -219,6 +271,8 @@ int main(int argc, char **argv)
 		servers[nservers].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		nservers++;
 	}
+	const char *copy = getenv("RELAY_COPY");
+	copy_mode = copy && strcmp(copy, "1") == 0;
 	signal(SIGPIPE, SIG_IGN);
 	pthread_t tid[64];
 	for (int i = 0; i < threads; i++)

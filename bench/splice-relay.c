@@ -9,7 +9,10 @@
  * logging, no limits; a failed connect or a reset just closes both sockets. Not a balancer:
  * only a floor to measure balancers against.
  *
- * usage: splice-relay THREADS LISTEN_PORT SERVER_PORT... (all on 127.0.0.1)
+ * With RELAY_COPY=1 in its environment it copies instead (bench/paired.sh's copy-relay): recv
+ * into a 16 KiB buffer per direction and send from it, the floor for small messages.
+ *
+ * usage: [RELAY_COPY=1] splice-relay THREADS LISTEN_PORT SERVER_PORT... (all on 127.0.0.1)
  * Each thread has a listener of its own (SO_REUSEPORT) and an epoll set of its own, as rvs's
  * workers do; sockets are edge-triggered, every call non-blocking.
  */
@@ -40,7 +43,7 @@ struct half {
 	int pipe[2];
 	size_t queued; /* bytes in the pipe (copy mode: in buf, from off on) */
 	size_t off;    /* copy mode: where the unsent bytes of buf start */
-	char *buf;     /* copy mode: COPY_BYTES of the thread's own */
+	char *buf;     /* copy mode: COPY_BYTES of its own */
 	int eof;       /* the source sent FIN */
 	int shut;      /* the destination was sent FIN */
 };
@@ -82,8 +85,10 @@ static int flush_copy(struct half *h)
 }
 
 /* pump() in copy mode. A receive that fills less than the buffer took all there was (a new
- * edge comes with more), so no call is made only to hear EAGAIN; rvs does the same. */
-static int pump_copy(struct half *h)
+ * edge comes with more), so no call is made only to hear EAGAIN, as in rvs; except after a
+ * peer's shutdown was reported (hup), whose FIN raises no edge of its own once the bytes
+ * before it are read: then it reads on until the end or EAGAIN. */
+static int pump_copy(struct half *h, int hup)
 {
 	for (;;) {
 		int sent = flush_copy(h);
@@ -98,16 +103,17 @@ static int pump_copy(struct half *h)
 			h->eof = 1;
 		h->off = 0;
 		h->queued = (size_t)n;
-		if (n > 0 && n < COPY_BYTES)
+		if (n > 0 && n < COPY_BYTES && !hup)
 			return flush_copy(h) < 0 ? -1 : 0;
 	}
 }
 
-/* Moves what can move now. Returns -1 on an error or reset (the connection is dropped). */
-static int pump(struct half *h)
+/* Moves what can move now. Returns -1 on an error or reset (the connection is dropped).
+ * hup: the event reported a peer's shutdown (EPOLLRDHUP or EPOLLHUP). */
+static int pump(struct half *h, int hup)
 {
 	if (copy_mode)
-		return pump_copy(h);
+		return pump_copy(h, hup);
 	for (;;) {
 		if (h->queued) {
 			ssize_t n = splice(h->pipe[0], NULL, h->to, NULL, h->queued,
@@ -234,7 +240,8 @@ static void *worker(void *arg)
 			}
 			if (c->dead)
 				continue;
-			if ((evs[i].events & EPOLLERR) || pump(&c->half[0]) < 0 || pump(&c->half[1]) < 0 ||
+			int hup = (evs[i].events & (EPOLLRDHUP | EPOLLHUP)) != 0;
+			if ((evs[i].events & EPOLLERR) || pump(&c->half[0], hup) < 0 || pump(&c->half[1], hup) < 0 ||
 			    (c->half[0].shut && c->half[1].shut))
 				drop(c, &dead);
 		}

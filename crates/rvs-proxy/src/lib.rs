@@ -41,6 +41,8 @@ pub mod proxy_header;
 #[allow(unsafe_code)] // epoll(7), accept4(2)
 mod reactor;
 pub mod relay;
+#[allow(unsafe_code)] // io_uring submissions (raw buffers of the relay)
+mod sendq;
 #[allow(unsafe_code)] // bpf(2), mmap(2), setsockopt(SO_ATTACH_REUSEPORT_EBPF)
 mod steer;
 mod tcp;

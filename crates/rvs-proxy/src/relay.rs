@@ -72,7 +72,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod ops;
+pub(crate) mod ops;
 #[cfg(test)]
 mod tests;
 
@@ -86,12 +86,16 @@ use tokio::time::Instant;
 
 use crate::pipe::{self, Pipe};
 use crate::reactor::{self, Job, Side, Sock, Step};
-use crate::tcpinfo;
+use crate::{sendq, tcpinfo};
 pub use ops::{stats, Stats, SCRATCH};
 
 /// Transfers (splices, or receive-and-send) per direction in one wake-up before the task
 /// yields to others on its thread.
 const ROUNDS: usize = 32;
+
+/// A copy buffer up to this size is kept once its bytes are sent: the next message of a
+/// connection whose sends are posted goes through it (larger ones are freed).
+const KEEP_HELD: usize = 2048;
 
 /// Cumulative counters of one relayed connection, since the relay started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -256,6 +260,10 @@ impl<O: Observer> Job for Waited<O> {
     fn deadline(&self) -> Option<Instant> {
         Some(self.relay.deadline())
     }
+
+    fn sent(&mut self, side: Side, result: i32) {
+        self.relay.sent(side, result);
+    }
 }
 
 /// What a [`Relay::turn`] ended with.
@@ -344,6 +352,11 @@ struct Half {
     flow: Flow,
     /// Bytes delivered to the destination.
     bytes: u64,
+    /// `held` is posted ([`crate::sendq`]): nothing moves in this direction, and `held`
+    /// stays as it is, until [`Half::sent`].
+    posted: bool,
+    /// The posted send failed: the direction stops with this error at its next turn.
+    failed: Option<io::Error>,
 }
 
 impl Drop for Half {
@@ -363,6 +376,8 @@ impl Half {
             burst: 0,
             flow: Flow::Open,
             bytes: 0,
+            posted: false,
+            failed: None,
         }
     }
 
@@ -387,7 +402,16 @@ impl Half {
         from: Side,
         last: bool,
     ) -> Result<Pump, Stop> {
+        if self.posted {
+            return Ok(Pump::Blocked);
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(classify(e, from.peer()));
+        }
         for _ in 0..ROUNDS {
+            if self.posted {
+                return Ok(Pump::Blocked);
+            }
             if self.has_backlog() {
                 if !dst.can_write() {
                     return Ok(Pump::Blocked);
@@ -421,23 +445,59 @@ impl Half {
 
     /// Sends the backlog (copy buffer first: it holds older bytes than any pipe could).
     fn flush(&mut self, dst: &mut Sock) -> io::Result<()> {
-        let n = if self.held_sent < self.held.len() {
+        if self.held_sent < self.held.len() {
             let n = ops::send_some(dst, &self.held[self.held_sent..])?;
-            self.held_sent += n;
-            if self.held_sent == self.held.len() {
-                self.held = Vec::new();
-                self.held_sent = 0;
-            }
-            n
+            self.took(n);
         } else if let Some(pipe) = self.pipe.as_mut() {
-            ops::write_some(pipe, dst)?
-        } else {
-            0
-        };
+            let n = ops::write_some(pipe, dst)?;
+            self.count(n);
+        }
+        Ok(())
+    }
+
+    /// `n` bytes of `held` went out.
+    fn took(&mut self, n: usize) {
+        self.held_sent += n;
+        if self.held_sent == self.held.len() {
+            // a small buffer is kept for the next message (posted sends go through it)
+            if self.held.capacity() > KEEP_HELD {
+                self.held = Vec::new();
+            } else {
+                self.held.clear();
+            }
+            self.held_sent = 0;
+        }
+        self.count(n);
+    }
+
+    /// `n` bytes reached the destination; a PROXY header's are not payload.
+    fn count(&mut self, n: usize) {
         let skip = n.min(self.uncounted);
         self.uncounted -= skip;
         self.bytes += (n - skip) as u64;
-        Ok(())
+    }
+
+    /// The posted send of `held` was made (`result`: bytes sent or a negated errno), as
+    /// [`ops::send_some`] would have made it.
+    fn sent(&mut self, result: i32, dst: &mut Sock) {
+        if !self.posted {
+            return;
+        }
+        self.posted = false;
+        let want = self.held.len() - self.held_sent;
+        let r = match usize::try_from(result) {
+            Ok(n) => Ok(n),
+            Err(_) => Err(io::Error::from_raw_os_error(-result)),
+        };
+        match ops::write_done(dst, r, want) {
+            Ok(n) => {
+                if n < want {
+                    ops::count(|s| s.held += 1);
+                }
+                self.took(n);
+            }
+            Err(e) => self.failed = Some(e),
+        }
     }
 
     /// The source has nothing now: the pipe (empty) goes back, and after a small burst a
@@ -467,6 +527,18 @@ impl Half {
             if n == buf.len() {
                 self.mode = Mode::Splice;
                 ops::count(|s| s.to_splice += 1);
+            }
+            if sendq::is_open() {
+                // kept until the send is made, at the end of the loop's pass
+                self.held.clear();
+                self.held.extend_from_slice(&buf[..n]);
+                self.held_sent = 0;
+                if sendq::post(dst.fd(), &self.held, from.peer()) {
+                    ops::count(|s| s.sends += 1);
+                    self.posted = true;
+                }
+                // not posted: the next round sends it as a backlog
+                return Ok(());
             }
             let sent = ops::send_some(dst, &buf[..n]).map_err(|e| classify(e, from.peer()))?;
             self.bytes += sent as u64;
@@ -569,6 +641,14 @@ impl<O: Observer> Relay<O> {
         match side {
             Side::Client => &mut self.client,
             Side::Server => &mut self.server,
+        }
+    }
+
+    /// The send posted to `side`'s socket was made (see [`crate::sendq`]).
+    pub(crate) fn sent(&mut self, side: Side, result: i32) {
+        match side {
+            Side::Server => self.c2s.sent(result, &mut self.server),
+            Side::Client => self.s2c.sent(result, &mut self.client),
         }
     }
 

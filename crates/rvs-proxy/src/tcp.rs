@@ -552,6 +552,12 @@ impl Job for Session {
         }
     }
 
+    fn sent(&mut self, side: Side, result: i32) {
+        if let Phase::Relaying(relay) = &mut self.phase {
+            relay.sent(side, result);
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Connecting { deadline, .. } => Some(*deadline),

@@ -30,6 +30,9 @@ pub struct Stats {
     pub to_splice: u64,
     /// Directions switched back from splice to copy (a small burst, then the source empty).
     pub to_copy: u64,
+    /// Sends made together at the end of a pass of the event loop (one `io_uring_enter`
+    /// each; their sends are counted in `sends`).
+    pub batches: u64,
 }
 
 impl Stats {
@@ -39,6 +42,7 @@ impl Stats {
         held: 0,
         to_splice: 0,
         to_copy: 0,
+        batches: 0,
     };
 }
 
@@ -48,7 +52,7 @@ thread_local! {
 }
 
 /// Adds to this thread's counters.
-pub(super) fn count(f: impl FnOnce(&mut Stats)) {
+pub(crate) fn count(f: impl FnOnce(&mut Stats)) {
     let _ = STATS.try_with(|s| {
         let mut v = s.get();
         f(&mut v);
@@ -135,7 +139,7 @@ fn read_done(src: &mut Sock, r: io::Result<usize>, room: usize) -> io::Result<Op
 }
 
 /// A write of `want` bytes returned `r`: fewer (or `EAGAIN`) means the destination is full.
-fn write_done(dst: &mut Sock, r: io::Result<usize>, want: usize) -> io::Result<usize> {
+pub(super) fn write_done(dst: &mut Sock, r: io::Result<usize>, want: usize) -> io::Result<usize> {
     match r {
         Ok(n) => {
             if n < want {

@@ -80,7 +80,7 @@ async fn held_bytes_go_out_before_spliced_ones_then_fin() {
     assert_eq!(half.bytes, got.len() as u64);
     assert!(
         half.held.is_empty() && half.held.capacity() == 0,
-        "held buffer freed"
+        "a held buffer over KEEP_HELD is freed"
     );
     assert!(pipe::stats().splices > splices, "the rest was spliced");
 }

@@ -93,10 +93,6 @@ pub use ops::{stats, Stats, SCRATCH};
 /// yields to others on its thread.
 const ROUNDS: usize = 32;
 
-/// A copy buffer up to this size is kept once its bytes are sent: the next message of a
-/// connection whose sends are posted goes through it (larger ones are freed).
-const KEEP_HELD: usize = 2048;
-
 /// Cumulative counters of one relayed connection, since the relay started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -339,8 +335,9 @@ enum Mode {
 struct Half {
     mode: Mode,
     pipe: Option<Pipe>,
-    /// Copy mode's leftover: bytes received that the destination did not take yet. Sent
-    /// before anything else; allocated only when needed, freed once sent.
+    /// Copy mode's leftover: bytes received that the destination did not take yet, or a
+    /// posted send's bytes. Sent before anything else; allocated only when needed, freed
+    /// once sent.
     held: Vec<u8>,
     /// How much of `held` has been sent.
     held_sent: usize,
@@ -459,12 +456,8 @@ impl Half {
     fn took(&mut self, n: usize) {
         self.held_sent += n;
         if self.held_sent == self.held.len() {
-            // a small buffer is kept for the next message (posted sends go through it)
-            if self.held.capacity() > KEEP_HELD {
-                self.held = Vec::new();
-            } else {
-                self.held.clear();
-            }
+            // an idle connection holds no buffer
+            self.held = Vec::new();
             self.held_sent = 0;
         }
         self.count(n);
@@ -530,8 +523,7 @@ impl Half {
             }
             if sendq::is_open() {
                 // kept until the send is made, at the end of the loop's pass
-                self.held.clear();
-                self.held.extend_from_slice(&buf[..n]);
+                self.held = buf[..n].to_vec();
                 self.held_sent = 0;
                 if sendq::post(dst.fd(), &self.held, from.peer()) {
                     ops::count(|s| s.sends += 1);
@@ -606,6 +598,9 @@ pub(crate) struct Relay<O> {
     seen: u64,
     last_progress: Instant,
     last_activity: Instant,
+    /// Why the relay ends, once a posted send's result is in (so the final counters have
+    /// its bytes).
+    stopping: Option<Stop>,
 }
 
 impl<O: Observer> Relay<O> {
@@ -625,6 +620,7 @@ impl<O: Observer> Relay<O> {
             seen: 0,
             last_progress: now,
             last_activity: now,
+            stopping: None,
         }
     }
 
@@ -646,6 +642,8 @@ impl<O: Observer> Relay<O> {
 
     /// The send posted to `side`'s socket was made (see [`crate::sendq`]).
     pub(crate) fn sent(&mut self, side: Side, result: i32) {
+        // bytes moved (or an error came): the counters are to be read again
+        self.fresh = false;
         match side {
             Side::Server => self.c2s.sent(result, &mut self.server),
             Side::Client => self.s2c.sent(result, &mut self.client),
@@ -659,9 +657,18 @@ impl<O: Observer> Relay<O> {
 
     /// Moves what can move, reports, handles the deadlines that passed by `now`.
     pub(crate) fn turn(&mut self, now: Instant) -> Turn {
-        match self.step(now) {
+        let r = match self.stopping.take() {
+            Some(stop) => Err(stop),
+            None => self.step(now),
+        };
+        match r {
             Ok(true) => Turn::Again,
             Ok(false) => Turn::Wait,
+            Err(stop) if self.c2s.posted || self.s2c.posted => {
+                // the other direction's send is being made: its result comes before the end
+                self.stopping = Some(stop);
+                Turn::Wait
+            }
             Err(Stop::Reset(side)) => {
                 self.fresh = false;
                 self.emit(side.reset_event());

@@ -21,8 +21,9 @@
 //! descriptor. The job must keep both (not touch the buffer, not close the socket) until
 //! its completion arrives; the loop submits the posts before it takes any job out of its
 //! set. Posting is open only inside the loop's passes, so a job run anywhere else sends
-//! directly. Without io_uring (an old kernel, `kernel.io_uring_disabled`, a seccomp filter)
-//! the loop has no ring and posting never opens.
+//! directly. Without io_uring's send (a kernel before 5.6, `kernel.io_uring_disabled`, a
+//! seccomp filter), or with `RVS_IO_URING=0` in the environment, the loop has no ring and
+//! posting never opens.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -32,7 +33,7 @@ use io_uring::{opcode, types, IoUring};
 
 use crate::reactor::Side;
 
-/// Submission queue entries of a thread's ring; a pass with more posts submits in chunks.
+/// Submission queue entries of a thread's ring; a pass with more posts submits them in rounds.
 const ENTRIES: u32 = 256;
 
 /// One send waiting for the end of the pass.
@@ -112,8 +113,15 @@ impl Ring {
         if off || !WANTED.try_with(Cell::get).unwrap_or(true) {
             return Err(io::Error::other("turned off"));
         }
+        let ring = IoUring::new(ENTRIES)?;
+        // io_uring came in Linux 5.1, its send in 5.6
+        let mut probe = io_uring::Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(opcode::Send::CODE) {
+            return Err(io::Error::other("this kernel's io_uring has no send"));
+        }
         Ok(Ring {
-            ring: IoUring::new(ENTRIES)?,
+            ring,
             batch: Vec::new(),
         })
     }
@@ -122,37 +130,42 @@ impl Ring {
     /// sent, or a negated errno (`-EAGAIN`: the socket's buffer was full).
     pub(crate) fn submit(&mut self, mut done: impl FnMut(u64, i32)) {
         let _ = POSTS.try_with(|p| std::mem::swap(&mut *p.borrow_mut(), &mut self.batch));
-        for chunk in self.batch.chunks(ENTRIES as usize) {
+        let mut rest = &self.batch[..];
+        while !rest.is_empty() {
+            let mut left = 0;
             {
                 let mut sq = self.ring.submission();
-                for p in chunk {
+                for p in rest {
                     let e = opcode::Send::new(types::Fd(p.fd), p.ptr, p.len)
                         .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
                         .build()
                         .user_data(p.token);
-                    // SAFETY: the queue was empty and a chunk fits in it; the buffer and the
-                    // socket stay valid until the completion is read below (module docs).
-                    let pushed = unsafe { sq.push(&e) };
-                    debug_assert!(pushed.is_ok(), "a chunk fits in the submission queue");
+                    // SAFETY: the buffer and the socket stay valid until the completion is
+                    // read below (module docs).
+                    if unsafe { sq.push(&e) }.is_err() {
+                        break; // full: the rest goes in the next round
+                    }
+                    left += 1;
                 }
             }
+            rest = &rest[left..];
             crate::relay::ops::count(|s| s.batches += 1);
-            let mut left = chunk.len();
             let mut failures = 0u32;
             while left > 0 {
                 if let Err(e) = self.ring.submit_and_wait(left) {
-                    if !matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
-                    ) {
-                        // Never seen. The sends point into buffers and at descriptors that
-                        // must not be reused before they are done: rather than risk bytes
-                        // going to another connection, the process stops.
+                    if e.raw_os_error() != Some(libc::EINTR) {
+                        // Not seen in practice (EAGAIN, EBUSY: the kernel is short of memory).
+                        // The sends point into buffers and at descriptors that must not be
+                        // reused before they are done: rather than let bytes go to another
+                        // connection, the process stops if this does not pass.
                         failures += 1;
-                        tracing::error!("TCP event loop: io_uring: {e}");
-                        if failures == 100 {
+                        if failures == 1 {
+                            tracing::error!("TCP event loop: io_uring: {e}");
+                        }
+                        if failures == 1000 {
                             std::process::abort();
                         }
+                        std::thread::yield_now();
                     }
                 }
                 for cqe in self.ring.completion() {
@@ -172,7 +185,7 @@ impl Ring {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -243,21 +256,55 @@ mod tests {
         }
     }
 
+    /// Whether this machine gives rvs a ring (not under a seccomp filter that forbids
+    /// io_uring, for one); the tests that need one say so and pass without.
+    pub(crate) fn ring_here() -> bool {
+        match super::Ring::new() {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("no io_uring here ({e}): the sends are not made together");
+                false
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_sends_of_a_pass_go_out_in_one_call() {
+        if !ring_here() {
+            return;
+        }
         let mut rs = relays(8).await;
         let d = one_message_each(&mut rs).await;
         assert_eq!(d.sends, 8);
-        assert_eq!(
-            d.batches, 1,
-            "eight messages that arrived together, one io_uring_enter: {d:?}"
+        // Eight messages that arrived together, one io_uring_enter; two if the kernel put off
+        // part of the loopback delivery (a busy machine).
+        assert!(
+            (1..=2).contains(&d.batches),
+            "{} calls for eight sends: {d:?}",
+            d.batches
         );
         assert_eq!(d.held, 0);
     }
 
+    /// Sets whether this thread's loop gets a ring, and restores the default when dropped.
+    struct Want;
+
+    impl Want {
+        fn ring(want: bool) -> Want {
+            super::want_ring_here(want);
+            Want
+        }
+    }
+
+    impl Drop for Want {
+        fn drop(&mut self) {
+            super::want_ring_here(true);
+        }
+    }
+
     #[tokio::test]
     async fn without_a_ring_each_message_is_sent_at_once() {
-        super::want_ring_here(false);
+        let _want = Want::ring(false);
         let mut rs = relays(4).await;
         let d = one_message_each(&mut rs).await;
         assert_eq!((d.sends, d.batches), (4, 0), "{d:?}");

@@ -6,7 +6,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Half, Mode, Pump, Side, Stop};
+use tokio::time::Instant;
+
+use super::{
+    Counters, Event, Half, Mode, Observer, Outcome, Pump, Relay, RelayOpts, Side, Stop, Turn,
+};
 use crate::pipe;
 use crate::reactor::Sock;
 
@@ -80,7 +84,7 @@ async fn held_bytes_go_out_before_spliced_ones_then_fin() {
     assert_eq!(half.bytes, got.len() as u64);
     assert!(
         half.held.is_empty() && half.held.capacity() == 0,
-        "a held buffer over KEEP_HELD is freed"
+        "held buffer freed"
     );
     assert!(pipe::stats().splices > splices, "the rest was spliced");
 }
@@ -111,4 +115,51 @@ async fn held_bytes_to_a_reset_destination_blame_it() {
     // On loopback the RST is in before the close returns: the first send meets it.
     let r = drive(&mut half, relay_server, relay_client).await;
     assert!(matches!(r, Err(Stop::Reset(Side::Client))), "{r:?}");
+}
+
+/// An observer that ends the relay at its first event.
+struct EndAtOnce;
+
+impl Observer for EndAtOnce {
+    fn event(&mut self, _ev: Event, _c: &Counters) -> bool {
+        false
+    }
+}
+
+/// A relay that must end while a send of the other direction is posted ends once that
+/// send's result is in, and its final counters have the bytes.
+#[tokio::test]
+async fn the_end_waits_for_a_posted_send() {
+    let (_client_app, relay_client) = connected().await;
+    let (mut server_app, relay_server) = connected().await;
+    let opts = RelayOpts {
+        report_every: Duration::ZERO,
+        idle: Duration::ZERO,
+    };
+    let now = Instant::now();
+    let mut relay = Relay::new(
+        Sock::new(relay_client.into_std().unwrap()),
+        Sock::new(relay_server.into_std().unwrap()),
+        &opts,
+        EndAtOnce,
+        now,
+    );
+    // five bytes to the server, their send posted and not made yet
+    relay.c2s.held = b"hello".to_vec();
+    relay.c2s.posted = true;
+    // the server's answer moves; its Progress report ends the relay
+    server_app.write_all(b"answer").await.unwrap();
+    server_app.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    relay.server.readable = true;
+    relay.client.writable = true;
+    assert!(
+        matches!(relay.turn(now), Turn::Wait),
+        "the end waits for the send's result"
+    );
+    relay.sent(Side::Server, 5);
+    let end = relay.turn(now);
+    assert!(matches!(end, Turn::End(Outcome::Aborted)), "{end:?}");
+    let c = relay.counters();
+    assert_eq!((c.c2s_bytes, c.s2c_bytes), (5, 6));
 }

@@ -13,7 +13,11 @@
 //!   it: on loopback keep-alive HTTP with 64-byte bodies, copying takes about 7% less CPU per
 //!   request. So a direction starts in *copy mode*: it receives into the thread's scratch buffer
 //!   ([`SCRATCH`] bytes, one per thread, no allocation per connection) and sends at once
-//!   (`MSG_NOSIGNAL`). A receive that fills the whole buffer means a bulk transfer: the
+//!   (`MSG_NOSIGNAL`); inside a pass of the event loop that has io_uring, it copies the bytes
+//!   into the direction's own buffer and posts the send instead, which the loop makes with
+//!   the pass's other sends in one call (`sendq` module); nothing moves in that direction
+//!   until the result is in, and a relay that must end meanwhile ends then, so that its
+//!   final counters have those bytes. A receive that fills the whole buffer means a bulk transfer: the
 //!   direction switches to *splice mode* (socket → pipe → socket, never through userspace).
 //!   When the source runs empty after a burst smaller than the buffer, the direction goes back
 //!   to copy mode (a keep-alive connection's next small request). [`stats`] and

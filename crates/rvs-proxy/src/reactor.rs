@@ -265,14 +265,19 @@ pub(crate) fn add(job: Box<dyn Job>) -> io::Result<JobId> {
     r?
 }
 
-/// Runs `job`; `None` when its handler panicked (logged): one connection's bug must not take
-/// the worker's others down with it.
-fn run_guarded(job: &mut dyn Job, now: Instant) -> Option<Step> {
-    let step = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(now)));
-    if step.is_err() {
-        tracing::error!("a TCP connection's handler panicked: both its sockets are reset");
+/// Calls one of a job's handlers; `None` when it panicked (logged, with `then`: what follows
+/// for the job): one connection's bug must not take the worker's others down with it.
+fn guarded<T>(then: &str, f: impl FnOnce() -> T) -> Option<T> {
+    let r = std::panic::catch_unwind(AssertUnwindSafe(f));
+    if r.is_err() {
+        tracing::error!("a TCP connection's handler panicked: {then}");
     }
-    step.ok()
+    r.ok()
+}
+
+/// Runs `job`; `None` when its handler panicked: its sockets are then reset.
+fn run_guarded(job: &mut dyn Job, now: Instant) -> Option<Step> {
+    guarded("both its sockets are reset", || job.run(now))
 }
 
 /// Drops a job whose handler panicked: both its sockets close with a reset, and a panic
@@ -818,10 +823,9 @@ impl Reactor {
                 return;
             }
             let Some(job) = s.job.as_mut() else { return };
-            let told = std::panic::catch_unwind(AssertUnwindSafe(|| job.sent(side, result)));
-            if told.is_err() {
-                tracing::error!("a TCP connection's handler panicked on a send's result");
-            }
+            guarded("on a send's result; it runs again", || {
+                job.sent(side, result)
+            });
             self.queue(slot);
         });
         self.ring = Some(ring);

@@ -403,9 +403,6 @@ impl Half {
         from: Side,
         last: bool,
     ) -> Result<Pump, Stop> {
-        if self.posted {
-            return Ok(Pump::Blocked);
-        }
         if let Some(e) = self.failed.take() {
             return Err(classify(e, from.peer()));
         }
